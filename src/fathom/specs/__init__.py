@@ -1,0 +1,1 @@
+"""Specs: frozen descriptions of a model, the hardware, and an execution plan."""

@@ -1,0 +1,145 @@
+"""Hardware as data: a device (one GPU or GCD) and a system (how devices are wired into nodes and a fabric).
+
+Catalog files use the units of datasheets (TFLOP/s, GiB, GB/s, W); the ``*_per_s`` / ``*_bytes`` properties give
+SI values to the cost model, which never converts units itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from fathom.errors import FathomInputError
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+GIB = 1024**3
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def validate_or_explain(cls: type[BaseModel], data: dict, what: str) -> BaseModel:
+    """Validate ``data`` into ``cls``; turn pydantic's report into one line naming the field."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or what
+        raise FathomInputError(f"{what} field {loc}: {err['msg']}") from None
+
+
+class DeviceEfficiency(_Frozen):
+    """What fraction of the datasheet a real kernel reaches on this device (measured, with a source).
+
+    ``gemm``: large-GEMM throughput / dense peak, per precision, from maximum-achievable-matmul measurements.
+    ``memory``: streamed bandwidth / datasheet HBM bandwidth.
+    ``attention``: fused (flash) attention forward+backward throughput / dense peak.
+    """
+
+    gemm: dict[str, float] = Field(default_factory=lambda: {"default": 0.75})
+    memory: float = Field(0.85, gt=0, le=1)
+    attention: float = Field(0.55, gt=0, le=1)
+    kernel_launch_us: float = Field(4.0, ge=0, description="fixed cost per kernel (launch + tail)")
+    source: str = "fathom defaults"
+
+    def gemm_fraction(self, precision: str) -> float:
+        return self.gemm.get(precision, self.gemm.get("default", 0.75))
+
+
+class DeviceSpec(_Frozen):
+    """One accelerator as the framework sees it (an MI250X GCD counts as one device, as Frontier exposes it)."""
+
+    name: str
+    vendor: str
+    peak_tflops: dict[str, PositiveFloat]  # dense (no 2:4 sparsity), per precision
+    memory_gib: PositiveFloat
+    mem_bw_GBps: PositiveFloat
+    tdp_w: PositiveFloat
+    num_compute_units: PositiveInt  # SMs (NVIDIA) or CUs (AMD): sets GEMM wave quantisation
+    host_link_GBps: PositiveFloat = 32.0  # per direction, GPU <-> host (PCIe / C2C)
+    default_system: str | None = None
+    price_per_gpu_hour_usd: PositiveFloat | None = None
+    efficiency: DeviceEfficiency = Field(default_factory=DeviceEfficiency)
+    source: str
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceSpec:
+        unknown = set(self.peak_tflops) - set(PRECISIONS)
+        if unknown:
+            raise ValueError(f"unknown precision {sorted(unknown)} (valid: {', '.join(PRECISIONS)})")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DeviceSpec:
+        return validate_or_explain(cls, data, "gpu")  # type: ignore[return-value]
+
+    def peak_flops_per_s(self, precision: str) -> float:
+        """Dense peak for ``precision``; fp8 on a device without it falls back to 16-bit (as engines do)."""
+        for p in (precision, "bf16" if precision in ("fp8", "int8", "int4") else precision, "fp16"):
+            if p in self.peak_tflops:
+                return self.peak_tflops[p] * 1e12
+        raise FathomInputError(
+            f"precision: {self.name} has no {precision} rate (has: {', '.join(sorted(self.peak_tflops))})"
+        )
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * GIB
+
+    @property
+    def mem_bw_bytes_per_s(self) -> float:
+        return self.mem_bw_GBps * 1e9
+
+    @property
+    def host_link_bytes_per_s(self) -> float:
+        return self.host_link_GBps * 1e9
+
+
+class SystemSpec(_Frozen):
+    """Nodes of identical devices: a fast scale-up tier inside a node (or NVLink domain) and a scale-out fabric.
+
+    Bandwidths are per GPU per direction. ``*_efficiency`` is the achieved collective bus bandwidth over the
+    link rate (nccl-tests / rccl-tests busbw), a property of the fabric, not of any one workload.
+    """
+
+    name: str
+    device: str
+    gpus_per_node: PositiveInt
+    scaleup_domain: PositiveInt | None = None  # GPUs sharing the intra-node tier (NVL72: 72)
+    intra_node_bw_GBps: PositiveFloat
+    intra_node_latency_us: PositiveFloat = 5.0
+    intra_node_efficiency: float = Field(0.8, gt=0, le=1)
+    inter_node_bw_GBps: PositiveFloat
+    inter_node_latency_us: PositiveFloat = 10.0
+    inter_node_efficiency: float = Field(0.8, gt=0, le=1)
+    nvme_bw_GBps: PositiveFloat = 5.0  # per node, for ZeRO-Infinity offload
+    host_memory_gib: PositiveFloat = 1024.0  # per node
+    pue: PositiveFloat = 1.2
+    source: str
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SystemSpec:
+        return validate_or_explain(cls, data, "system")  # type: ignore[return-value]
+
+    @property
+    def domain_size(self) -> int:
+        return self.scaleup_domain or self.gpus_per_node
+
+    @property
+    def intra_bytes_per_s(self) -> float:
+        return self.intra_node_bw_GBps * 1e9 * self.intra_node_efficiency
+
+    @property
+    def inter_bytes_per_s(self) -> float:
+        return self.inter_node_bw_GBps * 1e9 * self.inter_node_efficiency
+
+
+class Cluster(_Frozen):
+    """A device in a system, ``num_gpus`` of them: the hardware side of every estimate."""
+
+    device: DeviceSpec
+    system: SystemSpec
+    num_gpus: PositiveInt
