@@ -71,6 +71,7 @@ class ModelSpec(_Frozen):
     max_seq_len: PositiveInt = 4096
     norm_type: NormType = "rmsnorm"
     norms_per_layer: PositiveInt = 2
+    norm_bias: bool = True  # layernorm bias; MPT (no_bias=True) drops it. RMSNorm never has one
     qk_norm: bool = False
     qkv_bias: bool = False
     attn_out_bias: bool = False
@@ -79,6 +80,7 @@ class ModelSpec(_Frozen):
     embedding_norm: bool = False  # BLOOM normalises the word embeddings
     position_embedding: PositionEmbedding = "rope"
     parallel_block: bool = False  # GPT-J / NeoX / Falcon: attention and MLP read the same input
+    hidden_dropout: bool = False  # trained with dropout (GPT-3/Megatron era): masks kept for backward
     sliding_window: int = Field(0, ge=0, description="window size in tokens; 0 = full attention")
     num_sliding_window_layers: int = Field(0, ge=0)
     moe: MoESpec | None = None
@@ -132,7 +134,7 @@ class ModelSpec(_Frozen):
     # ---- parameter counts -----------------------------------------------------------------------
     @property
     def _norm_params(self) -> int:
-        return (2 if self.norm_type == "layernorm" else 1) * self.hidden_size
+        return (2 if self.norm_type == "layernorm" and self.norm_bias else 1) * self.hidden_size
 
     @property
     def attention_params(self) -> int:

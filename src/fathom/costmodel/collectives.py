@@ -1,0 +1,71 @@
+"""Alpha-beta cost of NCCL-style collectives over a two-tier fabric (scale-up domain, scale-out network).
+
+Ring collectives move ``2 (n-1)/n`` (all-reduce) or ``(n-1)/n`` (all-gather, reduce-scatter) of the buffer
+through each rank's link (Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms"); double binary
+trees move the same volume with ``O(log n)`` latency steps (Sanders et al. 2009), and NCCL picks the faster,
+so the latency term is the smaller of the two. A group whose ranks sit in several scale-up domains is limited
+by the network: with ``k`` group members per domain and one NIC per GPU, the domain's ``k`` NICs carry the
+traffic in parallel (NCCL runs one ring per NIC), so the usable per-rank bandwidth is ``min(intra, k * inter)``.
+Ranks are laid out Megatron-style: TP fastest, then CP, then DP, then PP (each group has a ``stride``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fathom.specs.hardware import SystemSpec
+
+ArrayLike = np.ndarray | float | int
+
+
+def group_link(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Effective per-rank bandwidth (bytes/s) and per-step latency (s) for a group of ``size`` ranks."""
+    size = np.asarray(size, dtype=float)
+    stride = np.asarray(stride, dtype=float)
+    domain = float(system.domain_size)
+    inside = size * stride <= domain
+    members_per_domain = np.clip(np.floor(domain / np.maximum(stride, 1.0)), 1.0, None)
+    members_per_domain = np.minimum(members_per_domain, size)
+    network_bw = np.minimum(system.intra_bytes_per_s, members_per_domain * system.inter_bytes_per_s)
+    bw = np.where(inside, system.intra_bytes_per_s, network_bw)
+    latency = np.where(inside, system.intra_node_latency_us, system.inter_node_latency_us) * 1e-6
+    return bw, latency
+
+
+def _latency_steps(n: np.ndarray, ring_steps: np.ndarray) -> np.ndarray:
+    tree_steps = 2.0 * np.ceil(np.log2(np.maximum(n, 2.0)))
+    return np.minimum(ring_steps, tree_steps)
+
+
+def all_reduce_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """Time of an all-reduce of ``nbytes`` over ``size`` ranks (0 when ``size`` is 1)."""
+    n = np.asarray(size, dtype=float)
+    bw, lat = group_link(system, n, stride)
+    t = 2.0 * (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * _latency_steps(n, 2.0 * (n - 1.0))
+    return np.where(n > 1, t, 0.0)
+
+
+def all_gather_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """Time of an all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same."""
+    n = np.asarray(size, dtype=float)
+    bw, lat = group_link(system, n, stride)
+    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * _latency_steps(n, n - 1.0)
+    return np.where(n > 1, t, 0.0)
+
+
+reduce_scatter_s = all_gather_s
+
+
+def all_to_all_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """Time of an all-to-all where each rank sends ``nbytes`` in total, ``(n-1)/n`` of it to peers."""
+    n = np.asarray(size, dtype=float)
+    bw, lat = group_link(system, n, stride)
+    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * (n - 1.0)
+    return np.where(n > 1, t, 0.0)
+
+
+def p2p_s(system: SystemSpec, nbytes: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """One point-to-point send between neighbouring pipeline stages ``stride`` ranks apart."""
+    bw, lat = group_link(system, 2.0, stride)
+    per_rank_bw = np.where(np.asarray(stride) >= system.domain_size, system.inter_bytes_per_s, bw)
+    return np.asarray(nbytes, dtype=float) / per_rank_bw + lat

@@ -1,0 +1,46 @@
+"""FLOPs of training, in the conventions the field reports.
+
+Model FLOPs (for MFU) follow Narayanan et al. 2021 / Chowdhery et al. 2022 (PaLM, App. B): 6 FLOPs per
+active matmul parameter per token (forward 2, backward 4), including the LM head, plus attention's
+2 * 2 * s * (d_qk + d_v)/2 per head per token and layer counted over the full (non-causal) sequence, or over
+the window for sliding-window layers. Embedding lookups, norms and softmax are not counted.
+Hardware FLOPs (for HFU) add what recomputation executes again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fathom.specs.model import ModelSpec
+
+
+def matmul_params_active(model: ModelSpec) -> float:
+    """Parameters that take part in a matmul for each token (embedding lookup excluded, tied head included)."""
+    head = model.vocab_size * model.hidden_size if model.tied_embeddings else 0
+    return float(model.num_active_params - model.embedding_params + head)
+
+
+def attention_flops_per_token_fwd(model: ModelSpec, seq_len) -> np.ndarray:
+    """Forward attention-score and attention-value FLOPs per token, summed over layers."""
+    seq = np.asarray(seq_len, dtype=float)
+    if model.mla is not None:
+        dims = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim
+    else:
+        dims = 2 * model.head_dim
+    w = float(model.sliding_window or 0)
+    window_keys = np.minimum(seq, w) if w else seq
+    keys_sum = (model.num_layers - model.num_sliding_window_layers) * seq + model.num_sliding_window_layers * window_keys
+    return 2.0 * keys_sum * model.num_heads * dims
+
+
+def model_flops_per_token(model: ModelSpec, seq_len) -> np.ndarray:
+    """Forward + backward model FLOPs per trained token (3x the forward)."""
+    return 3.0 * (2.0 * matmul_params_active(model) + attention_flops_per_token_fwd(model, seq_len))
+
+
+def recompute_flops_per_token(model: ModelSpec, seq_len, recompute_code) -> np.ndarray:
+    """FLOPs executed again per token: the whole forward (full) or the attention core (selective)."""
+    fwd_all = 2.0 * matmul_params_active(model) + attention_flops_per_token_fwd(model, seq_len)
+    attn = attention_flops_per_token_fwd(model, seq_len)
+    code = np.asarray(recompute_code)
+    return np.select([code == 2, code == 1], [fwd_all, attn], 0.0)

@@ -1,0 +1,72 @@
+"""Time of one kernel class on one device: GEMMs, fused attention, memory-bound elementwise kernels.
+
+The efficiency model belongs to the device, not to a workload:
+- a GEMM reaches the device's measured maximum-achievable matmul rate (``efficiency.gemm``) times a shape
+  utilisation: output tiles are spread over the compute units in waves, and a partly filled last wave
+  idles the rest (wave quantisation, NVIDIA "Matrix Multiplication Background" guide). Like cuBLAS, we take the
+  best of several tile shapes, smaller tiles paying their lower data reuse. A short reduction dimension
+  pays the pipeline fill of the K loop. The roofline bound (bytes / achievable HBM bandwidth) applies too.
+- fused attention (FlashAttention-2, Dao 2023) runs at ``efficiency.attention`` of peak for long sequences;
+  its backward does 2.5x the forward matmul work (five GEMMs instead of two).
+- memory-bound kernels move bytes at ``efficiency.memory`` of HBM bandwidth.
+Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fathom.specs.hardware import DeviceSpec
+
+# (tile_m, tile_n, intrinsic efficiency relative to the largest tile): smaller tiles reuse less data.
+_TILES = ((256, 128, 1.0), (128, 128, 0.94), (128, 64, 0.82), (64, 64, 0.66))
+_K_FILL = 64.0  # reduction length lost to the K-loop prologue/epilogue (one 64-wide k-step)
+_ATTN_HALF_SEQ = 256.0  # sequence length at which fused attention runs at half its long-sequence rate
+
+BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+
+
+def gemm_utilisation(device: DeviceSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Fraction of the device's large-GEMM rate that an (m x k) @ (k x n) product reaches."""
+    units = float(device.num_compute_units)
+    best = np.zeros(np.broadcast(m, n, k).shape)
+    for tile_m, tile_n, intrinsic in _TILES:
+        tiles = np.ceil(m / tile_m) * np.ceil(n / tile_n)
+        waves = tiles / units
+        fill = waves / np.ceil(waves)
+        useful = (m * n) / (tiles * tile_m * tile_n)  # padding of the edge tiles
+        best = np.maximum(best, fill * useful * intrinsic)
+    return best * k / (k + _K_FILL)
+
+
+def gemm_s(device: DeviceSpec, precision: str, m, n, k, count=1.0) -> np.ndarray:
+    """Seconds for ``count`` GEMMs of shape (m, k) x (k, n) in ``precision``."""
+    m, n, k = (np.maximum(np.asarray(x, dtype=float), 1.0) for x in (m, n, k))
+    eff = device.efficiency
+    rate = device.peak_flops_per_s(precision) * eff.gemm_fraction(precision)
+    compute = 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k))
+    elem = BYTES.get(precision, 2.0)
+    memory = (m * k + k * n + m * n) * elem / (device.mem_bw_bytes_per_s * eff.memory)
+    return np.asarray(count, dtype=float) * (np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6)
+
+
+def attention_flops(batch, seq_q, seq_kv_avg, heads, head_dim_qk, head_dim_v) -> np.ndarray:
+    """Forward matmul FLOPs of attention: Q K^T and P V over the keys each query actually attends to."""
+    return 2.0 * batch * seq_q * seq_kv_avg * heads * (head_dim_qk + head_dim_v)
+
+
+def attention_s(device: DeviceSpec, flops_fwd, seq_len, backward: bool = False) -> np.ndarray:
+    """Seconds of fused attention forward (or backward: 2.5x the work) at the device's attention rate."""
+    eff = device.efficiency
+    seq = np.asarray(seq_len, dtype=float)
+    rate = device.peak_flops_per_s("bf16") * eff.attention * seq / (seq + _ATTN_HALF_SEQ)
+    work = np.asarray(flops_fwd, dtype=float) * (2.5 if backward else 1.0)
+    return work / rate + eff.kernel_launch_us * 1e-6
+
+
+def memory_bound_s(device: DeviceSpec, nbytes, kernels=1.0) -> np.ndarray:
+    """Seconds for elementwise/normalisation kernels that stream ``nbytes`` through HBM."""
+    eff = device.efficiency
+    return np.asarray(nbytes, dtype=float) / (device.mem_bw_bytes_per_s * eff.memory) + np.asarray(
+        kernels, dtype=float
+    ) * eff.kernel_launch_us * 1e-6

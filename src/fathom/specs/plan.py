@@ -1,0 +1,61 @@
+"""A training execution plan: how one model is laid out over a cluster and batched.
+
+Closed choices are Literals; the plan validates only itself here. ``fathom.training.plans.check_plan``
+checks it against a model and a cluster (TP divides heads, degrees multiply to the GPU count, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+Schedule = Literal["1f1b", "interleaved", "zero-bubble"]
+Recompute = Literal["none", "selective", "full"]
+TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
+Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd"]
+Offload = Literal["none", "cpu", "nvme"]
+
+SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble")
+RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
+TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd")
+OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
+
+
+class TrainingPlan(BaseModel):
+    """Parallel degrees, batching, memory-saving levers and numerics of one training run.
+
+    ``global_batch`` and ``micro_batch`` count sequences; gradient accumulation is derived as
+    ``global_batch / (micro_batch * dp)``. ``vpp`` is the number of model chunks per pipeline rank
+    (Narayanan et al. 2021 interleaved 1F1B); 1 means plain 1F1B.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq_len: PositiveInt
+    global_batch: PositiveInt
+    micro_batch: PositiveInt = 1
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    dp: PositiveInt = 1
+    cp: PositiveInt = 1
+    ep: PositiveInt = 1
+    vpp: PositiveInt = 1
+    sequence_parallel: bool = True
+    zero: int = Field(1, ge=0, le=3)
+    schedule: Schedule = "1f1b"
+    recompute: Recompute = "selective"
+    precision: TrainPrecision = "bf16"
+    optimizer: Optimizer = "adamw"
+    offload: Offload = "none"
+    flash_attention: bool = True  # fused attention that never stores the s x s score matrix (Dao et al. 2022)
+    overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.global_batch // (self.micro_batch * self.dp)

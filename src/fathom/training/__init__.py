@@ -1,0 +1,1 @@
+"""Training estimators: memory per GPU and step time for arrays of plans."""

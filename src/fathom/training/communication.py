@@ -1,0 +1,92 @@
+"""Communication of a training step, priced with the alpha-beta collectives of ``fathom.costmodel``.
+
+Megatron rank order (TP fastest, then CP, then DP, then PP) fixes each group's stride, hence its tier.
+- TP: two all-reduces per layer forward and two backward (Shoeybi et al. 2019); with sequence parallelism,
+  all-gather + reduce-scatter pairs of the same total volume (Korthikanti et al. 2022). Not overlapped.
+- CP: ring attention passes K/V blocks around the CP ring (Liu et al. 2023); overlapped with the attention
+  compute of the current block, so only the excess is exposed.
+- EP: dispatch and combine all-to-alls, forward and backward (Lepikhin et al. 2020, GShard).
+- PP: one activation send per micro-batch per stage boundary, each way.
+- DP/ZeRO: gradient all-reduce (ZeRO 0), or reduce-scatter + parameter all-gather (ZeRO 1/2),
+  per micro-batch gathers for ZeRO 3 (Rajbhandari et al. 2020). Frameworks reduce gradients in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.costmodel.collectives import all_gather_s, all_reduce_s, all_to_all_s, p2p_s, reduce_scatter_s
+from fathom.specs.hardware import SystemSpec
+from fathom.specs.model import ModelSpec
+from fathom.training.compute import ACT_BYTES
+from fathom.training.plans import PlanArrays
+from fathom.training.shapes import PlanShapes
+
+GRAD_REDUCE_BYTES = 4.0
+PARAM_GATHER_BYTES = 2.0
+
+
+@dataclass(frozen=True)
+class LayerComm:
+    """Exposed seconds per layer per micro-batch (forward / backward), and per-boundary p2p."""
+
+    tp_fwd: np.ndarray
+    tp_bwd: np.ndarray
+    cp_fwd: np.ndarray
+    cp_bwd: np.ndarray
+    ep_fwd: np.ndarray
+    ep_bwd: np.ndarray
+    pp_p2p: np.ndarray  # one send of one micro-batch's boundary activation
+
+
+def layer_comm(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShapes,
+               attn_fwd: np.ndarray, attn_bwd: np.ndarray) -> LayerComm:
+    h = model.hidden_size
+    act = s.tokens * h * ACT_BYTES
+    tp_one = all_reduce_s(system, act, p.tp, 1)
+    # Dense layers: one collective pair for attention, one for the MLP; MoE layers route the MLP through EP.
+    tp_fwd = (2.0 - s.moe_fraction) * tp_one
+    # CP: each of cp-1 ring steps moves this rank's K and V block; backward also returns dK, dV.
+    kv_heads = model.num_kv_heads if model.mla is None else model.num_heads
+    kv_dim = model.head_dim if model.mla is None else (
+        model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2
+    kv_block = 2 * s.tokens * kv_heads * kv_dim / np.maximum(p.tp, 1) * ACT_BYTES
+    ring_step = p2p_s(system, kv_block, p.tp)
+    cp_steps = p.cp - 1.0
+    cp_fwd = np.where(p.cp > 1, np.maximum(cp_steps * ring_step - attn_fwd, 0.0), 0.0)
+    cp_bwd = np.where(p.cp > 1, np.maximum(2 * cp_steps * ring_step - attn_bwd, 0.0), 0.0)
+    ep_fwd = ep_bwd = np.zeros_like(tp_fwd)
+    if model.moe is not None:
+        routed = s.tokens_sp * model.moe.top_k * h * ACT_BYTES
+        a2a = all_to_all_s(system, routed, p.ep, 1)
+        ep_fwd = s.moe_fraction * 2 * a2a
+        ep_bwd = ep_fwd
+    boundary = np.where(p.sequence_parallel, s.tokens_sp, s.tokens) * h * ACT_BYTES
+    pp_stride = p.tp * p.cp * p.dp
+    pp_p2p = np.where(p.pp > 1, p2p_s(system, boundary, pp_stride), 0.0)
+    return LayerComm(tp_fwd, tp_fwd.copy(), cp_fwd, cp_bwd, ep_fwd, ep_bwd, pp_p2p)
+
+
+@dataclass(frozen=True)
+class DataParallelComm:
+    """Seconds per optimizer step of data-parallel traffic, before overlap (``total``) and per micro-batch."""
+
+    per_step: np.ndarray  # ZeRO 0-2: gradient reduction + parameter gather, once per step
+    per_micro_batch: np.ndarray  # ZeRO 3: parameter gathers and gradient reduce-scatter every micro-batch
+
+
+def data_parallel_comm(system: SystemSpec, p: PlanArrays, s: PlanShapes) -> DataParallelComm:
+    group = p.dp * p.cp  # gradients are averaged over DP and CP ranks
+    stride = p.tp
+    params = s.stage_params_local
+    grad_bytes = params * GRAD_REDUCE_BYTES
+    param_bytes = params * PARAM_GATHER_BYTES
+    plain = all_reduce_s(system, grad_bytes, group, stride)
+    sharded = reduce_scatter_s(system, grad_bytes, group, stride) + all_gather_s(system, param_bytes, group, stride)
+    per_step = np.where(p.zero == 0, plain, np.where(p.zero < 3, sharded, 0.0))
+    zero3 = 2 * all_gather_s(system, param_bytes, group, stride) + reduce_scatter_s(
+        system, grad_bytes, group, stride)
+    per_mb = np.where(p.zero == 3, zero3, 0.0)
+    return DataParallelComm(per_step=per_step, per_micro_batch=per_mb)

@@ -1,0 +1,161 @@
+"""Compute time of one transformer layer for one micro-batch on one GPU, forward and backward.
+
+Each layer is a list of GEMMs (with their shapes after tensor/expert parallel sharding), one attention core,
+and memory-bound kernels (norms, residual adds, activation, rotary, dropout). Backward GEMMs are priced with
+their own shapes: the input gradient (m x n) @ (n x k) and the weight gradient (k x m) @ (m x n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, gemm_s, memory_bound_s
+from fathom.specs.hardware import DeviceSpec
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TRAIN_PRECISIONS
+from fathom.training.plans import PlanArrays
+from fathom.training.shapes import PlanShapes
+
+ACT_BYTES = 2.0  # activations stay 16-bit even when GEMMs run in fp8 (Micikevicius et al. 2022)
+
+
+@dataclass(frozen=True)
+class LayerCompute:
+    """Seconds per layer per micro-batch (arrays over plans)."""
+
+    gemm_fwd: np.ndarray
+    gemm_bwd: np.ndarray
+    attn_fwd: np.ndarray
+    attn_bwd: np.ndarray
+    other_fwd: np.ndarray  # memory-bound kernels
+    other_bwd: np.ndarray
+    head_fwd: np.ndarray  # LM head + loss, on the last stage, per micro-batch
+    head_bwd: np.ndarray
+
+    @property
+    def fwd(self) -> np.ndarray:
+        return self.gemm_fwd + self.attn_fwd + self.other_fwd
+
+    @property
+    def bwd(self) -> np.ndarray:
+        return self.gemm_bwd + self.attn_bwd + self.other_bwd
+
+
+def _gemm_by_precision(dev: DeviceSpec, codes: np.ndarray, m, n, k, count=1.0) -> np.ndarray:
+    """GEMM time with each plan's own precision (loop over the few precisions present, not the plans)."""
+    out = np.zeros(np.broadcast(codes, m, n, k).shape)
+    for code in np.unique(codes):
+        sel = codes == code
+        out = np.where(sel, gemm_s(dev, TRAIN_PRECISIONS[int(code)], m, n, k, count), out)
+    return out
+
+
+def _gemm_set(dev, codes, shapes: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward time of a list of (m, n, k, count) GEMMs."""
+    fwd = bwd = 0.0
+    for m, n, k, count in shapes:
+        fwd = fwd + _gemm_by_precision(dev, codes, m, n, k, count)
+        bwd = bwd + _gemm_by_precision(dev, codes, m, k, n, count) + _gemm_by_precision(dev, codes, k, n, m, count)
+    return np.asarray(fwd), np.asarray(bwd)
+
+
+def _attention_gemms(model: ModelSpec, t: np.ndarray, tp: np.ndarray) -> list[tuple]:
+    h, nh, nkv, hd = model.hidden_size, model.num_heads, model.num_kv_heads, model.head_dim
+    if model.mla is not None:
+        m = model.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        q = [(t, nh * qk / tp, h, 1.0)] if not m.q_lora_rank else [
+            (t, m.q_lora_rank, h, 1.0), (t, nh * qk / tp, m.q_lora_rank, 1.0)]
+        return q + [
+            (t, m.kv_lora_rank + m.qk_rope_head_dim, h, 1.0),
+            (t, nh * (m.qk_nope_head_dim + m.v_head_dim) / tp, m.kv_lora_rank, 1.0),
+            (t, h, nh * m.v_head_dim / tp, 1.0),
+        ]
+    kv_local = np.maximum(nkv / tp, 1.0)  # KV heads are replicated when tp exceeds their number
+    return [(t, (nh / tp + 2 * kv_local) * hd, h, 1.0), (t, h, nh * hd / tp, 1.0)]
+
+
+def _mlp_gemms(model: ModelSpec, t, ffn_local, count=1.0) -> list[tuple]:
+    up = ffn_local * (2 if model.gated_mlp else 1)
+    return [(t, up, model.hidden_size, count), (t, model.hidden_size, ffn_local, count)]
+
+
+def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes, codes) -> tuple:
+    """Forward/backward seconds of softmax(QK^T)V for one layer (sliding-window layers averaged in)."""
+    tp = p.tp.astype(float)
+    seq = p.seq_len.astype(float)
+    heads = model.num_heads / tp
+    if model.mla is not None:
+        qk_dim = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
+        v_dim = model.mla.v_head_dim
+    else:
+        qk_dim = v_dim = model.head_dim
+    batch_q = s.tokens  # b * s / cp queries; each sees on average half the (causal) keys
+    full_keys = seq / 2.0
+    w = float(model.sliding_window or 0)
+    window_keys = np.where(seq > w, w * (1 - w / (2 * seq)), full_keys) if w else full_keys
+    frac_sw = model.num_sliding_window_layers / model.num_layers
+    keys = (1 - frac_sw) * full_keys + frac_sw * window_keys
+    flash_f = attention_flops(1.0, batch_q, keys, heads, qk_dim, v_dim)
+    flash = (attention_s(dev, flash_f, seq), attention_s(dev, flash_f, seq, backward=True))
+    # Unfused (pre-FlashAttention Megatron): batched GEMMs over the full s x s scores, plus softmax,
+    # mask and dropout streaming the score matrix through HBM (about 11 bytes per score forward).
+    bh = p.micro_batch * heads
+    sq = seq / p.cp
+    gf, gb = _gemm_set(dev, codes, [(sq, seq, qk_dim, bh), (sq, v_dim, seq, bh)])
+    scores = bh * sq * seq
+    unfused = (gf + memory_bound_s(dev, 11.0 * scores, 3), gb + memory_bound_s(dev, 16.0 * scores, 3))
+    fwd = np.where(p.flash_attention, flash[0], unfused[0])
+    bwd = np.where(p.flash_attention, flash[1], unfused[1])
+    return fwd, bwd
+
+
+def _elementwise_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes, ffn_local) -> tuple:
+    """Forward HBM bytes and kernel count of a layer's memory-bound kernels (backward: about twice)."""
+    h = model.hidden_size
+    tp = p.tp.astype(float)
+    norms = model.norms_per_layer * 2 * s.tokens_sp * h * ACT_BYTES  # read x, write y
+    residual = 2 * 3 * s.tokens_sp * h * ACT_BYTES  # two adds: read 2, write 1
+    dropout = (2 * 2.5 * s.tokens_sp * h * ACT_BYTES) if model.hidden_dropout else 0.0
+    act = (3 if model.gated_mlp else 2) * s.tokens * ffn_local * ACT_BYTES
+    rope = 0.0
+    if model.position_embedding == "rope":
+        rope = 2 * s.tokens * (model.num_heads + model.num_kv_heads) * model.head_dim / tp * ACT_BYTES
+    kernels = model.norms_per_layer + 2 + 1 + (model.position_embedding == "rope") + 2 * model.hidden_dropout
+    return norms + residual + dropout + act + rope, kernels
+
+
+def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes) -> LayerCompute:
+    codes = p.precision
+    tp = p.tp.astype(float)
+    t = s.tokens
+    attn_f, attn_b = _gemm_set(dev, codes, _attention_gemms(model, t, tp))
+    dense_f, dense_b = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp))
+    mlp_f, mlp_b = dense_f, dense_b
+    ffn_avg = model.ffn_size / tp
+    if model.moe is not None:
+        moe = model.moe
+        routed_tokens = s.tokens_sp * moe.top_k  # token copies this GPU's experts process (balanced routing)
+        experts_f, experts_b = _gemm_set(dev, codes, _mlp_gemms(model, routed_tokens, moe.expert_ffn_size))
+        router_f, router_b = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
+        shared_f = shared_b = 0.0
+        if moe.num_shared_experts:
+            shared_f, shared_b = _gemm_set(
+                dev, codes, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp))
+        fr = s.moe_fraction
+        mlp_f = (1 - fr) * dense_f + fr * (experts_f + router_f + shared_f)
+        mlp_b = (1 - fr) * dense_b + fr * (experts_b + router_b + shared_b)
+        ffn_avg = (1 - fr) * ffn_avg + fr * (routed_tokens / t * moe.expert_ffn_size)
+    core_f, core_b = _attention_core(model, dev, p, s, codes)
+    ew_bytes, ew_kernels = _elementwise_bytes(model, p, s, ffn_avg)
+    other_f = memory_bound_s(dev, ew_bytes, ew_kernels)
+    other_b = memory_bound_s(dev, 2 * ew_bytes, 2 * ew_kernels)
+    # LM head and loss on the last stage: logits GEMM (vocab sharded by TP) and fp32 softmax-cross-entropy.
+    v_local = model.vocab_size / tp
+    head_f, head_b = _gemm_set(dev, codes, [(t, v_local, model.hidden_size, 1.0)])
+    logits_bytes = t * v_local * (ACT_BYTES + 3 * BYTES["fp32"])
+    head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
+    head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
+    return LayerCompute(attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b)

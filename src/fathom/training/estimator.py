@@ -1,0 +1,91 @@
+"""The training estimator: memory per GPU and step time for one plan or an array of plans.
+
+``estimate_arrays`` is the vectorised core used by search and benchmarks; ``estimate_training`` wraps it
+for a single plan and returns the JSON-ready result the CLI prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from fathom.costmodel.flops import model_flops_per_token, recompute_flops_per_token
+from fathom.specs.hardware import GIB, Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TRAIN_PRECISIONS, TrainingPlan
+from fathom.training.communication import data_parallel_comm, layer_comm
+from fathom.training.compute import layer_compute
+from fathom.training.memory import MemoryBreakdown, training_memory
+from fathom.training.plans import PlanArrays, check_plan
+from fathom.training.result import TrainingEstimate, build_result
+from fathom.training.shapes import plan_shapes
+from fathom.training.step_time import TimeBreakdown, step_time
+
+
+@dataclass(frozen=True)
+class TrainingArrays:
+    """Everything estimated, one entry per plan."""
+
+    memory: MemoryBreakdown
+    time: TimeBreakdown
+    step_time_s: np.ndarray
+    tokens_per_s: np.ndarray
+    model_flops_per_step: np.ndarray
+    hardware_flops_per_step: np.ndarray
+    tflops_per_gpu: np.ndarray
+    mfu: np.ndarray
+    hfu: np.ndarray
+    peak_memory_bytes: np.ndarray
+    fits: np.ndarray
+
+
+def _reference_peak(cluster: Cluster, precision_codes: np.ndarray) -> np.ndarray:
+    """The peak MFU is measured against: the 16-bit dense peak (fp32 for fp32 training), as the field does."""
+    dev = cluster.device
+    half = dev.peak_flops_per_s("bf16") if "bf16" in dev.peak_tflops else dev.peak_flops_per_s("fp16")
+    fp32 = dev.peak_flops_per_s("fp32") if "fp32" in dev.peak_tflops else half
+    return np.where(precision_codes == TRAIN_PRECISIONS.index("fp32"), fp32, half)
+
+
+def estimate_arrays(model: ModelSpec, cluster: Cluster, plans: PlanArrays,
+                    memory_headroom: float = 0.0) -> TrainingArrays:
+    """Price every plan at once. ``memory_headroom`` is the fraction of device memory kept free."""
+    shapes = plan_shapes(model, cluster, plans)
+    compute = layer_compute(model, cluster.device, plans, shapes)
+    comm = layer_comm(model, cluster.system, plans, shapes, compute.attn_fwd, compute.attn_bwd)
+    dp = data_parallel_comm(cluster.system, plans, shapes)
+    times = step_time(model, cluster, plans, shapes, compute, comm, dp)
+    mem = training_memory(model, cluster, plans, shapes)
+    step = times.total
+    tokens = plans.global_batch.astype(float) * plans.seq_len
+    model_flops = tokens * model_flops_per_token(model, plans.seq_len)
+    hw_flops = model_flops + tokens * recompute_flops_per_token(model, plans.seq_len, plans.recompute)
+    gpus = float(cluster.num_gpus)
+    peak = _reference_peak(cluster, plans.precision)
+    peak_mem = mem.total
+    return TrainingArrays(
+        memory=mem,
+        time=times,
+        step_time_s=step,
+        tokens_per_s=tokens / step,
+        model_flops_per_step=model_flops,
+        hardware_flops_per_step=hw_flops,
+        tflops_per_gpu=model_flops / (step * gpus) / 1e12,
+        mfu=model_flops / (step * gpus * peak),
+        hfu=hw_flops / (step * gpus * peak),
+        peak_memory_bytes=peak_mem,
+        fits=peak_mem <= cluster.device.memory_bytes * (1.0 - memory_headroom),
+    )
+
+
+def estimate_training(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, tokens: float | None = None,
+                      price_per_gpu_hour: float | None = None) -> TrainingEstimate:
+    """Estimate one plan; raises FathomInputError when the plan cannot run on this model and cluster."""
+    check_plan(model, cluster, plan)
+    arrays = estimate_arrays(model, cluster, PlanArrays.from_plans([plan]))
+    row = {f.name: getattr(arrays, f.name) for f in fields(arrays)}
+    return build_result(model, cluster, plan, row, tokens=tokens, price_per_gpu_hour=price_per_gpu_hour)
+
+
+__all__ = ["TrainingArrays", "estimate_arrays", "estimate_training", "GIB"]

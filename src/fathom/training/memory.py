@@ -1,0 +1,124 @@
+"""Memory per GPU during training, by component, on the fullest pipeline rank.
+
+- Weights, gradients and optimizer states per parameter follow the mixed-precision accounting of
+  Rajbhandari et al. 2020 (ZeRO): 16-bit weights and gradients, fp32 master weights and Adam moments;
+  ZeRO stage 1/2/3 shards optimizer states / gradients / weights over the DP (and CP) ranks;
+  offload moves optimizer states to host memory or NVMe (ZeRO-Offload, ZeRO-Infinity).
+- Activations per layer follow Korthikanti et al. 2022 (Sec. 4), generalised from their GPT layer to
+  GQA/MLA attention, gated MLPs, optional dropout and fused attention: 34 s b h + 5 a s^2 b bytes for their
+  GPT layer, with the TP-sharded and sequence-parallel terms divided by t. Selective recomputation drops the
+  attention-core terms; full recomputation keeps only each layer's input.
+- 1F1B keeps ``min(pp, m)`` micro-batches in flight on the first stage; interleaving multiplies that by
+  ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 keeps the 1F1B peak (Qi et al. 2024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.specs.hardware import GIB, Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import OPTIMIZERS, SCHEDULES
+from fathom.training.compute import ACT_BYTES
+from fathom.training.plans import PlanArrays
+from fathom.training.shapes import PlanShapes
+
+# Bytes of optimizer state per parameter, master weights included (fp32 master + moments).
+OPTIMIZER_STATE_BYTES = {
+    "adamw": 12.0,  # fp32 master, m, v
+    "adam-8bit": 6.0,  # fp32 master, 8-bit m and v (Dettmers et al. 2022)
+    "adafactor": 8.0,  # fp32 master, factored second moment and bf16 momentum (Shazeer & Stern 2018)
+    "sgd": 8.0,  # fp32 master and momentum
+}
+# CUDA context, cuBLAS/cuDNN workspaces and NCCL channel buffers that every rank holds (measured ~1 GiB).
+RUNTIME_RESERVED_BYTES = 1.0 * GIB
+DP_BUCKET_BYTES = 2 * 40e6  # two 40 MB gradient buckets in flight (Megatron/DDP default bucket size)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    weights: np.ndarray
+    gradients: np.ndarray
+    optimizer: np.ndarray
+    activations: np.ndarray
+    comm_buffers: np.ndarray
+    runtime: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.comm_buffers + self.runtime
+
+
+def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+    """Stored activation bytes of one layer for one micro-batch (Korthikanti et al. 2022, generalised)."""
+    h = model.hidden_size
+    tp = p.tp.astype(float)
+    t, t_sp = s.tokens, s.tokens_sp
+    nh, hd = model.num_heads, model.head_dim
+    kv_local = np.maximum(model.num_kv_heads / tp, 1.0)
+    if model.mla is not None:
+        qk = model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim
+        q_dim, k_dim, v_dim = nh * qk / tp, nh * qk / tp, nh * model.mla.v_head_dim / tp
+    else:
+        q_dim, k_dim, v_dim = nh * hd / tp, kv_local * hd, kv_local * hd
+    drop = 1.0 if model.hidden_dropout else 0.0
+    # Replicated across TP ranks unless sequence-parallel: norm inputs, the attention/MLP inputs, dropout masks.
+    norm_in = model.norms_per_layer * t_sp * h * ACT_BYTES
+    block_in = 2 * t_sp * h * ACT_BYTES
+    masks = 2 * drop * t_sp * h
+    # TP-sharded: Q, K, V, attention output (input of the output projection).
+    qkv = t * (q_dim + k_dim + v_dim) * ACT_BYTES
+    attn_out = t * nh * (model.mla.v_head_dim if model.mla else hd) / tp * ACT_BYTES
+    # Attention core: unfused keeps scores, softmax output and dropout mask (5 a s^2 b); fused keeps the
+    # per-row log-sum-exp (fp32).
+    heads_local = nh / tp
+    scores = p.micro_batch * heads_local * (p.seq_len / p.cp) * p.seq_len
+    unfused = (5.0 if drop else 2.0) * scores  # softmax out (2), dropout mask (1) and output (2)
+    core = np.where(p.flash_attention, t * heads_local * 4.0, unfused)
+    # MLP: up-projection output(s), activation output (= down-projection input).
+    ffn = model.ffn_size / tp
+    if model.moe is not None:
+        routed = model.moe.top_k * model.moe.expert_ffn_size * (t_sp / t)
+        shared = model.moe.num_shared_experts * model.moe.shared_ffn_size / tp
+        ffn = (1 - s.moe_fraction) * ffn + s.moe_fraction * (routed + shared)
+    mlp = t * ffn * (3 if model.gated_mlp else 2) * ACT_BYTES
+    full_layer = norm_in + block_in + masks + qkv + attn_out + core + mlp
+    selective = full_layer - core
+    only_input = t_sp * h * ACT_BYTES
+    return np.select([p.recompute == 0, p.recompute == 1], [full_layer, selective], only_input)
+
+
+def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
+    """Micro-batches whose activations the first pipeline stage holds at its peak."""
+    pp = p.pp.astype(float)
+    base = np.minimum(pp, s.micro_batches)
+    interleave = 1.0 + (pp - 1.0) / (pp * p.vpp)
+    return np.where(p.schedule == SCHEDULES.index("interleaved"), base * interleave, base)
+
+
+def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes) -> MemoryBreakdown:
+    params = s.stage_params_local
+    shard = (p.dp * p.cp).astype(float)
+    weight_bytes = np.where(p.precision == 3, 4.0, 2.0)  # fp32 training keeps fp32 weights
+    weights = params * weight_bytes / np.where(p.zero >= 3, shard, 1.0)
+    grad_bytes = np.where(p.precision == 3, 4.0, 2.0)
+    gradients = params * grad_bytes / np.where(p.zero >= 2, shard, 1.0)
+    state = np.array([OPTIMIZER_STATE_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
+    state = np.where(p.precision == 3, state - 4.0, state)  # no separate master copy in fp32 training
+    optimizer = params * state / np.where(p.zero >= 1, shard, 1.0)
+    optimizer = np.where(p.offload > 0, 0.0, optimizer)
+    per_layer = activation_bytes_per_layer(model, p, s)
+    layers = s.layers_per_stage
+    acts = per_layer * layers * in_flight_micro_batches(p, s)
+    # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
+    logits = s.tokens * model.vocab_size / p.tp * (ACT_BYTES + 4.0)
+    acts = np.where(p.pp > 1, np.maximum(acts, per_layer * layers + logits), acts + logits)
+    layer_full = s.layer_params_local * 2.0
+    zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
+    tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * ACT_BYTES, 0.0)
+    dp_buffers = np.where(p.dp * p.cp > 1, DP_BUCKET_BYTES, 0.0)
+    comm = zero3_buffers + tp_buffers + dp_buffers
+    runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES)
+    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime)

@@ -1,0 +1,156 @@
+"""Plans as a struct of NumPy arrays, so thousands are priced in one vectorised pass.
+
+``PlanArrays.from_plans`` packs ``TrainingPlan`` objects; ``PlanArrays.grid`` builds a cartesian product
+directly as arrays (no Python objects per plan). ``validity`` returns, for every plan, whether it is
+structurally valid for a model and a cluster, and ``check_plan`` turns the first violation of a single plan
+into a one-line error for the CLI.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from fathom.errors import FathomInputError
+from fathom.specs.hardware import Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import OFFLOADS, OPTIMIZERS, RECOMPUTES, SCHEDULES, TRAIN_PRECISIONS, TrainingPlan
+
+_CODED = {
+    "schedule": SCHEDULES,
+    "recompute": RECOMPUTES,
+    "precision": TRAIN_PRECISIONS,
+    "optimizer": OPTIMIZERS,
+    "offload": OFFLOADS,
+}
+
+
+@dataclass(frozen=True)
+class PlanArrays:
+    """One entry per plan. Closed choices are stored as indices into the tuples in ``fathom.specs.plan``."""
+
+    seq_len: np.ndarray
+    global_batch: np.ndarray
+    micro_batch: np.ndarray
+    tp: np.ndarray
+    pp: np.ndarray
+    dp: np.ndarray
+    cp: np.ndarray
+    ep: np.ndarray
+    vpp: np.ndarray
+    sequence_parallel: np.ndarray
+    zero: np.ndarray
+    schedule: np.ndarray
+    recompute: np.ndarray
+    precision: np.ndarray
+    optimizer: np.ndarray
+    offload: np.ndarray
+    flash_attention: np.ndarray
+    overlap_grad_reduce: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.tp.shape[0])
+
+    @classmethod
+    def from_columns(cls, **columns) -> PlanArrays:
+        """Build from equal-length columns; string choices are encoded, omitted fields take plan defaults."""
+        defaults = TrainingPlan.model_fields
+        n = max(np.size(v) for v in columns.values())
+        out = {}
+        for f in fields(cls):
+            value = columns.get(f.name, defaults[f.name].default)
+            if f.name in _CODED:
+                choices = _CODED[f.name]
+                value = np.asarray(value)
+                if value.dtype.kind in "UO":
+                    value = np.vectorize(choices.index, otypes=[np.int64])(value)
+            dtype = bool if isinstance(defaults[f.name].default, bool) else np.int64
+            out[f.name] = np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
+        return cls(**out)
+
+    @classmethod
+    def from_plans(cls, plans: list[TrainingPlan]) -> PlanArrays:
+        return cls.from_columns(**{f.name: [getattr(p, f.name) for p in plans] for f in fields(cls)})
+
+    @classmethod
+    def grid(cls, **axes) -> PlanArrays:
+        """Cartesian product of the given axes (each a list of values); other fields take defaults."""
+        names = list(axes)
+        mesh = np.meshgrid(*[np.asarray(axes[k]) for k in names], indexing="ij")
+        return cls.from_columns(**{k: m.ravel() for k, m in zip(names, mesh, strict=True)})
+
+    def take(self, index) -> PlanArrays:
+        return PlanArrays(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def plan(self, i: int) -> TrainingPlan:
+        values = {}
+        for f in fields(self):
+            v = getattr(self, f.name)[i]
+            values[f.name] = _CODED[f.name][int(v)] if f.name in _CODED else v.item()
+        return TrainingPlan(**values)
+
+
+def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple[np.ndarray, str]]:
+    """(mask of violating plans, message) pairs, in the order a user should fix them."""
+    gpus = p.tp * p.pp * p.dp * p.cp
+    tokens_per_rank = p.seq_len // np.maximum(p.cp, 1)
+    stages = p.pp * p.vpp
+    moe = model.moe
+    return [
+        (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
+        (model.num_heads % p.tp != 0, "tp={tp} does not divide the {heads} attention heads"),
+        ((model.num_kv_heads % p.tp != 0) & (p.tp % model.num_kv_heads != 0),
+         "tp={tp} and the {kv} KV heads: one must divide the other"),
+        (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
+        ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")),
+         "vpp>1 needs --schedule interleaved"),
+        (p.global_batch % (p.micro_batch * p.dp) != 0,
+         "global batch {gb} is not a multiple of micro-batch*dp = {mbdp}"),
+        (p.seq_len % (2 * p.cp) != 0, "seq_len {seq} must be divisible by 2*cp (load-balanced CP)"),
+        (tokens_per_rank < 1, "cp={cp} leaves no tokens per rank"),
+        ((p.ep > 1) & (moe is None), "ep={ep} needs a mixture-of-experts model"),
+        (((p.tp * p.dp * p.cp) % p.ep != 0), "ep={ep} must divide tp*dp*cp"),
+        ((moe is not None) & ((moe.num_experts if moe else 1) % p.ep != 0),
+         "ep={ep} does not divide the {experts} experts"),
+        ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
+    ]
+
+
+def validity(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> np.ndarray:
+    """True for every plan that can run at all (memory fit is judged separately)."""
+    bad = np.zeros(len(p), dtype=bool)
+    for mask, _ in _violations(model, cluster, p):
+        bad |= np.broadcast_to(mask, bad.shape)
+    return ~bad
+
+
+def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan) -> None:
+    """Raise a one-line FathomInputError for the first structural problem of ``plan``."""
+    p = PlanArrays.from_plans([plan])
+    for mask, message in _violations(model, cluster, p):
+        if np.broadcast_to(mask, (1,))[0]:
+            raise FathomInputError(
+                message.format(
+                    gpus=plan.num_gpus, n=cluster.num_gpus, tp=plan.tp, heads=model.num_heads,
+                    kv=model.num_kv_heads, stages=plan.pp * plan.vpp, layers=model.num_layers,
+                    gb=plan.global_batch, mbdp=plan.micro_batch * plan.dp, seq=plan.seq_len, cp=plan.cp,
+                    ep=plan.ep, experts=model.moe.num_experts if model.moe else 0,
+                )
+            )
+
+
+def infer_dp(num_gpus: int, tp: int, pp: int, cp: int) -> int:
+    """DP when the user leaves it out: whatever is left of the GPUs after TP, PP and CP."""
+    denom = tp * pp * cp
+    if num_gpus % denom:
+        raise FathomInputError(f"--num-gpus {num_gpus} is not a multiple of tp*pp*cp = {denom}")
+    return num_gpus // denom
+
+
+def iter_grid(**axes):
+    """Plain product iterator, for callers that want dicts (tests, small sweeps)."""
+    keys = list(axes)
+    for combo in itertools.product(*(axes[k] for k in keys)):
+        yield dict(zip(keys, combo, strict=True))

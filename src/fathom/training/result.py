@@ -1,0 +1,99 @@
+"""The JSON-ready result of one training estimate (keys are a contract: scripts depend on them)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+from pydantic import BaseModel
+
+from fathom.specs.hardware import GIB, Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TrainingPlan
+
+SECONDS_PER_DAY = 86400.0
+
+
+class MemoryReport(BaseModel):
+    peak_gib: float
+    capacity_gib: float
+    headroom_gib: float  # negative: does not fit, by this much
+    breakdown: dict[str, float]  # GiB per component
+
+
+class RunReport(BaseModel):
+    """Cost of training ``tokens`` tokens with this plan (energy = power x time x PUE)."""
+
+    tokens: float
+    steps: float
+    time_s: float
+    days: float
+    gpu_hours: float
+    energy_mwh: float
+    cost_usd: float | None
+    price_per_gpu_hour_usd: float | None
+
+
+class TrainingEstimate(BaseModel):
+    model: str
+    gpu: str
+    system: str
+    num_gpus: int
+    plan: dict
+    grad_accum_steps: int
+    step_time_s: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tflops_per_gpu: float
+    mfu: float
+    hfu: float
+    fits: bool
+    memory: MemoryReport
+    time_breakdown: dict[str, float]  # seconds per step by component
+    bottleneck: str
+    run: RunReport | None = None
+
+
+def _first(x) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+def build_result(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, row: dict, *,
+                 tokens: float | None, price_per_gpu_hour: float | None) -> TrainingEstimate:
+    mem, times = row["memory"], row["time"]
+    breakdown = {f.name: _first(getattr(mem, f.name)) / GIB for f in fields(mem)}
+    tb = {f.name: _first(getattr(times, f.name)) for f in fields(times)}
+    step = _first(row["step_time_s"])
+    peak = _first(row["peak_memory_bytes"]) / GIB
+    capacity = cluster.device.memory_gib
+    tokens_per_s = _first(row["tokens_per_s"])
+    run = None
+    if tokens:
+        price = price_per_gpu_hour if price_per_gpu_hour is not None else cluster.device.price_per_gpu_hour_usd
+        time_s = tokens / tokens_per_s
+        gpu_hours = time_s * cluster.num_gpus / 3600.0
+        energy = cluster.num_gpus * cluster.device.tdp_w * time_s * cluster.system.pue / 3.6e9
+        run = RunReport(
+            tokens=tokens, steps=tokens / (plan.global_batch * plan.seq_len), time_s=time_s,
+            days=time_s / SECONDS_PER_DAY, gpu_hours=gpu_hours, energy_mwh=energy,
+            cost_usd=gpu_hours * price if price else None, price_per_gpu_hour_usd=price,
+        )
+    return TrainingEstimate(
+        model=model.name,
+        gpu=cluster.device.name,
+        system=cluster.system.name,
+        num_gpus=cluster.num_gpus,
+        plan=plan.model_dump(),
+        grad_accum_steps=plan.grad_accum_steps,
+        step_time_s=step,
+        tokens_per_s=tokens_per_s,
+        tokens_per_s_per_gpu=tokens_per_s / cluster.num_gpus,
+        tflops_per_gpu=_first(row["tflops_per_gpu"]),
+        mfu=_first(row["mfu"]),
+        hfu=_first(row["hfu"]),
+        fits=bool(np.asarray(row["fits"]).reshape(-1)[0]),
+        memory=MemoryReport(peak_gib=peak, capacity_gib=capacity, headroom_gib=capacity - peak, breakdown=breakdown),
+        time_breakdown=tb,
+        bottleneck=max(tb, key=tb.get),
+        run=run,
+    )

@@ -1,0 +1,105 @@
+"""Step time: per-stage micro-batch time assembled by the pipeline schedule, plus DP and optimizer.
+
+Pipeline schedules (per optimizer step, m micro-batches, p stages, v chunks per stage):
+- 1F1B (Narayanan et al. 2021): (m - 1) t_max + sum over stages t_stage, i.e. a bubble of (p - 1) stage-times.
+- Interleaved 1F1B: the bubble shrinks to (p - 1)/v stage-times; p2p sends grow v-fold.
+- Zero bubble ZB-H1 (Qi et al. 2024): splitting backward into input- and weight-gradient passes fills the
+  bubble except (p - 1)(t_F + t_B - t_W), about one forward per stage.
+Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward (bucketed reduction); ZeRO-3
+gathers overlap each micro-batch's compute except the first layer's. The optimizer step is memory-bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.costmodel.kernels import memory_bound_s
+from fathom.specs.hardware import Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import OPTIMIZERS, SCHEDULES
+from fathom.training.communication import DataParallelComm, LayerComm
+from fathom.training.compute import LayerCompute
+from fathom.training.plans import PlanArrays
+from fathom.training.shapes import PlanShapes
+
+# HBM bytes touched per parameter by one optimizer step (reads and writes of grads, master, states, weights).
+OPTIMIZER_STEP_BYTES = {"adamw": 30.0, "adam-8bit": 18.0, "adafactor": 22.0, "sgd": 22.0}
+HOST_OPTIMIZER_BW = 20e9  # bytes/s per GPU share of host DDR for CPU Adam (DeepSpeed CPU-Adam, ZeRO-Offload)
+
+
+@dataclass(frozen=True)
+class TimeBreakdown:
+    """Seconds per optimizer step, by where the time goes (they add up to ``total``)."""
+
+    gemm: np.ndarray
+    attention: np.ndarray
+    memory_bound: np.ndarray
+    recompute: np.ndarray
+    tp_comm: np.ndarray
+    cp_comm: np.ndarray
+    ep_comm: np.ndarray
+    pp_comm: np.ndarray
+    pipeline_bubble: np.ndarray
+    dp_comm: np.ndarray
+    optimizer: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return sum(getattr(self, f) for f in self.__dataclass_fields__)  # type: ignore[return-value]
+
+
+def step_time(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes,
+              c: LayerCompute, comm: LayerComm, dp: DataParallelComm) -> TimeBreakdown:
+    L = s.layers_per_stage
+    m = s.micro_batches
+    pp = p.pp.astype(float)
+    sel, full = p.recompute == 1, p.recompute == 2
+    # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
+    recompute_compute = np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
+    recompute_comm = np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
+    layer_fwd = c.fwd + comm.tp_fwd + comm.cp_fwd + comm.ep_fwd
+    layer_bwd = c.bwd + comm.tp_bwd + comm.cp_bwd + comm.ep_bwd + recompute_compute + recompute_comm
+    chunks = np.where(p.schedule == SCHEDULES.index("interleaved"), p.vpp, 1).astype(float)
+    p2p = 2.0 * chunks * comm.pp_p2p  # forward activation and backward gradient per micro-batch
+    layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
+    head = c.head_fwd + c.head_bwd
+    # The fullest stage carries the LM head when pp > 1 (the last stage); with pp == 1 it is the only stage.
+    head_on_max = head
+    stage_max = layers_fwd + layers_bwd + p2p + head_on_max
+    stage_avg = layers_fwd + layers_bwd + p2p + head / pp
+    zero3 = dp.per_micro_batch
+    zero3_exposed = np.maximum(zero3 - stage_max, 0.0) + zero3 / np.maximum(L, 1.0)
+    zero3_exposed = np.where(p.zero == 3, zero3_exposed, 0.0)
+    # Bubble, in units of the average stage time.
+    fwd_share = layers_fwd / np.maximum(layers_fwd + layers_bwd, 1e-30)
+    bubble_units = np.select(
+        [p.schedule == SCHEDULES.index("interleaved"), p.schedule == SCHEDULES.index("zero-bubble")],
+        [(pp - 1.0) / chunks, (pp - 1.0) * fwd_share],
+        pp - 1.0,
+    )
+    bubble = bubble_units * (stage_avg + zero3_exposed)
+    # DP: ZeRO 0-2 reduction hides under the last micro-batch's backward when overlap is on.
+    hideable = np.where(p.overlap_grad_reduce, layers_bwd, 0.0)
+    dp_exposed = np.maximum(dp.per_step - hideable, dp.per_step / np.maximum(L, 1.0))
+    dp_exposed = np.where(dp.per_step > 0, dp_exposed, 0.0)
+    opt_bytes = np.array([OPTIMIZER_STEP_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
+    opt_params = s.stage_params_local / np.where(p.zero >= 1, (p.dp * p.cp).astype(float), 1.0)
+    optimizer = memory_bound_s(cluster.device, opt_params * opt_bytes, 4)
+    host = opt_params * opt_bytes / HOST_OPTIMIZER_BW + opt_params * 6.0 / cluster.device.host_link_bytes_per_s
+    nvme_bw = cluster.system.nvme_bw_GBps * 1e9 / cluster.system.gpus_per_node
+    optimizer = np.select([p.offload == 1, p.offload == 2], [host, host + opt_params * 24.0 / nvme_bw], optimizer)
+    return TimeBreakdown(
+        gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head_on_max),
+        attention=m * L * (c.attn_fwd + c.attn_bwd),
+        memory_bound=m * L * (c.other_fwd + c.other_bwd),
+        recompute=m * L * (recompute_compute + recompute_comm),
+        tp_comm=m * L * (comm.tp_fwd + comm.tp_bwd),
+        cp_comm=m * L * (comm.cp_fwd + comm.cp_bwd),
+        ep_comm=m * L * (comm.ep_fwd + comm.ep_bwd),
+        pp_comm=m * p2p,
+        pipeline_bubble=bubble,
+        dp_comm=dp_exposed + m * zero3_exposed,
+        optimizer=optimizer,
+    )
