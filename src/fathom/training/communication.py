@@ -63,7 +63,9 @@ def layer_comm(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShape
         a2a = all_to_all_s(system, routed, p.ep, 1)
         ep_fwd = s.moe_fraction * 2 * a2a
         ep_bwd = ep_fwd
-    boundary = np.where(p.sequence_parallel, s.tokens_sp, s.tokens) * h * ACT_BYTES
+    # Megatron's scatter/gather optimisation (Narayanan et al. 2021, Sec. 4.1): each TP rank sends 1/t of
+    # the boundary activation across nodes and the receivers all-gather it over the fast intra-node tier.
+    boundary = s.tokens / p.tp * h * ACT_BYTES
     pp_stride = p.tp * p.cp * p.dp
     pp_p2p = np.where(p.pp > 1, p2p_s(system, boundary, pp_stride), 0.0)
     return LayerComm(tp_fwd, tp_fwd.copy(), cp_fwd, cp_bwd, ep_fwd, ep_bwd, pp_p2p)

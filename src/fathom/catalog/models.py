@@ -1,0 +1,116 @@
+"""Model presets: one YAML file per model under ``fathom/catalog/data/models``.
+
+``get_model`` also accepts a path, so a user can point at a Hugging Face ``config.json`` or at a YAML file
+of ModelSpec fields without registering anything. Every failure is a one-line ``FathomInputError`` that names
+the file or the unknown name.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fathom.errors import FathomInputError, unknown_name_error
+from fathom.specs.model import ModelSpec
+
+_SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def _presets_dir() -> Traversable:
+    return resources.files("fathom.catalog").joinpath("data", "models")
+
+
+@lru_cache(maxsize=1)
+def _preset_files() -> dict[str, Traversable]:
+    """Preset name (the file stem, lowercase) -> its YAML file; read once per process."""
+    files = {}
+    for entry in _presets_dir().iterdir():
+        if entry.is_file() and entry.name.endswith(_SPEC_SUFFIXES):
+            files[entry.name.rsplit(".", 1)[0].lower()] = entry
+    return files
+
+
+def list_models() -> list[str]:
+    """Names of the built-in presets, sorted."""
+    return sorted(_preset_files())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _yaml_error(origin: str, exc: yaml.YAMLError) -> FathomInputError:
+    """YAML errors span several lines; keep the problem and where it is."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return FathomInputError(f"{origin}: malformed YAML: {_one_line(problem)}{where}")
+
+
+def _spec_from_mapping(origin: str, data: Any, default_name: str) -> ModelSpec:
+    """Validate a dict of ModelSpec fields, naming the file in any error."""
+    if not isinstance(data, dict):
+        raise FathomInputError(f"{origin}: expected a mapping of model fields, got {type(data).__name__}")
+    data = {"name": default_name, **data}
+    try:
+        return ModelSpec.from_dict(data)
+    except FathomInputError as exc:
+        raise FathomInputError(f"{origin}: {_one_line(str(exc))}") from None
+
+
+@lru_cache(maxsize=None)
+def _load_preset(name: str) -> ModelSpec:
+    entry = _preset_files()[name]
+    origin = f"model preset {entry.name}"
+    try:
+        data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise _yaml_error(origin, exc) from None
+    return _spec_from_mapping(origin, data, name)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FathomInputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FathomInputError(f"{path}: cannot read: {_one_line(exc)}") from None
+
+
+def load_model_file(path: str | Path) -> ModelSpec:
+    """A ``.json`` file is a Hugging Face config (or ModelSpec fields); ``.yaml``/``.yml`` is ModelSpec fields."""
+    path = Path(path)
+    text = _read_text(path)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            msg = f"{path}: malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            raise FathomInputError(msg) from None
+        if isinstance(data, dict) and "model_type" not in data and "num_layers" in data:
+            return _spec_from_mapping(str(path), data, path.stem)
+        from fathom.importers.hf_config import model_from_hf_config
+
+        return model_from_hf_config(data, name=None, origin=str(path))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(str(path), exc) from None
+    return _spec_from_mapping(str(path), data, path.stem)
+
+
+def get_model(name_or_path: str) -> ModelSpec:
+    """A preset by name (case-insensitive), or a model loaded from a ``.json`` / ``.yaml`` path."""
+    key = str(name_or_path).strip()
+    if key.lower() in _preset_files():
+        return _load_preset(key.lower())
+    if Path(key).suffix.lower() in (".json", *_SPEC_SUFFIXES):
+        return load_model_file(key)
+    raise unknown_name_error("model", key, list_models())

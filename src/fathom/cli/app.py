@@ -1,0 +1,53 @@
+"""The ``fathom`` command. Bad input ends in one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+
+from fathom.cli.catalog_cmds import register as register_catalog
+from fathom.cli.train_cmd import register as register_train
+from fathom.cli.validate_cmds import validate_app
+from fathom.errors import FathomInputError
+
+app = typer.Typer(
+    name="fathom",
+    help="Predict LLM training and serving behaviour on real clusters before spending GPU hours.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+register_train(app)
+register_catalog(app)
+app.add_typer(validate_app, name="validate")
+
+
+def _fail(message: str) -> int:
+    line = " ".join(str(message).split())
+    print(f"error: {line}", file=sys.stderr)
+    return 2
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by tests and by ``main``)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="fathom", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except FathomInputError as exc:
+        return _fail(str(exc))
+    except Exit as exc:
+        return exc.exit_code
+    except Abort:
+        return _fail("aborted")
+    except TyperException as exc:
+        code = getattr(exc, "exit_code", 2)
+        if code == 0:
+            return 0
+        return _fail(exc.format_message()) if code == 2 else code
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

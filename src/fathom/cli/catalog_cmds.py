@@ -1,0 +1,75 @@
+"""``fathom models``, ``fathom gpus``, ``fathom systems``: what is built in, with sources."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fathom.cli.render import print_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("models")
+    def models(
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        sources: Annotated[bool, typer.Option("--sources/--no-sources", help="Show each preset's source.")] = True,
+    ) -> None:
+        """List built-in model presets with their parameter counts and sources."""
+        from fathom.catalog.models import get_model, list_models
+
+        specs = [get_model(n) for n in list_models()]
+        if json_out:
+            print_json([
+                {"name": m.name, "family": m.family, "params": m.num_params, "active_params": m.num_active_params,
+                 "reported_params": m.reported_params, "layers": m.num_layers, "hidden_size": m.hidden_size,
+                 "moe": m.is_moe, "source": m.source} for m in specs
+            ])
+            return
+        table = Table(title=f"{len(specs)} built-in models")
+        for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "vocab"):
+            table.add_column(col, justify="left" if col == "name" else "right")
+        if sources:
+            table.add_column("source", overflow="fold", max_width=60)
+        for m in specs:
+            row = [m.name, f"{m.num_params / 1e9:.2f}B", f"{m.num_active_params / 1e9:.2f}B", str(m.num_layers),
+                   str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", str(m.vocab_size)]
+            table.add_row(*row, *([m.source] if sources else []))
+        Console().print(table)
+
+    @app.command("gpus")
+    def gpus(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List built-in devices with datasheet figures and sources."""
+        from fathom.catalog.hardware import get_device, list_gpus
+
+        devices = [get_device(n) for n in list_gpus()]
+        if json_out:
+            print_json([d.model_dump(mode="json") for d in devices])
+            return
+        table = Table(title=f"{len(devices)} built-in devices (dense peaks, no sparsity)")
+        for col in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB", "HBM GB/s", "TDP W", "system", "source"):
+            table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
+        for d in devices:
+            table.add_row(d.name, str(d.peak_tflops.get("bf16", "-")), str(d.peak_tflops.get("fp8", "-")),
+                          f"{d.memory_gib:g}", f"{d.mem_bw_GBps:g}", f"{d.tdp_w:g}", d.default_system or "-",
+                          d.source)
+        Console().print(table)
+
+    @app.command("systems")
+    def systems(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List built-in systems: GPUs per node and per-GPU bandwidth of each tier."""
+        from fathom.catalog.hardware import get_system, list_systems
+
+        specs = [get_system(n) for n in list_systems()]
+        if json_out:
+            print_json([s.model_dump(mode="json") for s in specs])
+            return
+        table = Table(title=f"{len(specs)} built-in systems (GB/s per GPU per direction)")
+        for col in ("name", "device", "GPUs/node", "intra GB/s", "inter GB/s", "source"):
+            table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
+        for s in specs:
+            table.add_row(s.name, s.device, str(s.gpus_per_node), f"{s.intra_node_bw_GBps:g}",
+                          f"{s.inter_node_bw_GBps:g}", s.source)
+        Console().print(table)

@@ -1,0 +1,73 @@
+"""``fathom train``: estimate memory, step time, throughput and cost of one training plan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fathom.cli.options import OffloadChoice, OptimizerChoice, PrecisionChoice, RecomputeChoice, ScheduleChoice
+from fathom.cli.render import print_json, render_training
+from fathom.errors import FathomInputError
+
+Pos = dict(min=1)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        model: Annotated[str, typer.Option(help="Preset name, HF config.json or ModelSpec YAML.")],
+        gpu: Annotated[str, typer.Option(help="GPU name or device YAML (see `fathom gpus`).")],
+        num_gpus: Annotated[int, typer.Option(min=1, help="Total GPUs.")],
+        seq_len: Annotated[int, typer.Option(min=1, help="Tokens per sequence.")],
+        global_batch: Annotated[int, typer.Option(min=1, help="Sequences per optimizer step.")],
+        micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
+        system: Annotated[str | None, typer.Option(help="System name (default: the GPU's usual system).")] = None,
+        gpus_per_node: Annotated[int | None, typer.Option(min=1)] = None,
+        intra_node_bw: Annotated[float | None, typer.Option(min=0.001, help="GB/s per GPU per direction.")] = None,
+        inter_node_bw: Annotated[float | None, typer.Option(min=0.001, help="GB/s per GPU per direction.")] = None,
+        tp: Annotated[int, typer.Option(min=1, help="Tensor parallel degree.")] = 1,
+        pp: Annotated[int, typer.Option(min=1, help="Pipeline parallel degree.")] = 1,
+        dp: Annotated[int | None, typer.Option(min=1, help="Data parallel degree (inferred if omitted).")] = None,
+        cp: Annotated[int, typer.Option(min=1, help="Context parallel degree.")] = 1,
+        ep: Annotated[int, typer.Option(min=1, help="Expert parallel degree.")] = 1,
+        vpp: Annotated[int, typer.Option(min=1, help="Model chunks per pipeline rank (interleaving).")] = 1,
+        sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel")] = True,
+        zero: Annotated[int, typer.Option(min=0, max=3, help="ZeRO stage (3 = FSDP full shard).")] = 1,
+        schedule: Annotated[ScheduleChoice | None, typer.Option(help="Default: interleaved if vpp>1.")] = None,
+        recompute: Annotated[RecomputeChoice, typer.Option()] = RecomputeChoice.selective,
+        precision: Annotated[PrecisionChoice, typer.Option()] = PrecisionChoice.bf16,
+        optimizer: Annotated[OptimizerChoice, typer.Option()] = OptimizerChoice.adamw,
+        offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
+        flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention")] = True,
+        overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
+        tokens: Annotated[float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")] = None,
+        price_per_gpu_hour: Annotated[float | None, typer.Option(min=0, help="USD; default: catalog price.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ) -> None:
+        """Estimate one training plan: memory per GPU, step time, tokens/s, MFU and cost."""
+        from fathom.api import estimate_training_plan
+
+        if schedule is None:
+            schedule = ScheduleChoice.interleaved if vpp > 1 else ScheduleChoice.one_f_one_b
+        if schedule == ScheduleChoice.interleaved and vpp == 1:
+            raise FathomInputError("--schedule interleaved needs --vpp 2 or more")
+        overrides = {
+            k: v for k, v in {
+                "gpus_per_node": gpus_per_node,
+                "intra_node_bw_GBps": intra_node_bw,
+                "inter_node_bw_GBps": inter_node_bw,
+            }.items() if v is not None
+        }
+        result = estimate_training_plan(
+            model=model, gpu=gpu, system=system, num_gpus=num_gpus, system_overrides=overrides,
+            seq_len=seq_len, global_batch=global_batch, micro_batch=micro_batch, tp=tp, pp=pp, dp=dp, cp=cp,
+            ep=ep, vpp=vpp, sequence_parallel=sequence_parallel, zero=zero, schedule=schedule.value,
+            recompute=recompute.value, precision=precision.value, optimizer=optimizer.value,
+            offload=offload.value, flash_attention=flash_attention, overlap_grad_reduce=overlap_grad_reduce,
+            tokens=tokens, price_per_gpu_hour=price_per_gpu_hour,
+        )
+        if json_out:
+            print_json(result.model_dump(mode="json"))
+        else:
+            render_training(result)

@@ -1,0 +1,55 @@
+"""``fathom validate ...``: predicted vs published, per row, with errors and means per source."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fathom.cli.render import print_json
+
+validate_app = typer.Typer(help="Compare predictions with published measurements.", no_args_is_help=True)
+
+
+@validate_app.command("training")
+def training(
+    dataset: Annotated[str, typer.Option(help="published | vtrain")] = "published",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    show_skipped: Annotated[bool, typer.Option("--show-skipped/--hide-skipped")] = True,
+) -> None:
+    """Every published training run: measured, predicted, error; mean absolute % error per source."""
+    from dataclasses import asdict
+
+    from fathom.errors import FathomInputError
+    from fathom.validation.runs import TRAINING_FILES
+    from fathom.validation.training import summarize, validate_training
+
+    if dataset not in TRAINING_FILES:
+        raise FathomInputError(f"--dataset: unknown {dataset!r} (valid: {', '.join(TRAINING_FILES)})")
+    results = validate_training(dataset)
+    summary = summarize(results)
+    if json_out:
+        print_json({"rows": [asdict(r) for r in results], "summary": summary})
+        return
+    console = Console()
+    table = Table(title=f"Training validation ({dataset})")
+    for col in ("id", "model", "GPUs", "metric", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("id", "model", "metric") else "right")
+    for r in results:
+        if r.error_pct is None:
+            if show_skipped:
+                table.add_row(r.row_id, r.model, str(r.num_gpus), r.metric, f"{r.measured:g}", "-",
+                              f"[dim]skipped: {r.skipped}[/]")
+            continue
+        color = "green" if abs(r.error_pct) <= 10 else "yellow" if abs(r.error_pct) <= 25 else "red"
+        table.add_row(r.row_id, r.model, str(r.num_gpus), r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
+                      f"[{color}]{r.error_pct:+.1f}%[/]")
+    console.print(table)
+    st = Table(title="Mean absolute % error")
+    for col in ("group | source", "rows", "mean |err|", "max |err|"):
+        st.add_column(col)
+    for k, v in summary.items():
+        st.add_row(k, str(v["rows"]), f"{v['mean_abs_error_pct']:.1f}%", f"{v['max_abs_error_pct']:.1f}%")
+    console.print(st)

@@ -1,0 +1,1 @@
+"""Validation: fathom's predictions against published measurements, row by row, with sources."""

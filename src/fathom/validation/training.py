@@ -1,0 +1,133 @@
+"""``fathom validate training``: predict every published run and compare, metric by metric.
+
+A row is predicted only when its configuration is complete (the data file says which and why not);
+incomplete rows are listed with the reason, never silently dropped. The error is
+``(predicted - measured) / measured`` in the row's own metric. Throughput metrics (TFLOP/s, tokens/s, MFU)
+are computed from the predicted step time with the FLOP convention the source uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.catalog.hardware import resolve_cluster
+from fathom.catalog.models import get_model, list_models
+from fathom.errors import FathomInputError
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TrainingPlan
+from fathom.training.estimator import estimate_training
+from fathom.training.result import TrainingEstimate
+from fathom.validation.runs import RunRow, load_runs
+
+STEP_METRICS = ("step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct")
+MEMORY_METRICS = ("activation_memory_gib", "peak_memory_gib")
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    row_id: str
+    source: str
+    model: str
+    gpu: str
+    num_gpus: int
+    metric: str
+    measured: float
+    predicted: float | None
+    error_pct: float | None
+    skipped: str | None = None
+
+
+def row_model(row: RunRow) -> ModelSpec:
+    """The preset named by the row, with the row's published shape taking precedence."""
+    shape = {
+        "num_layers": row.int("num_layers"), "hidden_size": row.int("hidden_size"),
+        "num_heads": row.int("num_heads"), "num_kv_heads": row.int("num_kv_heads") or row.int("num_heads"),
+        "ffn_size": row.int("ffn_size"), "vocab_size": row.int("vocab_size"),
+    }
+    shape = {k: v for k, v in shape.items() if v}
+    name = row["model"]
+    if name and name != "-" and name in list_models():
+        base = get_model(name)
+        if base.is_moe:
+            return base
+        update = dict(shape)
+        if "hidden_size" in update and "num_heads" in update:
+            update["head_dim"] = update["hidden_size"] // update["num_heads"]
+        return base.model_copy(update=update)
+    h, heads = shape["hidden_size"], shape["num_heads"]
+    gated = row.flag("gated_mlp")
+    return ModelSpec(
+        name=row["id"], family="gpt" if not gated else "llama", head_dim=h // heads,
+        ffn_size=shape.get("ffn_size", 4 * h), gated_mlp=gated, tied_embeddings=not gated,
+        norm_type="layernorm" if not gated else "rmsnorm", position_embedding="learned" if not gated else "rope",
+        qkv_bias=not gated, attn_out_bias=not gated, mlp_bias=not gated, max_seq_len=row.int("seq_len") or 2048,
+        hidden_dropout=row.flag("dropout"),
+        **{k: v for k, v in shape.items() if k != "ffn_size"},
+    )
+
+
+def row_plan(row: RunRow) -> TrainingPlan:
+    vpp = row.int("vpp") or 1
+    schedule = row["schedule"] or ("interleaved" if vpp > 1 else "1f1b")
+    return TrainingPlan(
+        seq_len=row.int("seq_len"), global_batch=row.int("global_batch"), micro_batch=row.int("micro_batch") or 1,
+        tp=row.int("tp") or 1, pp=row.int("pp") or 1, dp=row.int("dp") or 1, cp=row.int("cp") or 1,
+        ep=row.int("ep") or 1, vpp=vpp, sequence_parallel=row.flag("sequence_parallel"),
+        zero=row.int("zero") if row.int("zero") is not None else 1, schedule=schedule,
+        recompute=row["recompute"] or "none", precision=row["precision"] or "bf16",
+        flash_attention=row.flag("flash_attention", default=True),
+    )
+
+
+def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
+    hardware_flops = "hardware" in row["note"].lower() or "hfu" in metric
+    if metric == "step_time_s":
+        return est.step_time_s
+    if metric == "tokens_per_s_per_gpu":
+        return est.tokens_per_s_per_gpu
+    if metric == "tflops_per_gpu":
+        return est.tflops_per_gpu * (est.hfu / est.mfu if hardware_flops else 1.0)
+    if metric == "mfu_pct":
+        return 100 * est.mfu
+    if metric == "hfu_pct":
+        return 100 * est.hfu
+    if metric == "activation_memory_gib":
+        return est.memory.breakdown["activations"]
+    if metric == "peak_memory_gib":
+        return est.memory.peak_gib
+    raise FathomInputError(f"validation data: unknown metric {metric!r}")
+
+
+def validate_row(row: RunRow) -> ValidationResult:
+    base = dict(row_id=row["id"], source=row["source"], model=row["model"], gpu=row["gpu"],
+                num_gpus=row.int("num_gpus") or 0, metric=row["metric"], measured=row.value)
+    if not row.complete:
+        return ValidationResult(**base, predicted=None, error_pct=None, skipped=row["note"] or "incomplete")
+    try:
+        cluster = resolve_cluster(row["gpu"], row.int("num_gpus"), system=row["system"] or None)
+        est = estimate_training(row_model(row), cluster, row_plan(row))
+    except (FathomInputError, ValueError, TypeError) as exc:
+        return ValidationResult(**base, predicted=None, error_pct=None, skipped=f"cannot model: {exc}")
+    pred = predicted_metric(row["metric"], est, row)
+    return ValidationResult(**base, predicted=pred, error_pct=100.0 * (pred - row.value) / row.value)
+
+
+def validate_training(which: str = "published") -> list[ValidationResult]:
+    return [validate_row(r) for r in load_runs(which)]
+
+
+def summarize(results: list[ValidationResult]) -> dict[str, dict[str, float]]:
+    """Mean and max absolute % error and row count, per source and per metric group."""
+    groups: dict[str, list[float]] = {}
+    for r in results:
+        if r.error_pct is None:
+            continue
+        kind = "memory" if r.metric in MEMORY_METRICS else "time"
+        for key in (f"{kind} | {r.source}", f"{kind} | all sources"):
+            groups.setdefault(key, []).append(abs(r.error_pct))
+    return {
+        k: {"rows": len(v), "mean_abs_error_pct": float(np.mean(v)), "max_abs_error_pct": float(np.max(v))}
+        for k, v in sorted(groups.items())
+    }
