@@ -6,7 +6,7 @@ from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.specs.plan import TrainingPlan
 from fathom.training.estimator import estimate_training
-from fathom.training.plans import infer_dp
+from fathom.training.plans import check_plan, infer_dp
 from fathom.training.result import TrainingEstimate
 
 
@@ -22,6 +22,8 @@ def estimate_training_plan(*, model: str, gpu: str, num_gpus: int, seq_len: int,
     spec = get_model(model)
     cluster = resolve_cluster(gpu, num_gpus, system=system, overrides=system_overrides or None)
     if dp is None:
+        provisional = TrainingPlan(seq_len=seq_len, global_batch=global_batch, dp=1, **plan_fields)
+        check_plan(spec, cluster, provisional, model_only=True)
         dp = infer_dp(num_gpus, plan_fields.get("tp", 1), plan_fields.get("pp", 1), plan_fields.get("cp", 1))
     plan = TrainingPlan(seq_len=seq_len, global_batch=global_batch, dp=dp, **plan_fields)
     return estimate_training(spec, cluster, plan, tokens=tokens, price_per_gpu_hour=price_per_gpu_hour)

@@ -1,11 +1,11 @@
-"""The hardware catalog: devices (``data/gpus``) and systems (``data/systems``) by name, or a user's YAML file.
+"""The hardware catalog: devices (``data/gpus``) and systems (``data/systems``) by name, or a user's file.
 
 Every number lives in the YAML files with its source; this module only finds, merges and validates them, so a
 bad value is reported once, on one line, naming the file and the field.
 
 A user file passed as a gpu is either a full device or ``base: <catalog gpu>`` plus the fields to change
-(``peak_tflops`` and ``efficiency`` merge key by key). It may also carry ``system:``, a mapping of system fields
-applied on top of the chosen system. A user file passed as a system works the same way with ``base: <system>``.
+(``peak_tflops`` and ``efficiency`` merge key by key). It may also carry ``system:``, a mapping of system
+fields applied on top of the chosen system. A system file works the same way, with ``base: <system>``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from fathom.errors import FathomInputError, unknown_name_error
-from fathom.specs.hardware import Cluster, DeviceSpec, SystemSpec, validate_or_explain
+from fathom.specs.hardware import PRECISIONS, Cluster, DeviceSpec, SystemSpec, validate_or_explain
 
 _KINDS = {"gpu": "gpus", "system": "systems"}
 
@@ -28,14 +28,14 @@ _KINDS = {"gpu": "gpus", "system": "systems"}
 def _unknown(field: str, name: str, choices: Iterable[str]) -> FathomInputError:
     """``unknown_name_error``, but names that contain what was typed come first.
 
-    difflib alone ranks ``h200`` and ``v100`` above ``h100-sxm`` for ``h100``; the family the user meant is the
-    better hint.
+    difflib alone ranks ``h200`` and ``v100`` above ``h100-sxm`` for ``h100``; the family the user meant is
+    the better hint.
     """
     valid = sorted(choices)
     err = unknown_name_error(field, name, valid)
     key = name.strip().lower()
     family = sorted((c for c in valid if key and key in c), key=lambda c: (not c.startswith(key), c))
-    head, sep, listing = str(err).partition(" (valid: ")
+    _, sep, listing = str(err).partition(" (valid: ")
     if not family or not sep:
         return err
     hint = ", ".join(repr(c) for c in family[:5])
@@ -55,7 +55,7 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _catalog(kind: str) -> dict[str, dict[str, Any]]:
     """Raw YAML of every packaged file of one kind, keyed by its (lower-case) name."""
     folder = resources.files("fathom") / "catalog" / "data" / _KINDS[kind]
@@ -81,14 +81,32 @@ def list_systems() -> list[str]:
     return sorted(_catalog("system"))
 
 
-@functools.lru_cache(maxsize=None)
+def _validate(kind: str, data: dict[str, Any], where: str) -> DeviceSpec | SystemSpec:
+    """Validate into a spec; device checks the model leaves open get the same one-line, field-naming error."""
+    if kind == "system":
+        return validate_or_explain(SystemSpec, data, where)  # type: ignore[return-value]
+    peaks = data.get("peak_tflops")
+    for key in peaks if isinstance(peaks, dict) else ():
+        if key not in PRECISIONS:
+            valid = ", ".join(PRECISIONS)
+            raise FathomInputError(f"{where} field peak_tflops.{key}: unknown precision (valid: {valid})")
+    spec: DeviceSpec = validate_or_explain(DeviceSpec, data, where)  # type: ignore[assignment]
+    for key, value in spec.efficiency.gemm.items():
+        if not 0 < value <= 1:
+            raise FathomInputError(f"{where} field efficiency.gemm.{key}: {value} is not in (0, 1]")
+    return spec
+
+
+@functools.cache
+def _validated(kind: str, key: str) -> DeviceSpec | SystemSpec:
+    return _validate(kind, _catalog(kind)[key], f"{kind} catalog file {key}.yaml")
+
+
 def _catalog_spec(kind: str, name: str) -> DeviceSpec | SystemSpec:
-    raw = _catalog(kind)
     key = name.strip().lower()
-    if key not in raw:
-        raise _unknown(kind, name, raw)
-    cls = DeviceSpec if kind == "gpu" else SystemSpec
-    return validate_or_explain(cls, raw[key], f"{kind} catalog file {key}.yaml")  # type: ignore[return-value]
+    if key not in _catalog(kind):
+        raise _unknown(kind, name, _catalog(kind))
+    return _validated(kind, key)
 
 
 def _is_path(name_or_path: str) -> bool:
@@ -118,7 +136,7 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_file(path: Path, kind: str) -> tuple[DeviceSpec | SystemSpec, dict[str, Any]]:
-    """A spec from a user file (full, or ``base:`` + overrides) and, for a gpu file, its ``system:`` mapping."""
+    """A spec from a user file (full, or ``base:`` + overrides) and a gpu file's ``system:`` fields."""
     data = _read_file(path, kind)
     where = f"{kind} file {path}"
     system_patch = data.pop("system", None) if kind == "gpu" else None
@@ -134,18 +152,18 @@ def _from_file(path: Path, kind: str) -> tuple[DeviceSpec | SystemSpec, dict[str
         merged = _deep_merge(base.model_dump(), data)
         merged["name"] = data.get("name", path.stem)
         if "source" not in data:  # provenance: say what was changed and where
-            merged["source"] = f"{base.source} [{', '.join(sorted(data)) or 'nothing'} overridden by {path.name}]"
+            changed = ", ".join(sorted(data)) or "nothing"
+            merged["source"] = f"{base.source} [{changed} overridden by {path.name}]"
         if isinstance(base, DeviceSpec) and isinstance(data.get("efficiency"), dict):
             if "source" not in data["efficiency"]:
                 merged["efficiency"]["source"] = f"{base.efficiency.source} [overridden by {path.name}]"
         data = merged
     data.setdefault("name", path.stem)
-    cls = DeviceSpec if kind == "gpu" else SystemSpec
-    return validate_or_explain(cls, data, where), system_patch or {}  # type: ignore[return-value]
+    return _validate(kind, data, where), system_patch or {}
 
 
 def get_device(name_or_path: str) -> DeviceSpec:
-    """A catalog device by name (case-insensitive), or a device YAML file (a ``system:`` mapping is ignored here)."""
+    """A catalog device by name (case-insensitive), or a device YAML file (``system:`` is ignored here)."""
     if _is_path(name_or_path):
         return _from_file(Path(name_or_path), "gpu")[0]  # type: ignore[return-value]
     return _catalog_spec("gpu", name_or_path)  # type: ignore[return-value]
@@ -159,19 +177,18 @@ def get_system(name_or_path: str) -> SystemSpec:
 
 
 def _patch_system(data: dict[str, Any], patch: dict[str, Any], where: str) -> dict[str, Any]:
-    """Apply system field overrides, rejecting unknown fields and a device change (the gpu argument owns it)."""
+    """Apply system field overrides; unknown fields and a device change (the gpu owns it) are errors."""
     fields = set(SystemSpec.model_fields)
     for key in patch:
         if key not in fields:
             raise _unknown(where, str(key), fields)
         if key == "device" and patch[key] != data["device"]:
-            raise FathomInputError(f"{where} field device: the device is chosen by the gpu, not by a system override")
+            raise FathomInputError(f"{where} field device: set by the gpu, not by a system override")
     merged = {**data, **patch}
     spec = validate_or_explain(SystemSpec, merged, where)
     if spec.scaleup_domain is not None and spec.scaleup_domain < spec.gpus_per_node:
-        raise FathomInputError(
-            f"{where} field scaleup_domain: {spec.scaleup_domain} is smaller than gpus_per_node ({spec.gpus_per_node})"
-        )
+        size, node = spec.scaleup_domain, spec.gpus_per_node
+        raise FathomInputError(f"{where} field scaleup_domain: {size} is smaller than gpus_per_node ({node})")
     return merged
 
 
@@ -180,11 +197,17 @@ def resolve_cluster(
 ) -> Cluster:
     """The hardware of an estimate: ``num_gpus`` devices of ``gpu`` wired as ``system``.
 
-    ``system`` defaults to the device's ``default_system``. If a system built for another device is chosen, the
-    chosen gpu wins: the system keeps its fabric (links, efficiencies, node size) and its ``device`` becomes the
-    gpu's name. A gpu file's ``system:`` mapping applies next, then ``overrides`` (any SystemSpec field but
-    ``device``), each validated with a one-line error naming the field.
+    ``system`` defaults to the device's ``default_system``. If a system built for another device is chosen,
+    the chosen gpu wins: the system keeps its fabric (links, efficiencies, node size) and its ``device``
+    becomes the gpu's name. A gpu file's ``system:`` fields apply next, then ``overrides`` (any SystemSpec
+    field but ``device``), each validated with a one-line error naming the field.
     """
+    try:
+        count = operator.index(num_gpus)
+    except TypeError:
+        count = 0
+    if isinstance(num_gpus, bool) or count < 1:
+        raise FathomInputError(f"num_gpus: expected a positive integer, got {num_gpus!r}")
     if _is_path(gpu):
         device, file_patch = _from_file(Path(gpu), "gpu")
     else:
@@ -192,17 +215,12 @@ def resolve_cluster(
     assert isinstance(device, DeviceSpec)
     system_name = system or device.default_system
     if system_name is None:
-        raise FathomInputError(f"system: gpu {device.name!r} has no default_system; choose one of {list_systems()}")
+        choices = ", ".join(list_systems())
+        raise FathomInputError(f"system: gpu {device.name!r} has no default_system; choose one of {choices}")
     data = get_system(system_name).model_dump()
     data["device"] = device.name
     if file_patch:
         data = _patch_system(data, file_patch, f"gpu file {gpu} system")
     if overrides:
         data = _patch_system(data, dict(overrides), "system override")
-    try:
-        count = operator.index(num_gpus)
-    except TypeError:
-        count = 0
-    if isinstance(num_gpus, bool) or count < 1:
-        raise FathomInputError(f"num_gpus: expected a positive integer, got {num_gpus!r}")
     return Cluster(device=device, system=SystemSpec.model_validate(data), num_gpus=count)

@@ -99,11 +99,11 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
     stages = p.pp * p.vpp
     moe = model.moe
     return [
-        (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
         (model.num_heads % p.tp != 0, "tp={tp} does not divide the {heads} attention heads"),
         ((model.num_kv_heads % p.tp != 0) & (p.tp % model.num_kv_heads != 0),
          "tp={tp} and the {kv} KV heads: one must divide the other"),
         (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
+        (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
         ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")),
          "vpp>1 needs --schedule interleaved"),
         (p.global_batch % (p.micro_batch * p.dp) != 0,
@@ -118,6 +118,9 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
     ]
 
 
+_MODEL_ONLY_CHECKS = 3
+
+
 def validity(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> np.ndarray:
     """True for every plan that can run at all (memory fit is judged separately)."""
     bad = np.zeros(len(p), dtype=bool)
@@ -126,10 +129,15 @@ def validity(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> np.ndarray:
     return ~bad
 
 
-def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan) -> None:
-    """Raise a one-line FathomInputError for the first structural problem of ``plan``."""
+def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_only: bool = False) -> None:
+    """Raise a one-line FathomInputError for the first structural problem of ``plan``.
+
+    ``model_only`` stops after the checks that involve only the model (used before DP is inferred).
+    """
     p = PlanArrays.from_plans([plan])
-    for mask, message in _violations(model, cluster, p):
+    for i, (mask, message) in enumerate(_violations(model, cluster, p)):
+        if model_only and i >= _MODEL_ONLY_CHECKS:
+            return
         if np.broadcast_to(mask, (1,))[0]:
             raise FathomInputError(
                 message.format(

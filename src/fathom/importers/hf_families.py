@@ -1,0 +1,271 @@
+"""One adapter per Hugging Face ``model_type``: config.json keys -> ModelSpec fields.
+
+Key names and defaults follow each family's ``configuration_*.py`` in Hugging Face transformers (the defaults
+matter: Llama configs omit ``num_key_value_heads`` when it equals the head count, GPT-2 configs omit
+``tie_word_embeddings`` because GPT-2 always ties). A new family joins by adding one decorated function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fathom.importers.hf_config import HFConfig
+
+Fields = dict[str, Any]
+ADAPTERS: dict[str, Callable[[HFConfig], Fields]] = {}
+
+
+def adapter(*model_types: str) -> Callable[[Callable[[HFConfig], Fields]], Callable[[HFConfig], Fields]]:
+    def register(fn: Callable[[HFConfig], Fields]) -> Callable[[HFConfig], Fields]:
+        for model_type in model_types:
+            ADAPTERS[model_type] = fn
+        return fn
+
+    return register
+
+
+# ---- shared pieces ------------------------------------------------------------------------------
+def _decoder(c: HFConfig, *, tie: bool, ffn_key: str = "intermediate_size") -> Fields:
+    """The Llama-style key set that Mistral, Qwen, Gemma, Phi-3 and DeepSeek share."""
+    h, nh = c.size("hidden_size"), c.size("num_attention_heads")
+    return dict(
+        num_layers=c.size("num_hidden_layers"), hidden_size=h, num_heads=nh,
+        num_kv_heads=c.size("num_key_value_heads", default=nh), head_dim=c.size("head_dim", default=h // nh),
+        ffn_size=c.size(ffn_key), gated_mlp=True, vocab_size=c.size("vocab_size"),
+        tied_embeddings=c.flag("tie_word_embeddings", default=tie),
+        max_seq_len=c.size("max_position_embeddings", default=4096), norm_type="rmsnorm",
+        position_embedding="rope",
+    )
+
+
+def _window_all_layers(c: HFConfig, f: Fields) -> Fields:
+    """Mistral v0.1 / Phi-3: ``sliding_window`` (null = full attention) applies to every layer."""
+    window = c.size("sliding_window", default=0, minimum=0)
+    return {**f, "sliding_window": window, "num_sliding_window_layers": f["num_layers"] if window else 0}
+
+
+def _window_qwen(c: HFConfig, f: Fields) -> Fields:
+    """Qwen2/3: ``layer_types`` if given, else layers from ``max_window_layers`` on slide when enabled."""
+    layers = f["num_layers"]
+    types = c.get("layer_types", default=None)
+    if isinstance(types, list):
+        count = sum(t == "sliding_attention" for t in types)
+    elif c.flag("use_sliding_window", default=False):
+        count = max(0, layers - c.size("max_window_layers", default=layers, minimum=0))
+    else:
+        count = 0
+    window = c.size("sliding_window", default=0, minimum=0) if count else 0
+    return {**f, "sliding_window": window, "num_sliding_window_layers": count if window else 0}
+
+
+def _moe_layout(is_moe: list[bool]) -> tuple[int, int]:
+    """(first_dense_layers, layer_interval) reproducing which layers are MoE.
+
+    ModelSpec places MoE layers at ``first_dense + k*interval - 1``; a pattern it cannot express (a list of
+    dense layers in the middle) falls back to the same number of MoE layers, which keeps every count exact.
+    """
+    layers, idx = len(is_moe), [i for i, m in enumerate(is_moe) if m]
+    interval = idx[1] - idx[0] if len(idx) > 1 else idx[0] + 1
+    first = idx[0] - (interval - 1)
+    if first >= 0 and [False] * first + [(j + 1) % interval == 0 for j in range(layers - first)] == is_moe:
+        return first, interval
+    return layers - len(idx), 1
+
+
+def _moe(c: HFConfig, f: Fields, is_moe: list[bool], **moe: Any) -> Fields:
+    if not any(is_moe):
+        return f
+    first, interval = _moe_layout(is_moe)
+    return {**f, "moe": dict(moe, first_dense_layers=first, layer_interval=interval)}
+
+
+def _qwen_moe_layers(c: HFConfig, layers: int) -> list[bool]:
+    """Qwen2-MoE / Qwen3-MoE: sparse where ``(i+1) % decoder_sparse_step == 0`` and i not in mlp_only_layers."""
+    step, dense = c.size("decoder_sparse_step", default=1), set(c.int_list("mlp_only_layers"))
+    return [i not in dense and (i + 1) % step == 0 for i in range(layers)]
+
+
+# ---- Llama family -------------------------------------------------------------------------------
+@adapter("llama")
+def llama(c: HFConfig) -> Fields:
+    bias = c.flag("attention_bias", default=False)  # LlamaAttention: q, k, v and o share this flag
+    return {**_decoder(c, tie=False), "qkv_bias": bias, "attn_out_bias": bias,
+            "mlp_bias": c.flag("mlp_bias", default=False)}
+
+
+@adapter("mistral")
+def mistral(c: HFConfig) -> Fields:
+    return _window_all_layers(c, _decoder(c, tie=False))
+
+
+@adapter("mixtral")
+def mixtral(c: HFConfig) -> Fields:
+    f = _window_all_layers(c, _decoder(c, tie=False))
+    moe = dict(num_experts=c.size("num_local_experts"), top_k=c.size("num_experts_per_tok"),
+               expert_ffn_size=f["ffn_size"])
+    return _moe(c, f, [True] * f["num_layers"], **moe)
+
+
+@adapter("phi3")
+def phi3(c: HFConfig) -> Fields:
+    return _window_all_layers(c, _decoder(c, tie=False))  # fused qkv / gate_up: same counts as Llama
+
+
+@adapter("qwen2")
+def qwen2(c: HFConfig) -> Fields:
+    return _window_qwen(c, {**_decoder(c, tie=False), "qkv_bias": True})
+
+
+@adapter("qwen2_moe")
+def qwen2_moe(c: HFConfig) -> Fields:
+    f = qwen2(c)
+    shared = c.size("shared_expert_intermediate_size", default=0, minimum=0)
+    moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
+               expert_ffn_size=c.size("moe_intermediate_size"), num_shared_experts=int(shared > 0),
+               shared_expert_ffn_size=shared, shared_expert_gate=shared > 0)
+    return _moe(c, f, _qwen_moe_layers(c, f["num_layers"]), **moe)
+
+
+@adapter("qwen3")
+def qwen3(c: HFConfig) -> Fields:
+    bias = c.flag("attention_bias", default=False)
+    return _window_qwen(c, {**_decoder(c, tie=False), "qk_norm": True, "qkv_bias": bias, "attn_out_bias": bias})
+
+
+@adapter("qwen3_moe")
+def qwen3_moe(c: HFConfig) -> Fields:
+    f = qwen3(c)
+    moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
+               expert_ffn_size=c.size("moe_intermediate_size"))
+    return _moe(c, f, _qwen_moe_layers(c, f["num_layers"]), **moe)
+
+
+@adapter("deepseek_v2", "deepseek_v3")
+def deepseek(c: HFConfig) -> Fields:
+    """MLA attention (arXiv:2405.04434 sec. 2.1); MoE where i >= first_k_dense_replace and i % moe_layer_freq == 0."""
+    f = _decoder(c, tie=False)
+    mla = dict(q_lora_rank=c.size("q_lora_rank", default=0, minimum=0), kv_lora_rank=c.size("kv_lora_rank"),
+               qk_nope_head_dim=c.size("qk_nope_head_dim"), qk_rope_head_dim=c.size("qk_rope_head_dim"),
+               v_head_dim=c.size("v_head_dim"))
+    f.update(mla=mla, num_kv_heads=f["num_heads"], head_dim=mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"])
+    if c.get("n_routed_experts", default=None) is None:
+        return f
+    first, freq = c.size("first_k_dense_replace", default=0, minimum=0), c.size("moe_layer_freq", default=1)
+    moe = dict(num_experts=c.size("n_routed_experts"), top_k=c.size("num_experts_per_tok"),
+               expert_ffn_size=c.size("moe_intermediate_size"),
+               num_shared_experts=c.size("n_shared_experts", default=0, minimum=0))
+    return _moe(c, f, [i >= first and i % freq == 0 for i in range(f["num_layers"])], **moe)
+
+
+@adapter("gemma2")
+def gemma2(c: HFConfig) -> Fields:
+    """Gemma 2 (arXiv:2408.00118): pre+post norms around attention and MLP; even layers use the local window."""
+    f = {**_decoder(c, tie=True), "norms_per_layer": 4}
+    types = c.get("layer_types", default=None)
+    count = sum(t == "sliding_attention" for t in types) if isinstance(types, list) else (f["num_layers"] + 1) // 2
+    window = c.size("sliding_window", default=4096, minimum=0)
+    return {**f, "sliding_window": window, "num_sliding_window_layers": count if window else 0}
+
+
+# ---- GPT-2 lineage: layernorm with biases, plain GELU MLP ------------------------------------------
+def _gpt(h: int, nh: int, layers: int, ffn: int, vocab: int, seq: int, **extra: Any) -> Fields:
+    return dict(num_layers=layers, hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh, ffn_size=ffn,
+                gated_mlp=False, vocab_size=vocab, max_seq_len=seq, norm_type="layernorm", **extra)
+
+
+@adapter("gpt2")
+def gpt2(c: HFConfig) -> Fields:
+    h = c.size("n_embd", "hidden_size")
+    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"),
+                c.size("n_inner", default=4 * h), c.size("vocab_size"), c.size("n_positions", "n_ctx"),
+                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="learned",
+                qkv_bias=True, attn_out_bias=True, mlp_bias=True, hidden_dropout=c.prob("resid_pdrop"))
+
+
+@adapter("gpt_neox")
+def gpt_neox(c: HFConfig) -> Fields:
+    bias = c.flag("attention_bias", default=True)
+    return _gpt(c.size("hidden_size"), c.size("num_attention_heads"), c.size("num_hidden_layers"),
+                c.size("intermediate_size"), c.size("vocab_size"), c.size("max_position_embeddings", default=2048),
+                tied_embeddings=c.flag("tie_word_embeddings", default=False), position_embedding="rope",
+                qkv_bias=bias, attn_out_bias=bias, mlp_bias=True, hidden_dropout=c.prob("hidden_dropout"),
+                parallel_block=c.flag("use_parallel_residual", default=True))
+
+
+@adapter("gptj")
+def gptj(c: HFConfig) -> Fields:
+    """GPT-J: one layernorm per parallel block; biases only on the MLP and the LM head."""
+    h = c.size("n_embd", "hidden_size")
+    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"),
+                c.size("n_inner", default=4 * h), c.size("vocab_size"), c.size("n_positions", default=2048),
+                tied_embeddings=c.flag("tie_word_embeddings", default=False), position_embedding="rope",
+                norms_per_layer=1, mlp_bias=True, lm_head_bias=True, parallel_block=True,
+                hidden_dropout=c.prob("resid_pdrop"))
+
+
+@adapter("opt")
+def opt(c: HFConfig) -> Fields:
+    h = c.size("hidden_size")
+    if c.size("word_embed_proj_dim", default=h) != h:
+        raise c.error("word_embed_proj_dim differs from hidden_size (OPT-350m's projected embeddings); not supported")
+    bias = c.flag("enable_bias", default=True)
+    return _gpt(h, c.size("num_attention_heads"), c.size("num_hidden_layers"), c.size("ffn_dim"),
+                c.size("vocab_size"), c.size("max_position_embeddings", default=2048),
+                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="learned",
+                qkv_bias=bias, attn_out_bias=bias, mlp_bias=bias, hidden_dropout=c.prob("dropout"))
+
+
+@adapter("bloom")
+def bloom(c: HFConfig) -> Fields:
+    h = c.size("hidden_size", "n_embed")
+    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"), 4 * h,
+                c.size("vocab_size"), c.size("seq_length", default=2048),
+                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="alibi",
+                qkv_bias=True, attn_out_bias=True, mlp_bias=True, embedding_norm=True,
+                hidden_dropout=c.prob("hidden_dropout"))
+
+
+@adapter("falcon", "RefinedWeb", "RefinedWebModel")
+def falcon(c: HFConfig) -> Fields:
+    """Falcon: 'new decoder architecture' (40B/180B) uses KV groups and 2 norms; 7B is multi-query with 1."""
+    h, nh = c.size("hidden_size", "n_embed"), c.size("num_attention_heads", "n_head")
+    new = c.flag("new_decoder_architecture", default=c.model_type == "RefinedWeb")
+    parallel = c.flag("parallel_attn", default=True)
+    if new:
+        kv = c.size("num_kv_heads", "n_head_kv", default=nh)
+        norms = c.size("num_ln_in_parallel_attn", default=2)
+    else:
+        kv = 1 if c.flag("multi_query", default=True) else nh
+        norms = 1 if parallel else 2
+    bias = c.flag("bias", default=False)
+    alibi = c.flag("alibi", default=False)
+    return _gpt(h, nh, c.size("num_hidden_layers", "n_layer"), c.size("ffn_hidden_size", default=4 * h),
+                c.size("vocab_size"), c.size("max_position_embeddings", default=2048), num_kv_heads=kv,
+                tied_embeddings=c.flag("tie_word_embeddings", default=True), norms_per_layer=norms,
+                position_embedding="alibi" if alibi else "rope", qkv_bias=bias, attn_out_bias=bias, mlp_bias=bias,
+                parallel_block=parallel, hidden_dropout=c.prob("hidden_dropout"))
+
+
+@adapter("mpt")
+def mpt(c: HFConfig) -> Fields:
+    """MosaicML MPT: ALiBi or learned positions; ``no_bias`` removes every bias, layernorm's included."""
+    h, nh = c.size("d_model"), c.size("n_heads")
+    attn = c.get("attn_config", default={})
+    ffn_cfg = c.get("ffn_config", default={})
+    if not isinstance(attn, dict) or not isinstance(ffn_cfg, dict):
+        raise c.error("attn_config and ffn_config must be objects")
+    ratio = c.get("expansion_ratio", default=4)
+    ffn = ffn_cfg.get("ffn_hidden_size") or int(ratio * h)
+    kv = {"multiquery_attention": 1, "grouped_query_attention": attn.get("kv_n_heads", nh)}
+    alibi = bool(attn.get("alibi", False))
+    learned = c.flag("learned_pos_emb", default=True) and not alibi
+    no_bias = c.flag("no_bias", default=False)
+    return _gpt(h, nh, c.size("n_layers"), ffn, c.size("vocab_size"), c.size("max_seq_len", default=2048),
+                num_kv_heads=kv.get(attn.get("attn_type", "multihead_attention"), nh),
+                gated_mlp=ffn_cfg.get("ffn_type") == "mptglu",
+                tied_embeddings=c.flag("tie_word_embeddings", default=True),
+                position_embedding="alibi" if alibi else "learned" if learned else "none",
+                norm_bias=not no_bias, qkv_bias=not no_bias, attn_out_bias=not no_bias, mlp_bias=not no_bias,
+                hidden_dropout=c.prob("resid_pdrop"))
