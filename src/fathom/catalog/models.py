@@ -8,7 +8,7 @@ the file or the unknown name.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -64,7 +64,7 @@ def _spec_from_mapping(origin: str, data: Any, default_name: str) -> ModelSpec:
         raise FathomInputError(f"{origin}: {_one_line(str(exc))}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_preset(name: str) -> ModelSpec:
     entry = _preset_files()[name]
     origin = f"model preset {entry.name}"
@@ -85,7 +85,7 @@ def _read_text(path: Path) -> str:
 
 
 def load_model_file(path: str | Path) -> ModelSpec:
-    """A ``.json`` file is a Hugging Face config (or ModelSpec fields); ``.yaml``/``.yml`` is ModelSpec fields."""
+    """``.json``: a Hugging Face config (or ModelSpec fields); ``.yaml`` / ``.yml``: ModelSpec fields."""
     path = Path(path)
     text = _read_text(path)
     if path.suffix.lower() == ".json":

@@ -1,4 +1,4 @@
-"""Importers: build a ``ModelSpec`` from another tool's description of a model (Hugging Face ``config.json``)."""
+"""Importers: a ``ModelSpec`` from another tool's description of a model (a Hugging Face ``config.json``)."""
 
 from fathom.importers.hf_config import model_from_hf_config, supported_model_types
 

@@ -2,8 +2,8 @@
 
 Each ``model_type`` names its sizes differently (``n_embd`` vs ``hidden_size``), and leaves some out when they
 equal the library default (``num_key_value_heads``, ``tie_word_embeddings``). The per-family adapters in
-``hf_families`` know those names and defaults; this module reads the file, dispatches on ``model_type`` and turns
-every problem into a one-line ``FathomInputError`` that names the file, the field and the model type.
+``hf_families`` know those names and defaults; this module reads the file, dispatches on ``model_type`` and
+turns every problem into a one-line ``FathomInputError`` that names the file, the field and the model type.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ class HFConfig:
         return FathomInputError(f"{self.origin}: {message} (model_type {self.model_type})")
 
     def get(self, *keys: str, default: Any = _MISSING) -> Any:
-        """The first key (aliases in order) present and not null; ``default`` if none, else a missing-field error."""
+        """The first of ``keys`` (aliases) set and not null, else ``default``, else a missing-field error."""
         for key in keys:
             if self.data.get(key) is not None:
                 return self.data[key]
         if default is _MISSING:
-            raise FathomInputError(f"{self.origin}: missing field {keys[0]!r} for model_type {self.model_type}")
+            msg = f"missing field {keys[0]!r} for model_type {self.model_type}"
+            raise FathomInputError(f"{self.origin}: {msg}")
         return default
 
     def _key(self, keys: tuple[str, ...]) -> str:
@@ -63,7 +64,7 @@ class HFConfig:
 
     def int_list(self, key: str) -> list[int]:
         value = self.get(key, default=[])
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, list) or not all(type(v) is int for v in value):
             raise self.error(f"field {key!r} must be a list of layer indices, got {value!r}")
         return value
 
@@ -82,7 +83,8 @@ def _read(config: dict[str, Any] | str | Path, origin: str | None) -> tuple[dict
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FathomInputError(f"{where}: malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        msg = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise FathomInputError(f"{where}: {msg}") from None
     if not isinstance(data, dict):
         raise FathomInputError(f"{where}: expected a JSON object, got {type(data).__name__}")
     return data, where, path

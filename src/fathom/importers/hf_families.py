@@ -1,8 +1,9 @@
-"""One adapter per Hugging Face ``model_type``: config.json keys -> ModelSpec fields.
+"""One adapter per Hugging Face ``model_type``: config.json keys -> ModelSpec fields (Llama lineage here).
 
 Key names and defaults follow each family's ``configuration_*.py`` in Hugging Face transformers (the defaults
 matter: Llama configs omit ``num_key_value_heads`` when it equals the head count, GPT-2 configs omit
-``tie_word_embeddings`` because GPT-2 always ties). A new family joins by adding one decorated function.
+``tie_word_embeddings`` because GPT-2 always ties). A new family joins by adding one decorated function;
+the GPT-2 lineage (layernorm, plain GELU MLP) lives in ``hf_gpt_families``, imported at the end to register.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _moe_layout(is_moe: list[bool]) -> tuple[int, int]:
     return layers - len(idx), 1
 
 
-def _moe(c: HFConfig, f: Fields, is_moe: list[bool], **moe: Any) -> Fields:
+def _moe(f: Fields, is_moe: list[bool], **moe: Any) -> Fields:
     if not any(is_moe):
         return f
     first, interval = _moe_layout(is_moe)
@@ -82,7 +83,7 @@ def _moe(c: HFConfig, f: Fields, is_moe: list[bool], **moe: Any) -> Fields:
 
 
 def _qwen_moe_layers(c: HFConfig, layers: int) -> list[bool]:
-    """Qwen2-MoE / Qwen3-MoE: sparse where ``(i+1) % decoder_sparse_step == 0`` and i not in mlp_only_layers."""
+    """Qwen2/3-MoE: sparse where ``(i+1) % decoder_sparse_step == 0`` and i is not in mlp_only_layers."""
     step, dense = c.size("decoder_sparse_step", default=1), set(c.int_list("mlp_only_layers"))
     return [i not in dense and (i + 1) % step == 0 for i in range(layers)]
 
@@ -105,7 +106,7 @@ def mixtral(c: HFConfig) -> Fields:
     f = _window_all_layers(c, _decoder(c, tie=False))
     moe = dict(num_experts=c.size("num_local_experts"), top_k=c.size("num_experts_per_tok"),
                expert_ffn_size=f["ffn_size"])
-    return _moe(c, f, [True] * f["num_layers"], **moe)
+    return _moe(f, [True] * f["num_layers"], **moe)
 
 
 @adapter("phi3")
@@ -125,13 +126,14 @@ def qwen2_moe(c: HFConfig) -> Fields:
     moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
                expert_ffn_size=c.size("moe_intermediate_size"), num_shared_experts=int(shared > 0),
                shared_expert_ffn_size=shared, shared_expert_gate=shared > 0)
-    return _moe(c, f, _qwen_moe_layers(c, f["num_layers"]), **moe)
+    return _moe(f, _qwen_moe_layers(c, f["num_layers"]), **moe)
 
 
 @adapter("qwen3")
 def qwen3(c: HFConfig) -> Fields:
     bias = c.flag("attention_bias", default=False)
-    return _window_qwen(c, {**_decoder(c, tie=False), "qk_norm": True, "qkv_bias": bias, "attn_out_bias": bias})
+    f = {**_decoder(c, tie=False), "qk_norm": True, "qkv_bias": bias, "attn_out_bias": bias}
+    return _window_qwen(c, f)
 
 
 @adapter("qwen3_moe")
@@ -139,12 +141,12 @@ def qwen3_moe(c: HFConfig) -> Fields:
     f = qwen3(c)
     moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
                expert_ffn_size=c.size("moe_intermediate_size"))
-    return _moe(c, f, _qwen_moe_layers(c, f["num_layers"]), **moe)
+    return _moe(f, _qwen_moe_layers(c, f["num_layers"]), **moe)
 
 
 @adapter("deepseek_v2", "deepseek_v3")
 def deepseek(c: HFConfig) -> Fields:
-    """MLA attention (arXiv:2405.04434 sec. 2.1); MoE where i >= first_k_dense_replace and i % moe_layer_freq == 0."""
+    """MLA (arXiv:2405.04434 sec. 2.1); MoE where i >= first_k_dense_replace and i % moe_layer_freq == 0."""
     f = _decoder(c, tie=False)
     mla = dict(q_lora_rank=c.size("q_lora_rank", default=0, minimum=0), kv_lora_rank=c.size("kv_lora_rank"),
                qk_nope_head_dim=c.size("qk_nope_head_dim"), qk_rope_head_dim=c.size("qk_rope_head_dim"),
@@ -156,116 +158,21 @@ def deepseek(c: HFConfig) -> Fields:
     moe = dict(num_experts=c.size("n_routed_experts"), top_k=c.size("num_experts_per_tok"),
                expert_ffn_size=c.size("moe_intermediate_size"),
                num_shared_experts=c.size("n_shared_experts", default=0, minimum=0))
-    return _moe(c, f, [i >= first and i % freq == 0 for i in range(f["num_layers"])], **moe)
+    return _moe(f, [i >= first and i % freq == 0 for i in range(f["num_layers"])], **moe)
 
 
 @adapter("gemma2")
 def gemma2(c: HFConfig) -> Fields:
-    """Gemma 2 (arXiv:2408.00118): pre+post norms around attention and MLP; even layers use the local window."""
+    """Gemma 2 (arXiv:2408.00118): norms before and after attention and MLP; even layers slide."""
     f = {**_decoder(c, tie=True), "norms_per_layer": 4}
     types = c.get("layer_types", default=None)
-    count = sum(t == "sliding_attention" for t in types) if isinstance(types, list) else (f["num_layers"] + 1) // 2
+    if isinstance(types, list):
+        count = sum(t == "sliding_attention" for t in types)
+    else:
+        count = (f["num_layers"] + 1) // 2
     window = c.size("sliding_window", default=4096, minimum=0)
     return {**f, "sliding_window": window, "num_sliding_window_layers": count if window else 0}
 
 
-# ---- GPT-2 lineage: layernorm with biases, plain GELU MLP ------------------------------------------
-def _gpt(h: int, nh: int, layers: int, ffn: int, vocab: int, seq: int, **extra: Any) -> Fields:
-    return dict(num_layers=layers, hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh, ffn_size=ffn,
-                gated_mlp=False, vocab_size=vocab, max_seq_len=seq, norm_type="layernorm", **extra)
-
-
-@adapter("gpt2")
-def gpt2(c: HFConfig) -> Fields:
-    h = c.size("n_embd", "hidden_size")
-    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"),
-                c.size("n_inner", default=4 * h), c.size("vocab_size"), c.size("n_positions", "n_ctx"),
-                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="learned",
-                qkv_bias=True, attn_out_bias=True, mlp_bias=True, hidden_dropout=c.prob("resid_pdrop"))
-
-
-@adapter("gpt_neox")
-def gpt_neox(c: HFConfig) -> Fields:
-    bias = c.flag("attention_bias", default=True)
-    return _gpt(c.size("hidden_size"), c.size("num_attention_heads"), c.size("num_hidden_layers"),
-                c.size("intermediate_size"), c.size("vocab_size"), c.size("max_position_embeddings", default=2048),
-                tied_embeddings=c.flag("tie_word_embeddings", default=False), position_embedding="rope",
-                qkv_bias=bias, attn_out_bias=bias, mlp_bias=True, hidden_dropout=c.prob("hidden_dropout"),
-                parallel_block=c.flag("use_parallel_residual", default=True))
-
-
-@adapter("gptj")
-def gptj(c: HFConfig) -> Fields:
-    """GPT-J: one layernorm per parallel block; biases only on the MLP and the LM head."""
-    h = c.size("n_embd", "hidden_size")
-    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"),
-                c.size("n_inner", default=4 * h), c.size("vocab_size"), c.size("n_positions", default=2048),
-                tied_embeddings=c.flag("tie_word_embeddings", default=False), position_embedding="rope",
-                norms_per_layer=1, mlp_bias=True, lm_head_bias=True, parallel_block=True,
-                hidden_dropout=c.prob("resid_pdrop"))
-
-
-@adapter("opt")
-def opt(c: HFConfig) -> Fields:
-    h = c.size("hidden_size")
-    if c.size("word_embed_proj_dim", default=h) != h:
-        raise c.error("word_embed_proj_dim differs from hidden_size (OPT-350m's projected embeddings); not supported")
-    bias = c.flag("enable_bias", default=True)
-    return _gpt(h, c.size("num_attention_heads"), c.size("num_hidden_layers"), c.size("ffn_dim"),
-                c.size("vocab_size"), c.size("max_position_embeddings", default=2048),
-                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="learned",
-                qkv_bias=bias, attn_out_bias=bias, mlp_bias=bias, hidden_dropout=c.prob("dropout"))
-
-
-@adapter("bloom")
-def bloom(c: HFConfig) -> Fields:
-    h = c.size("hidden_size", "n_embed")
-    return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"), 4 * h,
-                c.size("vocab_size"), c.size("seq_length", default=2048),
-                tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="alibi",
-                qkv_bias=True, attn_out_bias=True, mlp_bias=True, embedding_norm=True,
-                hidden_dropout=c.prob("hidden_dropout"))
-
-
-@adapter("falcon", "RefinedWeb", "RefinedWebModel")
-def falcon(c: HFConfig) -> Fields:
-    """Falcon: 'new decoder architecture' (40B/180B) uses KV groups and 2 norms; 7B is multi-query with 1."""
-    h, nh = c.size("hidden_size", "n_embed"), c.size("num_attention_heads", "n_head")
-    new = c.flag("new_decoder_architecture", default=c.model_type == "RefinedWeb")
-    parallel = c.flag("parallel_attn", default=True)
-    if new:
-        kv = c.size("num_kv_heads", "n_head_kv", default=nh)
-        norms = c.size("num_ln_in_parallel_attn", default=2)
-    else:
-        kv = 1 if c.flag("multi_query", default=True) else nh
-        norms = 1 if parallel else 2
-    bias = c.flag("bias", default=False)
-    alibi = c.flag("alibi", default=False)
-    return _gpt(h, nh, c.size("num_hidden_layers", "n_layer"), c.size("ffn_hidden_size", default=4 * h),
-                c.size("vocab_size"), c.size("max_position_embeddings", default=2048), num_kv_heads=kv,
-                tied_embeddings=c.flag("tie_word_embeddings", default=True), norms_per_layer=norms,
-                position_embedding="alibi" if alibi else "rope", qkv_bias=bias, attn_out_bias=bias, mlp_bias=bias,
-                parallel_block=parallel, hidden_dropout=c.prob("hidden_dropout"))
-
-
-@adapter("mpt")
-def mpt(c: HFConfig) -> Fields:
-    """MosaicML MPT: ALiBi or learned positions; ``no_bias`` removes every bias, layernorm's included."""
-    h, nh = c.size("d_model"), c.size("n_heads")
-    attn = c.get("attn_config", default={})
-    ffn_cfg = c.get("ffn_config", default={})
-    if not isinstance(attn, dict) or not isinstance(ffn_cfg, dict):
-        raise c.error("attn_config and ffn_config must be objects")
-    ratio = c.get("expansion_ratio", default=4)
-    ffn = ffn_cfg.get("ffn_hidden_size") or int(ratio * h)
-    kv = {"multiquery_attention": 1, "grouped_query_attention": attn.get("kv_n_heads", nh)}
-    alibi = bool(attn.get("alibi", False))
-    learned = c.flag("learned_pos_emb", default=True) and not alibi
-    no_bias = c.flag("no_bias", default=False)
-    return _gpt(h, nh, c.size("n_layers"), ffn, c.size("vocab_size"), c.size("max_seq_len", default=2048),
-                num_kv_heads=kv.get(attn.get("attn_type", "multihead_attention"), nh),
-                gated_mlp=ffn_cfg.get("ffn_type") == "mptglu",
-                tied_embeddings=c.flag("tie_word_embeddings", default=True),
-                position_embedding="alibi" if alibi else "learned" if learned else "none",
-                norm_bias=not no_bias, qkv_bias=not no_bias, attn_out_bias=not no_bias, mlp_bias=not no_bias,
-                hidden_dropout=c.prob("resid_pdrop"))
+# Imported last: that module needs ``adapter`` from this one, and registers its families into ADAPTERS.
+from fathom.importers import hf_gpt_families  # noqa: E402, F401
