@@ -98,7 +98,7 @@ def load_model_file(path: str | Path) -> ModelSpec:
             return _spec_from_mapping(str(path), data, path.stem)
         from fathom.importers.hf_config import model_from_hf_config
 
-        return model_from_hf_config(data, name=None, origin=str(path))
+        return model_from_hf_config(path)  # re-reads the file so the name can come from its folder
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

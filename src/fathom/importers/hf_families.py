@@ -28,13 +28,13 @@ def adapter(*model_types: str) -> Callable[[Callable[[HFConfig], Fields]], Calla
 
 
 # ---- shared pieces ------------------------------------------------------------------------------
-def _decoder(c: HFConfig, *, tie: bool, ffn_key: str = "intermediate_size") -> Fields:
+def _decoder(c: HFConfig, *, tie: bool) -> Fields:
     """The Llama-style key set that Mistral, Qwen, Gemma, Phi-3 and DeepSeek share."""
     h, nh = c.size("hidden_size"), c.size("num_attention_heads")
     return dict(
         num_layers=c.size("num_hidden_layers"), hidden_size=h, num_heads=nh,
         num_kv_heads=c.size("num_key_value_heads", default=nh), head_dim=c.size("head_dim", default=h // nh),
-        ffn_size=c.size(ffn_key), gated_mlp=True, vocab_size=c.size("vocab_size"),
+        ffn_size=c.size("intermediate_size"), gated_mlp=True, vocab_size=c.size("vocab_size"),
         tied_embeddings=c.flag("tie_word_embeddings", default=tie),
         max_seq_len=c.size("max_position_embeddings", default=4096), norm_type="rmsnorm",
         position_embedding="rope",

@@ -24,7 +24,8 @@ def _gpt(h: int, nh: int, layers: int, ffn: int, vocab: int, seq: int, **extra: 
 def gpt2(c: HFConfig) -> Fields:
     h = c.size("n_embd", "hidden_size")
     return _gpt(h, c.size("n_head", "num_attention_heads"), c.size("n_layer", "num_hidden_layers"),
-                c.size("n_inner", default=4 * h), c.size("vocab_size"), c.size("n_positions", "n_ctx"),
+                c.size("n_inner", default=4 * h), c.size("vocab_size"),
+                c.size("n_positions", "n_ctx", default=1024),
                 tied_embeddings=c.flag("tie_word_embeddings", default=True), position_embedding="learned",
                 qkv_bias=True, attn_out_bias=True, mlp_bias=True, hidden_dropout=c.prob("resid_pdrop"))
 
@@ -104,12 +105,15 @@ def mpt(c: HFConfig) -> Fields:
     if not isinstance(attn, dict) or not isinstance(ffn_cfg, dict):
         raise c.error("attn_config and ffn_config must be objects")
     ratio = c.get("expansion_ratio", default=4)
-    ffn = ffn_cfg.get("ffn_hidden_size") or int(ratio * h)
+    ffn = ffn_cfg.get("ffn_hidden_size") or (ratio * h if isinstance(ratio, int | float) else 0)
+    if not isinstance(ffn, int | float) or isinstance(ffn, bool) or int(ffn) < 1:
+        raise c.error(f"expansion_ratio must be a positive number, got {ratio!r}")
     kv = {"multiquery_attention": 1, "grouped_query_attention": attn.get("kv_n_heads", nh)}
     alibi = bool(attn.get("alibi", False))
     learned = c.flag("learned_pos_emb", default=True) and not alibi
     no_bias = c.flag("no_bias", default=False)
-    return _gpt(h, nh, c.size("n_layers"), ffn, c.size("vocab_size"), c.size("max_seq_len", default=2048),
+    seq = c.size("max_seq_len", default=2048)
+    return _gpt(h, nh, c.size("n_layers"), int(ffn), c.size("vocab_size"), seq,
                 num_kv_heads=kv.get(attn.get("attn_type", "multihead_attention"), nh),
                 gated_mlp=ffn_cfg.get("ffn_type") == "mptglu",
                 tied_embeddings=c.flag("tie_word_embeddings", default=True),

@@ -15,6 +15,9 @@ from fathom.errors import FathomInputError
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 GIB = 1024**3
+# Least-squares fit over the 1,440 vTrain iterations (Megatron-DeepSpeed, eager, one 8xA100 node; Bang et al.
+# MICRO 2024): see ``fathom.validation.calibrate``. A property of the host software path, shared by devices.
+HOST_OP_US_DEFAULT = 68.0
 
 
 class _Frozen(BaseModel):
@@ -43,6 +46,11 @@ class DeviceEfficiency(_Frozen):
     memory: float = Field(0.85, gt=0, le=1)
     attention: float = Field(0.55, gt=0, le=1)
     kernel_launch_us: float = Field(4.0, ge=0, description="fixed cost per kernel (launch + tail)")
+    host_op_us: float = Field(
+        HOST_OP_US_DEFAULT, ge=0,
+        description="host-side cost to issue one op in an eager PyTorch stack; a layer cannot run faster "
+        "than its ops can be issued (the CPU-bound floor of small models)",
+    )
     source: str = "fathom defaults"
 
     def gemm_fraction(self, precision: str) -> float:

@@ -33,6 +33,8 @@ class LayerCompute:
     other_bwd: np.ndarray
     head_fwd: np.ndarray  # LM head + loss, on the last stage, per micro-batch
     head_bwd: np.ndarray
+    host_fwd: np.ndarray  # time for the host to issue the layer's forward ops (the CPU-bound floor)
+    host_bwd: np.ndarray
 
     @property
     def fwd(self) -> np.ndarray:
@@ -158,4 +160,12 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     logits_bytes = t * v_local * (ACT_BYTES + 3 * BYTES["fp32"])
     head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
     head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
-    return LayerCompute(attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b)
+    # Ops the host issues per layer forward: GEMMs, attention-core kernels, memory-bound kernels, and the
+    # TP collectives; autograd issues about twice as many backward.
+    gemm_ops = len(_attention_gemms(model, t, tp)) + 2 + (3 if model.moe is not None else 0)
+    core_ops = np.where(p.flash_attention, 1, 5)
+    comm_ops = np.where(p.tp > 1, 2, 0)
+    ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
+    host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6
+    return LayerCompute(attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b,
+                        host_f, 2.0 * host_f)

@@ -42,6 +42,7 @@ class TimeBreakdown:
     ep_comm: np.ndarray
     pp_comm: np.ndarray
     pipeline_bubble: np.ndarray
+    host_overhead: np.ndarray  # GPU idle while the host issues ops (CPU-bound layers)
     dp_comm: np.ndarray
     optimizer: np.ndarray
 
@@ -61,6 +62,13 @@ def step_time(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes,
     recompute_comm = np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
     layer_fwd = c.fwd + comm.tp_fwd + comm.cp_fwd + comm.ep_fwd
     layer_bwd = c.bwd + comm.tp_bwd + comm.cp_bwd + comm.ep_bwd + recompute_compute + recompute_comm
+    # The GPU runs ahead of the host only while the host issues ops faster than the GPU retires them:
+    # a layer takes at least the time to issue its ops (the CPU-bound regime of small layers).
+    host_fwd = c.host_fwd
+    host_bwd = c.host_bwd + np.where(full, c.host_fwd, 0.0)
+    launch_bound = np.maximum(host_fwd - layer_fwd, 0.0) + np.maximum(host_bwd - layer_bwd, 0.0)
+    layer_fwd = np.maximum(layer_fwd, host_fwd)
+    layer_bwd = np.maximum(layer_bwd, host_bwd)
     chunks = np.where(p.schedule == SCHEDULES.index("interleaved"), p.vpp, 1).astype(float)
     p2p = 2.0 * chunks * comm.pp_p2p  # forward activation and backward gradient per micro-batch
     layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
@@ -100,6 +108,7 @@ def step_time(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes,
         ep_comm=m * L * (comm.ep_fwd + comm.ep_bwd),
         pp_comm=m * p2p,
         pipeline_bubble=bubble,
+        host_overhead=m * L * launch_bound,
         dp_comm=dp_exposed + m * zero3_exposed,
         optimizer=optimizer,
     )
