@@ -1,9 +1,9 @@
 """Schema checks for the cited training-validation data (stdlib csv only).
 
-The CSVs under ``src/fathom/validation/data`` are published measurements copied from their original sources
-(see SOURCES.md there). These tests keep them machine-readable: exact columns, unique ids, valid enums, positive
-numbers, parallel degrees that multiply to the GPU count, and complete rows that carry every field the estimator
-needs.
+The CSVs under ``src/fathom/validation/data`` are published measurements copied from their original
+sources (see SOURCES.md there). These tests keep them machine-readable: exact columns, unique ids, valid
+enums, positive numbers, parallel degrees that multiply to the GPU count, and complete rows that carry every
+field the estimator needs.
 """
 
 from __future__ import annotations
@@ -20,19 +20,18 @@ VTRAIN = DATA / "vtrain_a100_single_node.csv"
 SOURCES = DATA / "SOURCES.md"
 FILES = (TRAINING, VTRAIN)
 
-COLUMNS = [
-    "id", "source", "source_detail", "model", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size",
-    "vocab_size", "gated_mlp", "seq_len", "global_batch", "micro_batch", "gpu", "system", "num_gpus", "tp", "pp",
-    "dp", "cp", "ep", "vpp", "sequence_parallel", "zero", "recompute", "precision", "schedule", "metric", "value",
-    "complete", "note",
-]
+COLUMNS = (
+    "id,source,source_detail,model,num_layers,hidden_size,num_heads,num_kv_heads,ffn_size,vocab_size,gated_mlp,"
+    "seq_len,global_batch,micro_batch,gpu,system,num_gpus,tp,pp,dp,cp,ep,vpp,sequence_parallel,zero,recompute,"
+    "precision,schedule,metric,value,complete,note"
+).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
     "gpu", "num_gpus", "tp", "pp", "dp", "micro_batch", "global_batch", "seq_len", "recompute",
 ]
 INT_FIELDS = [
-    "num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "seq_len", "global_batch",
-    "micro_batch", "num_gpus", "tp", "pp", "dp", "cp", "ep", "vpp",
+    "num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "seq_len",
+    "global_batch", "micro_batch", "num_gpus", "tp", "pp", "dp", "cp", "ep", "vpp",
 ]
 ENUMS = {
     "gpu": {"a100-80gb", "a100-40gb", "h100-sxm", "h200", "h800", "gb200", "mi250x", "v100"},
@@ -44,8 +43,8 @@ ENUMS = {
     "precision": {"bf16", "fp16", "fp8"},
     "schedule": {"1f1b", "interleaved", "zero-bubble"},
     "metric": {
-        "step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct", "activation_memory_gib",
-        "peak_memory_gib",
+        "step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct",
+        "activation_memory_gib", "peak_memory_gib",
     },
     "complete": {"yes", "no"},
 }
@@ -85,7 +84,8 @@ def test_ids_unique_across_files():
 def test_every_row_has_a_source(table):
     path, rows = table
     for r in rows:
-        assert r["source"].strip() and r["source_detail"].strip(), f"{r['id']}: source or source_detail missing"
+        assert r["source"].strip(), f"{r['id']}: source missing"
+        assert r["source_detail"].strip(), f"{r['id']}: source_detail missing"
         for field in ("source", "source_detail", "note"):
             assert "/work/shared" not in r[field] and "shared/reference" not in r[field], (
                 f"{r['id']}: cite the original source, not the working copy"
@@ -175,8 +175,12 @@ def test_complete_rows_have_required_fields(table):
 
 def test_known_presets_have_their_shape():
     _, rows = _read(TRAINING)
-    expected = {"qwen3-235b-a22b": ("94", "4096", "64", "4"), "gpt3-175b": ("96", "12288", "96", "96"),
-                "megatron-gpt-1t": ("128", "25600", "160", "160"), "llama-3.1-405b": ("126", "16384", "128", "8")}
+    expected = {
+        "qwen3-235b-a22b": ("94", "4096", "64", "4"),
+        "gpt3-175b": ("96", "12288", "96", "96"),
+        "megatron-gpt-1t": ("128", "25600", "160", "160"),
+        "llama-3.1-405b": ("126", "16384", "128", "8"),
+    }
     for r in rows:
         if r["model"] in expected:
             got = (r["num_layers"], r["hidden_size"], r["num_heads"], r["num_kv_heads"])

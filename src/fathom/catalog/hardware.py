@@ -26,20 +26,7 @@ _KINDS = {"gpu": "gpus", "system": "systems"}
 
 
 def _unknown(field: str, name: str, choices: Iterable[str]) -> FathomInputError:
-    """``unknown_name_error``, but names that contain what was typed come first.
-
-    difflib alone ranks ``h200`` and ``v100`` above ``h100-sxm`` for ``h100``; the family the user meant is
-    the better hint.
-    """
-    valid = sorted(choices)
-    err = unknown_name_error(field, name, valid)
-    key = name.strip().lower()
-    family = sorted((c for c in valid if key and key in c), key=lambda c: (not c.startswith(key), c))
-    _, sep, listing = str(err).partition(" (valid: ")
-    if not family or not sep:
-        return err
-    hint = ", ".join(repr(c) for c in family[:5])
-    return FathomInputError(f"{field}: unknown name {name!r}; did you mean {hint}? (valid: {listing}")
+    return unknown_name_error(field, name, choices)
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ _SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def _presets_dir() -> Traversable:
-    return resources.files("fathom.catalog").joinpath("data", "models")
+    return resources.files("fathom.catalog").joinpath("data").joinpath("models")
 
 
 @lru_cache(maxsize=1)
