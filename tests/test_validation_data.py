@@ -18,6 +18,7 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "fathom" / "validation" / "
 TRAINING = DATA / "training_runs.csv"
 VTRAIN = DATA / "vtrain_a100_single_node.csv"
 SOURCES = DATA / "SOURCES.md"
+CATALOG_MODELS = DATA.parents[1] / "catalog" / "data" / "models"
 FILES = (TRAINING, VTRAIN)
 
 COLUMNS = (
@@ -173,18 +174,36 @@ def test_complete_rows_have_required_fields(table):
             assert r["note"].strip(), f"{r['id']}: incomplete row must say why in note"
 
 
-def test_known_presets_have_their_shape():
-    _, rows = _read(TRAINING)
-    expected = {
-        "qwen3-235b-a22b": ("94", "4096", "64", "4"),
-        "gpt3-175b": ("96", "12288", "96", "96"),
-        "megatron-gpt-1t": ("128", "25600", "160", "160"),
-        "llama-3.1-405b": ("126", "16384", "128", "8"),
-    }
-    for r in rows:
-        if r["model"] in expected:
-            got = (r["num_layers"], r["hidden_size"], r["num_heads"], r["num_kv_heads"])
-            assert got == expected[r["model"]], f"{r['id']}: shape {got} does not match preset {r['model']}"
+def _preset_shapes() -> dict[str, dict[str, str]]:
+    """Top-level ``key: value`` lines of the catalog's model presets (enough for the shape keys)."""
+    presets = {}
+    for path in sorted(CATALOG_MODELS.glob("*.yaml")):
+        fields = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            m = re.match(r"^([a-z_]+):\s*([^#\s]+)", line)
+            if m:
+                fields[m.group(1)] = m.group(2)
+        presets[path.stem] = fields
+    return presets
+
+
+def test_named_presets_exist_and_share_the_architecture():
+    """``model`` names a preset only when layers/hidden/heads/kv heads/ffn/gating match (vocab may differ)."""
+    if not CATALOG_MODELS.is_dir():
+        pytest.skip("model catalog not present")
+    presets = _preset_shapes()
+    arch = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "gated_mlp"]
+    for path in FILES:
+        for r in _read(path)[1]:
+            if r["model"] == "-":
+                continue
+            assert r["model"] in presets, f"{r['id']}: model {r['model']!r} is not a catalog preset"
+            preset = presets[r["model"]]
+            got = {k: r[k] for k in arch}
+            want = {k: preset.get(k, "") for k in arch}
+            if want["num_kv_heads"] == "":
+                want["num_kv_heads"] = want["num_heads"]
+            assert got == want, f"{r['id']}: shape {got} differs from preset {r['model']} {want}"
 
 
 def test_vtrain_single_node_file():

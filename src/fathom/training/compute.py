@@ -140,7 +140,11 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     if model.moe is not None:
         moe = model.moe
         routed_tokens = s.tokens_sp * moe.top_k  # token copies this GPU's experts process (balanced routing)
-        experts_f, experts_b = _gemm_set(dev, codes, _mlp_gemms(model, routed_tokens, moe.expert_ffn_size))
+        # Each local expert multiplies only its own tokens: many small GEMMs (a grouped GEMM), not one big one.
+        local_experts = moe.num_experts / p.ep.astype(float)
+        per_expert = routed_tokens / local_experts
+        experts_f, experts_b = _gemm_set(
+            dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, count=local_experts))
         router_f, router_b = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
         shared_f = shared_b = 0.0
         if moe.num_shared_experts:
