@@ -24,7 +24,7 @@ FILES = (TRAINING, VTRAIN)
 COLUMNS = (
     "id,source,source_detail,model,num_layers,hidden_size,num_heads,num_kv_heads,ffn_size,vocab_size,gated_mlp,"
     "seq_len,global_batch,micro_batch,gpu,system,num_gpus,tp,pp,dp,cp,ep,vpp,sequence_parallel,zero,recompute,"
-    "precision,schedule,metric,value,complete,note"
+    "precision,schedule,flash_attention,dropout,flops,metric,value,complete,note"
 ).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
@@ -48,9 +48,12 @@ ENUMS = {
         "activation_memory_gib", "peak_memory_gib",
     },
     "complete": {"yes", "no"},
+    "flash_attention": {"true", "false"},
+    "dropout": {"true", "false"},
+    "flops": {"model", "hardware"},
 }
 # Enum columns that must always be filled; the others may be blank when the source does not say.
-ALWAYS = {"metric", "complete"}
+ALWAYS = {"metric", "complete", "flash_attention", "dropout"}
 MODEL_RE = re.compile(r"^(-|[a-z0-9][a-z0-9.\-]*)$")
 
 
@@ -230,3 +233,12 @@ def test_expected_coverage():
     assert "bloom-176b-main-step" in ids
     assert sum(r["id"].startswith("narayanan-t1-") for r in rows) == 10
     assert sum(r["id"].startswith("narayanan-t2-") for r in rows) == 12
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_tflops_rows_say_which_flops(path):
+    """Throughput in TFLOP/s is only comparable when we know whether recomputation was counted."""
+    _, rows = _read(path)
+    for r in rows:
+        if r["metric"] == "tflops_per_gpu":
+            assert r["flops"] in ("model", "hardware"), r["id"]

@@ -52,7 +52,7 @@ def row_model(row: RunRow) -> ModelSpec:
         base = get_model(name)
         if base.is_moe:
             return base
-        update = dict(shape)
+        update = dict(shape, hidden_dropout=row.flag("dropout"))
         if "hidden_size" in update and "num_heads" in update:
             update["head_dim"] = update["hidden_size"] // update["num_heads"]
         return base.model_copy(update=update)
@@ -82,7 +82,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
 
 
 def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
-    hardware_flops = "hardware" in row["note"].lower() or "hfu" in metric
+    hardware_flops = row["flops"] == "hardware"
     if metric == "step_time_s":
         return est.step_time_s
     if metric == "tokens_per_s_per_gpu":
