@@ -45,7 +45,7 @@ ENUMS = {
     "schedule": {"1f1b", "interleaved", "zero-bubble"},
     "metric": {
         "step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct",
-        "activation_memory_gib", "peak_memory_gib",
+        "activation_memory_gib", "peak_memory_gib", "state_memory_gib",
     },
     "complete": {"yes", "no"},
     "flash_attention": {"true", "false"},

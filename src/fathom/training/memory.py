@@ -1,7 +1,9 @@
 """Memory per GPU during training, by component, on the fullest pipeline rank.
 
-- Weights, gradients and optimizer states per parameter follow the mixed-precision accounting of
-  Rajbhandari et al. 2020 (ZeRO): 16-bit weights and gradients, fp32 master weights and Adam moments;
+- Weights, gradients and optimizer states per parameter follow mixed-precision training as Megatron-LM runs
+  it: 16-bit weights, fp32 gradient accumulation buffers ("main grads"), fp32 master weights and Adam moments,
+  18 bytes per parameter in all (Rajbhandari et al. 2020 count 16 with 16-bit gradients; Megatron's
+  distributed-optimizer guide and Korthikanti et al. 2022 Fig. 1 imply 18);
   ZeRO stage 1/2/3 shards optimizer states / gradients / weights over the DP (and CP) ranks;
   offload moves optimizer states to host memory or NVMe (ZeRO-Offload, ZeRO-Infinity).
 - Activations per layer follow Korthikanti et al. 2022 (Sec. 4), generalised from their GPT layer to
@@ -34,6 +36,7 @@ OPTIMIZER_STATE_BYTES = {
 }
 # CUDA context, cuBLAS/cuDNN workspaces and NCCL channel buffers that every rank holds (measured ~1 GiB).
 RUNTIME_RESERVED_BYTES = 1.0 * GIB
+GRAD_BYTES = 4.0
 DP_BUCKET_BYTES = 2 * 40e6  # two 40 MB gradient buckets in flight (Megatron/DDP default bucket size)
 
 
@@ -103,7 +106,7 @@ def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanSh
     shard = (p.dp * p.cp).astype(float)
     weight_bytes = np.where(p.precision == 3, 4.0, 2.0)  # fp32 training keeps fp32 weights
     weights = params * weight_bytes / np.where(p.zero >= 3, shard, 1.0)
-    grad_bytes = np.where(p.precision == 3, 4.0, 2.0)
+    grad_bytes = GRAD_BYTES  # fp32 main gradients in every precision
     gradients = params * grad_bytes / np.where(p.zero >= 2, shard, 1.0)
     state = np.array([OPTIMIZER_STATE_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
     state = np.where(p.precision == 3, state - 4.0, state)  # no separate master copy in fp32 training

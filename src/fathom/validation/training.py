@@ -22,7 +22,7 @@ from fathom.training.result import TrainingEstimate
 from fathom.validation.runs import RunRow, load_runs
 
 STEP_METRICS = ("step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct")
-MEMORY_METRICS = ("activation_memory_gib", "peak_memory_gib")
+MEMORY_METRICS = ("activation_memory_gib", "peak_memory_gib", "state_memory_gib")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
         return 100 * est.hfu
     if metric == "activation_memory_gib":
         return est.memory.breakdown["activations"]
+    if metric == "state_memory_gib":
+        b = est.memory.breakdown
+        return b["weights"] + b["gradients"] + b["optimizer"]
     if metric == "peak_memory_gib":
         return est.memory.peak_gib
     raise FathomInputError(f"validation data: unknown metric {metric!r}")
