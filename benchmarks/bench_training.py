@@ -40,15 +40,24 @@ def main() -> None:
     cp = rng.choice([1, 2], n)
     dp = 1024 // (tp * pp * cp)
     plans = PlanArrays.from_columns(
-        seq_len=np.full(n, 8192), global_batch=np.full(n, 1024), micro_batch=rng.choice([1, 2, 4], n),
-        tp=tp, pp=pp, dp=dp, cp=cp, zero=rng.integers(0, 4, n),
-        recompute=rng.choice(["none", "selective", "full"], n), schedule=rng.choice(["1f1b", "zero-bubble"], n),
+        seq_len=np.full(n, 8192),
+        global_batch=np.full(n, 1024),
+        micro_batch=rng.choice([1, 2, 4], n),
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        cp=cp,
+        zero=rng.integers(0, 4, n),
+        recompute=rng.choice(["none", "selective", "full"], n),
+        schedule=rng.choice(["1f1b", "zero-bubble"], n),
         precision=rng.choice(["bf16", "fp8"], n),
     )
     arrays = _best_of(lambda: estimate_arrays(model, cluster, plans), 3)
     ok = validity(model, cluster, plans)
-    print(f"{n:,} plans as arrays (estimate_arrays): {arrays * 1e3:8.1f} ms "
-          f"({arrays / n * 1e6:.2f} us per plan; {int(ok.sum()):,} structurally valid)")
+    print(
+        f"{n:,} plans as arrays (estimate_arrays): {arrays * 1e3:8.1f} ms "
+        f"({arrays / n * 1e6:.2f} us per plan; {int(ok.sum()):,} structurally valid)"
+    )
 
 
 if __name__ == "__main__":

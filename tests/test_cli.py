@@ -9,8 +9,27 @@ import pytest
 from fathom.api import estimate_training_plan
 from fathom.cli.app import run
 
-DEMO = ["train", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--num-gpus", "1024", "--tp", "8", "--pp", "4",
-        "--seq-len", "8192", "--global-batch", "1024", "--micro-batch", "1", "--recompute", "selective"]
+DEMO = [
+    "train",
+    "--model",
+    "llama-3.1-70b",
+    "--gpu",
+    "h100-sxm",
+    "--num-gpus",
+    "1024",
+    "--tp",
+    "8",
+    "--pp",
+    "4",
+    "--seq-len",
+    "8192",
+    "--global-batch",
+    "1024",
+    "--micro-batch",
+    "1",
+    "--recompute",
+    "selective",
+]
 
 
 def _json(capsys, argv):
@@ -20,7 +39,16 @@ def _json(capsys, argv):
 
 def test_train_json_has_contract_keys(capsys):
     data = _json(capsys, DEMO)
-    for key in ("step_time_s", "tokens_per_s", "tflops_per_gpu", "mfu", "hfu", "fits", "memory", "time_breakdown"):
+    for key in (
+        "step_time_s",
+        "tokens_per_s",
+        "tflops_per_gpu",
+        "mfu",
+        "hfu",
+        "fits",
+        "memory",
+        "time_breakdown",
+    ):
         assert key in data
     assert {"peak_gib", "breakdown"} <= set(data["memory"])
     assert data["plan"]["dp"] == 32  # inferred: 1024 / (8 * 4)
@@ -31,8 +59,17 @@ def test_train_json_has_contract_keys(capsys):
 
 def test_cli_equals_python_api(capsys):
     data = _json(capsys, DEMO)
-    api = estimate_training_plan(model="llama-3.1-70b", gpu="h100-sxm", num_gpus=1024, seq_len=8192,
-                                 global_batch=1024, micro_batch=1, tp=8, pp=4, recompute="selective")
+    api = estimate_training_plan(
+        model="llama-3.1-70b",
+        gpu="h100-sxm",
+        num_gpus=1024,
+        seq_len=8192,
+        global_batch=1024,
+        micro_batch=1,
+        tp=8,
+        pp=4,
+        recompute="selective",
+    )
     assert data == json.loads(api.model_dump_json())
 
 

@@ -16,18 +16,39 @@ from fathom.training.memory import activation_bytes_per_layer
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import plan_shapes
 
-GPT = ModelSpec(name="gpt-test", num_layers=24, hidden_size=2048, num_heads=16, num_kv_heads=16, head_dim=128,
-                ffn_size=8192, gated_mlp=False, vocab_size=51200, norm_type="layernorm", hidden_dropout=True,
-                position_embedding="learned", tied_embeddings=True)
+GPT = ModelSpec(
+    name="gpt-test",
+    num_layers=24,
+    hidden_size=2048,
+    num_heads=16,
+    num_kv_heads=16,
+    head_dim=128,
+    ffn_size=8192,
+    gated_mlp=False,
+    vocab_size=51200,
+    norm_type="layernorm",
+    hidden_dropout=True,
+    position_embedding="learned",
+    tied_embeddings=True,
+)
 
 
-@pytest.mark.parametrize("tp, sp, recompute", [(1, False, "none"), (8, False, "none"), (8, True, "none"),
-                                               (8, True, "selective"), (8, False, "full")])
+@pytest.mark.parametrize(
+    "tp, sp, recompute",
+    [(1, False, "none"), (8, False, "none"), (8, True, "none"), (8, True, "selective"), (8, False, "full")],
+)
 def test_activation_memory_matches_korthikanti(tp, sp, recompute):
     """Korthikanti et al. 2022, Table 2: bytes per layer for a GPT layer with dropout, unfused attention."""
     s, b, h, a = 2048, 1, GPT.hidden_size, GPT.num_heads
-    plan = TrainingPlan(seq_len=s, global_batch=8, tp=tp, sequence_parallel=sp, recompute=recompute,
-                        flash_attention=False, dp=1)
+    plan = TrainingPlan(
+        seq_len=s,
+        global_batch=8,
+        tp=tp,
+        sequence_parallel=sp,
+        recompute=recompute,
+        flash_attention=False,
+        dp=1,
+    )
     cluster = resolve_cluster("a100-80gb", tp)
     p = PlanArrays.from_plans([plan])
     got = activation_bytes_per_layer(GPT, p, plan_shapes(GPT, cluster, p))[0]
@@ -44,10 +65,17 @@ def test_activation_memory_matches_korthikanti(tp, sp, recompute):
 def _plans(n=64, seed=0):
     rng = np.random.default_rng(seed)
     return PlanArrays.from_columns(
-        seq_len=np.full(n, 4096), global_batch=np.full(n, 512), micro_batch=rng.choice([1, 2, 4], n),
-        tp=np.full(n, 8), pp=np.full(n, 4), dp=np.full(n, 8), vpp=np.ones(n, int),
-        zero=rng.integers(0, 4, n), recompute=rng.choice(["none", "selective", "full"], n),
-        precision=rng.choice(["bf16", "fp8"], n), schedule=rng.choice(["1f1b", "zero-bubble"], n),
+        seq_len=np.full(n, 4096),
+        global_batch=np.full(n, 512),
+        micro_batch=rng.choice([1, 2, 4], n),
+        tp=np.full(n, 8),
+        pp=np.full(n, 4),
+        dp=np.full(n, 8),
+        vpp=np.ones(n, int),
+        zero=rng.integers(0, 4, n),
+        recompute=rng.choice(["none", "selective", "full"], n),
+        precision=rng.choice(["bf16", "fp8"], n),
+        schedule=rng.choice(["1f1b", "zero-bubble"], n),
         sequence_parallel=rng.integers(0, 2, n).astype(bool),
     )
 
@@ -84,16 +112,18 @@ def test_no_bubble_without_pipeline_and_interleaving_helps():
     assert inter.memory.breakdown["activations"] >= f1b.memory.breakdown["activations"]
 
 
-plan_strategy = st.fixed_dictionaries({
-    "tp": st.sampled_from([1, 2, 4, 8]),
-    "pp": st.sampled_from([1, 2, 4]),
-    "dp": st.sampled_from([1, 2, 4, 8]),
-    "micro_batch": st.sampled_from([1, 2]),
-    "recompute": st.sampled_from(["none", "selective", "full"]),
-    "zero": st.integers(0, 3),
-    "sequence_parallel": st.booleans(),
-    "flash_attention": st.booleans(),
-})
+plan_strategy = st.fixed_dictionaries(
+    {
+        "tp": st.sampled_from([1, 2, 4, 8]),
+        "pp": st.sampled_from([1, 2, 4]),
+        "dp": st.sampled_from([1, 2, 4, 8]),
+        "micro_batch": st.sampled_from([1, 2]),
+        "recompute": st.sampled_from(["none", "selective", "full"]),
+        "zero": st.integers(0, 3),
+        "sequence_parallel": st.booleans(),
+        "flash_attention": st.booleans(),
+    }
+)
 
 
 def _mem(model, plan_kwargs, **change):
@@ -145,8 +175,12 @@ def test_moe_expert_parallel_shards_experts():
 def test_fp8_is_faster_than_bf16():
     model = get_model("llama-3.1-70b")
     cluster = resolve_cluster("h100-sxm", 64)
-    t = [estimate_training(model, cluster, TrainingPlan(seq_len=8192, global_batch=64, tp=8, dp=8, precision=p))
-         .step_time_s for p in ("bf16", "fp8")]
+    t = [
+        estimate_training(
+            model, cluster, TrainingPlan(seq_len=8192, global_batch=64, tp=8, dp=8, precision=p)
+        ).step_time_s
+        for p in ("bf16", "fp8")
+    ]
     assert t[1] < t[0]
 
 

@@ -28,11 +28,33 @@ COLUMNS = (
 ).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
-    "gpu", "num_gpus", "tp", "pp", "dp", "micro_batch", "global_batch", "seq_len", "recompute",
+    "gpu",
+    "num_gpus",
+    "tp",
+    "pp",
+    "dp",
+    "micro_batch",
+    "global_batch",
+    "seq_len",
+    "recompute",
 ]
 INT_FIELDS = [
-    "num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "seq_len",
-    "global_batch", "micro_batch", "num_gpus", "tp", "pp", "dp", "cp", "ep", "vpp",
+    "num_layers",
+    "hidden_size",
+    "num_heads",
+    "num_kv_heads",
+    "ffn_size",
+    "vocab_size",
+    "seq_len",
+    "global_batch",
+    "micro_batch",
+    "num_gpus",
+    "tp",
+    "pp",
+    "dp",
+    "cp",
+    "ep",
+    "vpp",
 ]
 ENUMS = {
     "gpu": {"a100-80gb", "a100-40gb", "h100-sxm", "h200", "h800", "gb200", "mi250x", "v100"},
@@ -44,8 +66,14 @@ ENUMS = {
     "precision": {"bf16", "fp16", "fp8"},
     "schedule": {"1f1b", "interleaved", "zero-bubble"},
     "metric": {
-        "step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct",
-        "activation_memory_gib", "peak_memory_gib", "state_memory_gib",
+        "step_time_s",
+        "tflops_per_gpu",
+        "tokens_per_s_per_gpu",
+        "mfu_pct",
+        "hfu_pct",
+        "activation_memory_gib",
+        "peak_memory_gib",
+        "state_memory_gib",
     },
     "complete": {"yes", "no"},
     "flash_attention": {"true", "false"},

@@ -10,10 +10,20 @@ from fathom.training.plans import check_plan, infer_dp
 from fathom.training.result import TrainingEstimate
 
 
-def estimate_training_plan(*, model: str, gpu: str, num_gpus: int, seq_len: int, global_batch: int,
-                           system: str | None = None, system_overrides: dict | None = None,
-                           dp: int | None = None, tokens: float | None = None,
-                           price_per_gpu_hour: float | None = None, **plan_fields) -> TrainingEstimate:
+def estimate_training_plan(
+    *,
+    model: str,
+    gpu: str,
+    num_gpus: int,
+    seq_len: int,
+    global_batch: int,
+    system: str | None = None,
+    system_overrides: dict | None = None,
+    dp: int | None = None,
+    tokens: float | None = None,
+    price_per_gpu_hour: float | None = None,
+    **plan_fields,
+) -> TrainingEstimate:
     """Estimate a training plan from catalog names (or file paths) and plan fields.
 
     ``dp`` is inferred from the GPU count when omitted; every other plan field has the defaults of

@@ -22,11 +22,22 @@ def register(app: typer.Typer) -> None:
 
         specs = [get_model(n) for n in list_models()]
         if json_out:
-            print_json([
-                {"name": m.name, "family": m.family, "params": m.num_params, "active_params": m.num_active_params,
-                 "reported_params": m.reported_params, "layers": m.num_layers, "hidden_size": m.hidden_size,
-                 "moe": m.is_moe, "source": m.source} for m in specs
-            ])
+            print_json(
+                [
+                    {
+                        "name": m.name,
+                        "family": m.family,
+                        "params": m.num_params,
+                        "active_params": m.num_active_params,
+                        "reported_params": m.reported_params,
+                        "layers": m.num_layers,
+                        "hidden_size": m.hidden_size,
+                        "moe": m.is_moe,
+                        "source": m.source,
+                    }
+                    for m in specs
+                ]
+            )
             return
         table = Table(title=f"{len(specs)} built-in models")
         for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "vocab"):
@@ -34,8 +45,15 @@ def register(app: typer.Typer) -> None:
         if sources:
             table.add_column("source", overflow="fold", max_width=60)
         for m in specs:
-            row = [m.name, f"{m.num_params / 1e9:.2f}B", f"{m.num_active_params / 1e9:.2f}B", str(m.num_layers),
-                   str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", str(m.vocab_size)]
+            row = [
+                m.name,
+                f"{m.num_params / 1e9:.2f}B",
+                f"{m.num_active_params / 1e9:.2f}B",
+                str(m.num_layers),
+                str(m.hidden_size),
+                f"{m.num_heads}/{m.num_kv_heads}",
+                str(m.vocab_size),
+            ]
             table.add_row(*row, *([m.source] if sources else []))
         Console().print(table)
 
@@ -49,12 +67,28 @@ def register(app: typer.Typer) -> None:
             print_json([d.model_dump(mode="json") for d in devices])
             return
         table = Table(title=f"{len(devices)} built-in devices (dense peaks, no sparsity)")
-        for col in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB", "HBM GB/s", "TDP W", "system", "source"):
+        for col in (
+            "name",
+            "bf16 TFLOP/s",
+            "fp8 TFLOP/s",
+            "memory GiB",
+            "HBM GB/s",
+            "TDP W",
+            "system",
+            "source",
+        ):
             table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
         for d in devices:
-            table.add_row(d.name, str(d.peak_tflops.get("bf16", "-")), str(d.peak_tflops.get("fp8", "-")),
-                          f"{d.memory_gib:g}", f"{d.mem_bw_GBps:g}", f"{d.tdp_w:g}", d.default_system or "-",
-                          d.source)
+            table.add_row(
+                d.name,
+                str(d.peak_tflops.get("bf16", "-")),
+                str(d.peak_tflops.get("fp8", "-")),
+                f"{d.memory_gib:g}",
+                f"{d.mem_bw_GBps:g}",
+                f"{d.tdp_w:g}",
+                d.default_system or "-",
+                d.source,
+            )
         Console().print(table)
 
     @app.command("systems")
@@ -70,6 +104,12 @@ def register(app: typer.Typer) -> None:
         for col in ("name", "device", "GPUs/node", "intra GB/s", "inter GB/s", "source"):
             table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
         for s in specs:
-            table.add_row(s.name, s.device, str(s.gpus_per_node), f"{s.intra_node_bw_GBps:g}",
-                          f"{s.inter_node_bw_GBps:g}", s.source)
+            table.add_row(
+                s.name,
+                s.device,
+                str(s.gpus_per_node),
+                f"{s.intra_node_bw_GBps:g}",
+                f"{s.inter_node_bw_GBps:g}",
+                s.source,
+            )
         Console().print(table)

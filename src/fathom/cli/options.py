@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ScheduleChoice(str, Enum):
+class ScheduleChoice(StrEnum):
     one_f_one_b = "1f1b"
     interleaved = "interleaved"
     zero_bubble = "zero-bubble"
 
 
-class RecomputeChoice(str, Enum):
+class RecomputeChoice(StrEnum):
     none = "none"
     selective = "selective"
     full = "full"
 
 
-class PrecisionChoice(str, Enum):
+class PrecisionChoice(StrEnum):
     bf16 = "bf16"
     fp16 = "fp16"
     fp8 = "fp8"
     fp32 = "fp32"
 
 
-class OptimizerChoice(str, Enum):
+class OptimizerChoice(StrEnum):
     adamw = "adamw"
     adam_8bit = "adam-8bit"
     adafactor = "adafactor"
     sgd = "sgd"
 
 
-class OffloadChoice(str, Enum):
+class OffloadChoice(StrEnum):
     none = "none"
     cpu = "cpu"
     nvme = "nvme"

@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from fathom.cli.options import OffloadChoice, OptimizerChoice, PrecisionChoice, RecomputeChoice, ScheduleChoice
+from fathom.cli.options import (
+    OffloadChoice,
+    OptimizerChoice,
+    PrecisionChoice,
+    RecomputeChoice,
+    ScheduleChoice,
+)
 from fathom.cli.render import print_json, render_training
 from fathom.errors import FathomInputError
 
@@ -41,7 +47,9 @@ def register(app: typer.Typer) -> None:
         offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
         flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention")] = True,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
-        tokens: Annotated[float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")] = None,
+        tokens: Annotated[
+            float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
+        ] = None,
         price_per_gpu_hour: Annotated[float | None, typer.Option(min=0, help="USD; default: catalog price.")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
@@ -53,19 +61,40 @@ def register(app: typer.Typer) -> None:
         if schedule == ScheduleChoice.interleaved and vpp == 1:
             raise FathomInputError("--schedule interleaved needs --vpp 2 or more")
         overrides = {
-            k: v for k, v in {
+            k: v
+            for k, v in {
                 "gpus_per_node": gpus_per_node,
                 "intra_node_bw_GBps": intra_node_bw,
                 "inter_node_bw_GBps": inter_node_bw,
-            }.items() if v is not None
+            }.items()
+            if v is not None
         }
         result = estimate_training_plan(
-            model=model, gpu=gpu, system=system, num_gpus=num_gpus, system_overrides=overrides,
-            seq_len=seq_len, global_batch=global_batch, micro_batch=micro_batch, tp=tp, pp=pp, dp=dp, cp=cp,
-            ep=ep, vpp=vpp, sequence_parallel=sequence_parallel, zero=zero, schedule=schedule.value,
-            recompute=recompute.value, precision=precision.value, optimizer=optimizer.value,
-            offload=offload.value, flash_attention=flash_attention, overlap_grad_reduce=overlap_grad_reduce,
-            tokens=tokens, price_per_gpu_hour=price_per_gpu_hour,
+            model=model,
+            gpu=gpu,
+            system=system,
+            num_gpus=num_gpus,
+            system_overrides=overrides,
+            seq_len=seq_len,
+            global_batch=global_batch,
+            micro_batch=micro_batch,
+            tp=tp,
+            pp=pp,
+            dp=dp,
+            cp=cp,
+            ep=ep,
+            vpp=vpp,
+            sequence_parallel=sequence_parallel,
+            zero=zero,
+            schedule=schedule.value,
+            recompute=recompute.value,
+            precision=precision.value,
+            optimizer=optimizer.value,
+            offload=offload.value,
+            flash_attention=flash_attention,
+            overlap_grad_reduce=overlap_grad_reduce,
+            tokens=tokens,
+            price_per_gpu_hour=price_per_gpu_hour,
         )
         if json_out:
             print_json(result.model_dump(mode="json"))

@@ -40,12 +40,26 @@ def training(
     for r in results:
         if r.error_pct is None:
             if show_skipped:
-                table.add_row(r.row_id, r.model, str(r.num_gpus), r.metric, f"{r.measured:g}", "-",
-                              f"[dim]skipped: {r.skipped}[/]")
+                table.add_row(
+                    r.row_id,
+                    r.model,
+                    str(r.num_gpus),
+                    r.metric,
+                    f"{r.measured:g}",
+                    "-",
+                    f"[dim]skipped: {r.skipped}[/]",
+                )
             continue
         color = "green" if abs(r.error_pct) <= 10 else "yellow" if abs(r.error_pct) <= 25 else "red"
-        table.add_row(r.row_id, r.model, str(r.num_gpus), r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
-                      f"[{color}]{r.error_pct:+.1f}%[/]")
+        table.add_row(
+            r.row_id,
+            r.model,
+            str(r.num_gpus),
+            r.metric,
+            f"{r.measured:.4g}",
+            f"{r.predicted:.4g}",
+            f"[{color}]{r.error_pct:+.1f}%[/]",
+        )
     console.print(table)
     st = Table(title="Mean absolute % error")
     for col in ("group | source", "rows", "mean |err|", "max |err|"):

@@ -29,7 +29,9 @@ def attention_flops_per_token_fwd(model: ModelSpec, seq_len) -> np.ndarray:
         dims = 2 * model.head_dim
     w = float(model.sliding_window or 0)
     window_keys = np.minimum(seq, w) if w else seq
-    keys_sum = (model.num_layers - model.num_sliding_window_layers) * seq + model.num_sliding_window_layers * window_keys
+    keys_sum = (
+        model.num_layers - model.num_sliding_window_layers
+    ) * seq + model.num_sliding_window_layers * window_keys
     return 2.0 * keys_sum * model.num_heads * dims
 
 

@@ -67,6 +67,7 @@ def attention_s(device: DeviceSpec, flops_fwd, seq_len, backward: bool = False) 
 def memory_bound_s(device: DeviceSpec, nbytes, kernels=1.0) -> np.ndarray:
     """Seconds for elementwise/normalisation kernels that stream ``nbytes`` through HBM."""
     eff = device.efficiency
-    return np.asarray(nbytes, dtype=float) / (device.mem_bw_bytes_per_s * eff.memory) + np.asarray(
-        kernels, dtype=float
-    ) * eff.kernel_launch_us * 1e-6
+    return (
+        np.asarray(nbytes, dtype=float) / (device.mem_bw_bytes_per_s * eff.memory)
+        + np.asarray(kernels, dtype=float) * eff.kernel_launch_us * 1e-6
+    )

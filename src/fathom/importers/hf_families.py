@@ -32,11 +32,17 @@ def _decoder(c: HFConfig, *, tie: bool) -> Fields:
     """The Llama-style key set that Mistral, Qwen, Gemma, Phi-3 and DeepSeek share."""
     h, nh = c.size("hidden_size"), c.size("num_attention_heads")
     return dict(
-        num_layers=c.size("num_hidden_layers"), hidden_size=h, num_heads=nh,
-        num_kv_heads=c.size("num_key_value_heads", default=nh), head_dim=c.size("head_dim", default=h // nh),
-        ffn_size=c.size("intermediate_size"), gated_mlp=True, vocab_size=c.size("vocab_size"),
+        num_layers=c.size("num_hidden_layers"),
+        hidden_size=h,
+        num_heads=nh,
+        num_kv_heads=c.size("num_key_value_heads", default=nh),
+        head_dim=c.size("head_dim", default=h // nh),
+        ffn_size=c.size("intermediate_size"),
+        gated_mlp=True,
+        vocab_size=c.size("vocab_size"),
         tied_embeddings=c.flag("tie_word_embeddings", default=tie),
-        max_seq_len=c.size("max_position_embeddings", default=4096), norm_type="rmsnorm",
+        max_seq_len=c.size("max_position_embeddings", default=4096),
+        norm_type="rmsnorm",
         position_embedding="rope",
     )
 
@@ -92,8 +98,12 @@ def _qwen_moe_layers(c: HFConfig, layers: int) -> list[bool]:
 @adapter("llama")
 def llama(c: HFConfig) -> Fields:
     bias = c.flag("attention_bias", default=False)  # LlamaAttention: q, k, v and o share this flag
-    return {**_decoder(c, tie=False), "qkv_bias": bias, "attn_out_bias": bias,
-            "mlp_bias": c.flag("mlp_bias", default=False)}
+    return {
+        **_decoder(c, tie=False),
+        "qkv_bias": bias,
+        "attn_out_bias": bias,
+        "mlp_bias": c.flag("mlp_bias", default=False),
+    }
 
 
 @adapter("mistral")
@@ -104,8 +114,9 @@ def mistral(c: HFConfig) -> Fields:
 @adapter("mixtral")
 def mixtral(c: HFConfig) -> Fields:
     f = _window_all_layers(c, _decoder(c, tie=False))
-    moe = dict(num_experts=c.size("num_local_experts"), top_k=c.size("num_experts_per_tok"),
-               expert_ffn_size=f["ffn_size"])
+    moe = dict(
+        num_experts=c.size("num_local_experts"), top_k=c.size("num_experts_per_tok"), expert_ffn_size=f["ffn_size"]
+    )
     return _moe(f, [True] * f["num_layers"], **moe)
 
 
@@ -123,9 +134,14 @@ def qwen2(c: HFConfig) -> Fields:
 def qwen2_moe(c: HFConfig) -> Fields:
     f = qwen2(c)
     shared = c.size("shared_expert_intermediate_size", default=0, minimum=0)
-    moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
-               expert_ffn_size=c.size("moe_intermediate_size"), num_shared_experts=int(shared > 0),
-               shared_expert_ffn_size=shared, shared_expert_gate=shared > 0)
+    moe = dict(
+        num_experts=c.size("num_experts"),
+        top_k=c.size("num_experts_per_tok"),
+        expert_ffn_size=c.size("moe_intermediate_size"),
+        num_shared_experts=int(shared > 0),
+        shared_expert_ffn_size=shared,
+        shared_expert_gate=shared > 0,
+    )
     return _moe(f, _qwen_moe_layers(c, f["num_layers"]), **moe)
 
 
@@ -139,8 +155,11 @@ def qwen3(c: HFConfig) -> Fields:
 @adapter("qwen3_moe")
 def qwen3_moe(c: HFConfig) -> Fields:
     f = qwen3(c)
-    moe = dict(num_experts=c.size("num_experts"), top_k=c.size("num_experts_per_tok"),
-               expert_ffn_size=c.size("moe_intermediate_size"))
+    moe = dict(
+        num_experts=c.size("num_experts"),
+        top_k=c.size("num_experts_per_tok"),
+        expert_ffn_size=c.size("moe_intermediate_size"),
+    )
     return _moe(f, _qwen_moe_layers(c, f["num_layers"]), **moe)
 
 
@@ -148,16 +167,23 @@ def qwen3_moe(c: HFConfig) -> Fields:
 def deepseek(c: HFConfig) -> Fields:
     """MLA (arXiv:2405.04434 sec. 2.1); MoE where i >= first_k_dense_replace and i % moe_layer_freq == 0."""
     f = _decoder(c, tie=False)
-    mla = dict(q_lora_rank=c.size("q_lora_rank", default=0, minimum=0), kv_lora_rank=c.size("kv_lora_rank"),
-               qk_nope_head_dim=c.size("qk_nope_head_dim"), qk_rope_head_dim=c.size("qk_rope_head_dim"),
-               v_head_dim=c.size("v_head_dim"))
+    mla = dict(
+        q_lora_rank=c.size("q_lora_rank", default=0, minimum=0),
+        kv_lora_rank=c.size("kv_lora_rank"),
+        qk_nope_head_dim=c.size("qk_nope_head_dim"),
+        qk_rope_head_dim=c.size("qk_rope_head_dim"),
+        v_head_dim=c.size("v_head_dim"),
+    )
     f.update(mla=mla, num_kv_heads=f["num_heads"], head_dim=mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"])
     if c.get("n_routed_experts", default=None) is None:
         return f
     first, freq = c.size("first_k_dense_replace", default=0, minimum=0), c.size("moe_layer_freq", default=1)
-    moe = dict(num_experts=c.size("n_routed_experts"), top_k=c.size("num_experts_per_tok"),
-               expert_ffn_size=c.size("moe_intermediate_size"),
-               num_shared_experts=c.size("n_shared_experts", default=0, minimum=0))
+    moe = dict(
+        num_experts=c.size("n_routed_experts"),
+        top_k=c.size("num_experts_per_tok"),
+        expert_ffn_size=c.size("moe_intermediate_size"),
+        num_shared_experts=c.size("n_shared_experts", default=0, minimum=0),
+    )
     return _moe(f, [i >= first and i % freq == 0 for i in range(f["num_layers"])], **moe)
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from fathom.errors import FathomInputError
 
@@ -47,7 +55,8 @@ class DeviceEfficiency(_Frozen):
     attention: float = Field(0.55, gt=0, le=1)
     kernel_launch_us: float = Field(4.0, ge=0, description="fixed cost per kernel (launch + tail)")
     host_op_us: float = Field(
-        HOST_OP_US_DEFAULT, ge=0,
+        HOST_OP_US_DEFAULT,
+        ge=0,
         description="host-side cost to issue one op in an eager PyTorch stack; a layer cannot run faster "
         "than its ops can be issued (the CPU-bound floor of small models)",
     )

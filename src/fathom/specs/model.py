@@ -92,9 +92,7 @@ class ModelSpec(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})"
-            )
+            raise ValueError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
         if self.num_sliding_window_layers > self.num_layers:
             raise ValueError("num_sliding_window_layers exceeds num_layers")
         if self.num_sliding_window_layers and not self.sliding_window:

@@ -41,8 +41,14 @@ class LayerComm:
     pp_p2p: np.ndarray  # one send of one micro-batch's boundary activation
 
 
-def layer_comm(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShapes,
-               attn_fwd: np.ndarray, attn_bwd: np.ndarray) -> LayerComm:
+def layer_comm(
+    model: ModelSpec,
+    system: SystemSpec,
+    p: PlanArrays,
+    s: PlanShapes,
+    attn_fwd: np.ndarray,
+    attn_bwd: np.ndarray,
+) -> LayerComm:
     h = model.hidden_size
     act = s.tokens * h * ACT_BYTES
     tp_one = all_reduce_s(system, act, p.tp, 1)
@@ -50,8 +56,11 @@ def layer_comm(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShape
     tp_fwd = (2.0 - s.moe_fraction) * tp_one
     # CP: each of cp-1 ring steps moves this rank's K and V block; backward also returns dK, dV.
     kv_heads = model.num_kv_heads if model.mla is None else model.num_heads
-    kv_dim = model.head_dim if model.mla is None else (
-        model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2
+    kv_dim = (
+        model.head_dim
+        if model.mla is None
+        else (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2
+    )
     kv_block = 2 * s.tokens * kv_heads * kv_dim / np.maximum(p.tp, 1) * ACT_BYTES
     ring_step = p2p_s(system, kv_block, p.tp)
     cp_steps = p.cp - 1.0
@@ -88,7 +97,6 @@ def data_parallel_comm(system: SystemSpec, p: PlanArrays, s: PlanShapes) -> Data
     plain = all_reduce_s(system, grad_bytes, group, stride)
     sharded = reduce_scatter_s(system, grad_bytes, group, stride) + all_gather_s(system, param_bytes, group, stride)
     per_step = np.where(p.zero == 0, plain, np.where(p.zero < 3, sharded, 0.0))
-    zero3 = 2 * all_gather_s(system, param_bytes, group, stride) + reduce_scatter_s(
-        system, grad_bytes, group, stride)
+    zero3 = 2 * all_gather_s(system, param_bytes, group, stride) + reduce_scatter_s(system, grad_bytes, group, stride)
     per_mb = np.where(p.zero == 3, zero3, 0.0)
     return DataParallelComm(per_step=per_step, per_micro_batch=per_mb)

@@ -68,8 +68,11 @@ def _attention_gemms(model: ModelSpec, t: np.ndarray, tp: np.ndarray) -> list[tu
     if model.mla is not None:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-        q = [(t, nh * qk / tp, h, 1.0)] if not m.q_lora_rank else [
-            (t, m.q_lora_rank, h, 1.0), (t, nh * qk / tp, m.q_lora_rank, 1.0)]
+        q = (
+            [(t, nh * qk / tp, h, 1.0)]
+            if not m.q_lora_rank
+            else [(t, m.q_lora_rank, h, 1.0), (t, nh * qk / tp, m.q_lora_rank, 1.0)]
+        )
         return q + [
             (t, m.kv_lora_rank + m.qk_rope_head_dim, h, 1.0),
             (t, nh * (m.qk_nope_head_dim + m.v_head_dim) / tp, m.kv_lora_rank, 1.0),
@@ -144,12 +147,14 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         local_experts = moe.num_experts / p.ep.astype(float)
         per_expert = routed_tokens / local_experts
         experts_f, experts_b = _gemm_set(
-            dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, count=local_experts))
+            dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, count=local_experts)
+        )
         router_f, router_b = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
         shared_f = shared_b = 0.0
         if moe.num_shared_experts:
             shared_f, shared_b = _gemm_set(
-                dev, codes, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp))
+                dev, codes, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp)
+            )
         fr = s.moe_fraction
         mlp_f = (1 - fr) * dense_f + fr * (experts_f + router_f + shared_f)
         mlp_b = (1 - fr) * dense_b + fr * (experts_b + router_b + shared_b)
@@ -171,5 +176,6 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     comm_ops = np.where(p.tp > 1, 2, 0)
     ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
     host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6
-    return LayerCompute(attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b,
-                        host_f, 2.0 * host_f)
+    return LayerCompute(
+        attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, 2.0 * host_f
+    )

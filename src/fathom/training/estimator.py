@@ -48,8 +48,9 @@ def _reference_peak(cluster: Cluster, precision_codes: np.ndarray) -> np.ndarray
     return np.where(precision_codes == TRAIN_PRECISIONS.index("fp32"), fp32, half)
 
 
-def estimate_arrays(model: ModelSpec, cluster: Cluster, plans: PlanArrays,
-                    memory_headroom: float = 0.0) -> TrainingArrays:
+def estimate_arrays(
+    model: ModelSpec, cluster: Cluster, plans: PlanArrays, memory_headroom: float = 0.0
+) -> TrainingArrays:
     """Price every plan at once. ``memory_headroom`` is the fraction of device memory kept free."""
     shapes = plan_shapes(model, cluster, plans)
     compute = layer_compute(model, cluster.device, plans, shapes)
@@ -79,8 +80,14 @@ def estimate_arrays(model: ModelSpec, cluster: Cluster, plans: PlanArrays,
     )
 
 
-def estimate_training(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, tokens: float | None = None,
-                      price_per_gpu_hour: float | None = None) -> TrainingEstimate:
+def estimate_training(
+    model: ModelSpec,
+    cluster: Cluster,
+    plan: TrainingPlan,
+    *,
+    tokens: float | None = None,
+    price_per_gpu_hour: float | None = None,
+) -> TrainingEstimate:
     """Estimate one plan; raises FathomInputError when the plan cannot run on this model and cluster."""
     check_plan(model, cluster, plan)
     arrays = estimate_arrays(model, cluster, PlanArrays.from_plans([plan]))

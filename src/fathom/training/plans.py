@@ -100,20 +100,25 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
     moe = model.moe
     return [
         (model.num_heads % p.tp != 0, "tp={tp} does not divide the {heads} attention heads"),
-        ((model.num_kv_heads % p.tp != 0) & (p.tp % model.num_kv_heads != 0),
-         "tp={tp} and the {kv} KV heads: one must divide the other"),
+        (
+            (model.num_kv_heads % p.tp != 0) & (p.tp % model.num_kv_heads != 0),
+            "tp={tp} and the {kv} KV heads: one must divide the other",
+        ),
         (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
         (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
-        ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")),
-         "vpp>1 needs --schedule interleaved"),
-        (p.global_batch % (p.micro_batch * p.dp) != 0,
-         "global batch {gb} is not a multiple of micro-batch*dp = {mbdp}"),
+        ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")), "vpp>1 needs --schedule interleaved"),
+        (
+            p.global_batch % (p.micro_batch * p.dp) != 0,
+            "global batch {gb} is not a multiple of micro-batch*dp = {mbdp}",
+        ),
         (p.seq_len % (2 * p.cp) != 0, "seq_len {seq} must be divisible by 2*cp (load-balanced CP)"),
         (tokens_per_rank < 1, "cp={cp} leaves no tokens per rank"),
         ((p.ep > 1) & (moe is None), "ep={ep} needs a mixture-of-experts model"),
         (((p.tp * p.dp * p.cp) % p.ep != 0), "ep={ep} must divide tp*dp*cp"),
-        ((moe is not None) & ((moe.num_experts if moe else 1) % p.ep != 0),
-         "ep={ep} does not divide the {experts} experts"),
+        (
+            (moe is not None) & ((moe.num_experts if moe else 1) % p.ep != 0),
+            "ep={ep} does not divide the {experts} experts",
+        ),
         ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
     ]
 
@@ -141,10 +146,19 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
         if np.broadcast_to(mask, (1,))[0]:
             raise FathomInputError(
                 message.format(
-                    gpus=plan.num_gpus, n=cluster.num_gpus, tp=plan.tp, heads=model.num_heads,
-                    kv=model.num_kv_heads, stages=plan.pp * plan.vpp, layers=model.num_layers,
-                    gb=plan.global_batch, mbdp=plan.micro_batch * plan.dp, seq=plan.seq_len, cp=plan.cp,
-                    ep=plan.ep, experts=model.moe.num_experts if model.moe else 0,
+                    gpus=plan.num_gpus,
+                    n=cluster.num_gpus,
+                    tp=plan.tp,
+                    heads=model.num_heads,
+                    kv=model.num_kv_heads,
+                    stages=plan.pp * plan.vpp,
+                    layers=model.num_layers,
+                    gb=plan.global_batch,
+                    mbdp=plan.micro_batch * plan.dp,
+                    seq=plan.seq_len,
+                    cp=plan.cp,
+                    ep=plan.ep,
+                    experts=model.moe.num_experts if model.moe else 0,
                 )
             )
 

@@ -58,8 +58,15 @@ def _first(x) -> float:
     return float(np.asarray(x).reshape(-1)[0])
 
 
-def build_result(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, row: dict, *,
-                 tokens: float | None, price_per_gpu_hour: float | None) -> TrainingEstimate:
+def build_result(
+    model: ModelSpec,
+    cluster: Cluster,
+    plan: TrainingPlan,
+    row: dict,
+    *,
+    tokens: float | None,
+    price_per_gpu_hour: float | None,
+) -> TrainingEstimate:
     mem, times = row["memory"], row["time"]
     breakdown = {f.name: _first(getattr(mem, f.name)) / GIB for f in fields(mem)}
     tb = {f.name: _first(getattr(times, f.name)) for f in fields(times)}
@@ -74,9 +81,14 @@ def build_result(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, row: di
         gpu_hours = time_s * cluster.num_gpus / 3600.0
         energy = cluster.num_gpus * cluster.device.tdp_w * time_s * cluster.system.pue / 3.6e9
         run = RunReport(
-            tokens=tokens, steps=tokens / (plan.global_batch * plan.seq_len), time_s=time_s,
-            days=time_s / SECONDS_PER_DAY, gpu_hours=gpu_hours, energy_mwh=energy,
-            cost_usd=gpu_hours * price if price else None, price_per_gpu_hour_usd=price,
+            tokens=tokens,
+            steps=tokens / (plan.global_batch * plan.seq_len),
+            time_s=time_s,
+            days=time_s / SECONDS_PER_DAY,
+            gpu_hours=gpu_hours,
+            energy_mwh=energy,
+            cost_usd=gpu_hours * price if price else None,
+            price_per_gpu_hour_usd=price,
         )
     return TrainingEstimate(
         model=model.name,

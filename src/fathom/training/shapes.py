@@ -42,7 +42,11 @@ def plan_shapes(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> PlanShapes
     embed_local = model.embedding_params / tp
     head_local = model.lm_head_params / tp if not model.tied_embeddings else model.vocab_size * model.hidden_size / tp
     # With a single stage both ends live on one GPU; otherwise the heavier end decides the peak.
-    ends = np.where(pp > 1, np.maximum(embed_local, head_local), embed_local + (0 if model.tied_embeddings else head_local))
+    ends = np.where(
+        pp > 1,
+        np.maximum(embed_local, head_local),
+        embed_local + (0 if model.tied_embeddings else head_local),
+    )
     stage_local = layers * layer_local + ends
     return PlanShapes(
         tokens=tokens,

@@ -51,8 +51,15 @@ class TimeBreakdown:
         return sum(getattr(self, f) for f in self.__dataclass_fields__)  # type: ignore[return-value]
 
 
-def step_time(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes,
-              c: LayerCompute, comm: LayerComm, dp: DataParallelComm) -> TimeBreakdown:
+def step_time(
+    model: ModelSpec,
+    cluster: Cluster,
+    p: PlanArrays,
+    s: PlanShapes,
+    c: LayerCompute,
+    comm: LayerComm,
+    dp: DataParallelComm,
+) -> TimeBreakdown:
     L = s.layers_per_stage
     m = s.micro_batches
     pp = p.pp.astype(float)

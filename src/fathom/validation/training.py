@@ -42,9 +42,12 @@ class ValidationResult:
 def row_model(row: RunRow) -> ModelSpec:
     """The preset named by the row, with the row's published shape taking precedence."""
     shape = {
-        "num_layers": row.int("num_layers"), "hidden_size": row.int("hidden_size"),
-        "num_heads": row.int("num_heads"), "num_kv_heads": row.int("num_kv_heads") or row.int("num_heads"),
-        "ffn_size": row.int("ffn_size"), "vocab_size": row.int("vocab_size"),
+        "num_layers": row.int("num_layers"),
+        "hidden_size": row.int("hidden_size"),
+        "num_heads": row.int("num_heads"),
+        "num_kv_heads": row.int("num_kv_heads") or row.int("num_heads"),
+        "ffn_size": row.int("ffn_size"),
+        "vocab_size": row.int("vocab_size"),
     }
     shape = {k: v for k, v in shape.items() if v}
     name = row["model"]
@@ -59,10 +62,18 @@ def row_model(row: RunRow) -> ModelSpec:
     h, heads = shape["hidden_size"], shape["num_heads"]
     gated = row.flag("gated_mlp")
     return ModelSpec(
-        name=row["id"], family="gpt" if not gated else "llama", head_dim=h // heads,
-        ffn_size=shape.get("ffn_size", 4 * h), gated_mlp=gated, tied_embeddings=not gated,
-        norm_type="layernorm" if not gated else "rmsnorm", position_embedding="learned" if not gated else "rope",
-        qkv_bias=not gated, attn_out_bias=not gated, mlp_bias=not gated, max_seq_len=row.int("seq_len") or 2048,
+        name=row["id"],
+        family="gpt" if not gated else "llama",
+        head_dim=h // heads,
+        ffn_size=shape.get("ffn_size", 4 * h),
+        gated_mlp=gated,
+        tied_embeddings=not gated,
+        norm_type="layernorm" if not gated else "rmsnorm",
+        position_embedding="learned" if not gated else "rope",
+        qkv_bias=not gated,
+        attn_out_bias=not gated,
+        mlp_bias=not gated,
+        max_seq_len=row.int("seq_len") or 2048,
         hidden_dropout=row.flag("dropout"),
         **{k: v for k, v in shape.items() if k != "ffn_size"},
     )
@@ -72,11 +83,20 @@ def row_plan(row: RunRow) -> TrainingPlan:
     vpp = row.int("vpp") or 1
     schedule = row["schedule"] or ("interleaved" if vpp > 1 else "1f1b")
     return TrainingPlan(
-        seq_len=row.int("seq_len"), global_batch=row.int("global_batch"), micro_batch=row.int("micro_batch") or 1,
-        tp=row.int("tp") or 1, pp=row.int("pp") or 1, dp=row.int("dp") or 1, cp=row.int("cp") or 1,
-        ep=row.int("ep") or 1, vpp=vpp, sequence_parallel=row.flag("sequence_parallel"),
-        zero=row.int("zero") if row.int("zero") is not None else 1, schedule=schedule,
-        recompute=row["recompute"] or "none", precision=row["precision"] or "bf16",
+        seq_len=row.int("seq_len"),
+        global_batch=row.int("global_batch"),
+        micro_batch=row.int("micro_batch") or 1,
+        tp=row.int("tp") or 1,
+        pp=row.int("pp") or 1,
+        dp=row.int("dp") or 1,
+        cp=row.int("cp") or 1,
+        ep=row.int("ep") or 1,
+        vpp=vpp,
+        sequence_parallel=row.flag("sequence_parallel"),
+        zero=row.int("zero") if row.int("zero") is not None else 1,
+        schedule=schedule,
+        recompute=row["recompute"] or "none",
+        precision=row["precision"] or "bf16",
         flash_attention=row.flag("flash_attention", default=True),
     )
 
@@ -104,8 +124,15 @@ def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
 
 
 def validate_row(row: RunRow) -> ValidationResult:
-    base = dict(row_id=row["id"], source=row["source"], model=row["model"], gpu=row["gpu"],
-                num_gpus=row.int("num_gpus") or 0, metric=row["metric"], measured=row.value)
+    base = dict(
+        row_id=row["id"],
+        source=row["source"],
+        model=row["model"],
+        gpu=row["gpu"],
+        num_gpus=row.int("num_gpus") or 0,
+        metric=row["metric"],
+        measured=row.value,
+    )
     if not row.complete:
         return ValidationResult(**base, predicted=None, error_pct=None, skipped=row["note"] or "incomplete")
     try:
