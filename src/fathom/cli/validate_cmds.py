@@ -67,3 +67,18 @@ def training(
     for k, v in summary.items():
         st.add_row(k, str(v["rows"]), f"{v['mean_abs_error_pct']:.1f}%", f"{v['max_abs_error_pct']:.1f}%")
     console.print(st)
+
+
+@validate_app.command("fit-host-overhead")
+def fit_host_overhead(
+    dataset: Annotated[str, typer.Option(help="published | vtrain")] = "vtrain",
+) -> None:
+    """Refit the host time to issue one op (the CPU-bound floor) on a dataset of measured step times."""
+    from fathom.specs.hardware import HOST_OP_US_DEFAULT
+    from fathom.validation.calibrate import fit_host_op_us
+
+    fit = fit_host_op_us(dataset)
+    Console().print(
+        f"host_op_us = {fit.host_op_us:g} us (built-in default {HOST_OP_US_DEFAULT:g}); "
+        f"mean |error| {fit.mean_abs_error_pct:.1f}% over {fit.rows} rows of {dataset}"
+    )

@@ -25,7 +25,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "i
 GIB = 1024**3
 # Least-squares fit over the 1,440 vTrain iterations (Megatron-DeepSpeed, eager, one 8xA100 node; Bang et al.
 # MICRO 2024): see ``fathom.validation.calibrate``. A property of the host software path, shared by devices.
-HOST_OP_US_DEFAULT = 68.0
+HOST_OP_US_DEFAULT = 51.0
 
 
 class _Frozen(BaseModel):
