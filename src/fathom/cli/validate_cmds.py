@@ -69,16 +69,17 @@ def training(
     console.print(st)
 
 
-@validate_app.command("fit-host-overhead")
-def fit_host_overhead(
+@validate_app.command("fit-constants")
+def fit_constants(
     dataset: Annotated[str, typer.Option(help="published | vtrain")] = "vtrain",
 ) -> None:
-    """Refit the host time to issue one op (the CPU-bound floor) on a dataset of measured step times."""
-    from fathom.specs.hardware import HOST_OP_US_DEFAULT
-    from fathom.validation.calibrate import fit_host_op_us
+    """Refit the two in-training constants (host time per op, sustained GEMM share) on measured step times."""
+    from fathom.specs.hardware import GEMM_SUSTAINED_DEFAULT, HOST_OP_US_DEFAULT
+    from fathom.validation.calibrate import fit_stack_constants
 
-    fit = fit_host_op_us(dataset)
+    fit = fit_stack_constants(dataset)
     Console().print(
-        f"host_op_us = {fit.host_op_us:g} us (built-in default {HOST_OP_US_DEFAULT:g}); "
-        f"mean |error| {fit.mean_abs_error_pct:.1f}% over {fit.rows} rows of {dataset}"
+        f"host_op_us = {fit.host_op_us:g} (built-in {HOST_OP_US_DEFAULT:g}), gemm_sustained = "
+        f"{fit.gemm_sustained:g} (built-in {GEMM_SUSTAINED_DEFAULT:g}); mean |error| "
+        f"{fit.mean_abs_error_pct:.1f}% over {fit.rows} rows of {dataset}"
     )

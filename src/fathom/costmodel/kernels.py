@@ -26,28 +26,36 @@ _ATTN_HALF_SEQ = 256.0  # sequence length at which fused attention runs at half 
 BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
-def gemm_utilisation(device: DeviceSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Fraction of the device's large-GEMM rate that an (m x k) @ (k x n) product reaches."""
+def gemm_utilisation(device: DeviceSpec, m, n, k, batch=1.0) -> np.ndarray:
+    """Fraction of the device's large-GEMM rate that ``batch`` (m x k) @ (k x n) products in one kernel reach.
+
+    The output tiles of all products of a batched (or grouped) GEMM share the waves.
+    """
     units = float(device.num_compute_units)
-    best = np.zeros(np.broadcast(m, n, k).shape)
+    best = np.zeros(np.broadcast(m, n, k, batch).shape)
     for tile_m, tile_n, intrinsic in _TILES:
         tiles = np.ceil(m / tile_m) * np.ceil(n / tile_n)
-        waves = tiles / units
+        waves = batch * tiles / units
         fill = waves / np.ceil(waves)
         useful = (m * n) / (tiles * tile_m * tile_n)  # padding of the edge tiles
         best = np.maximum(best, fill * useful * intrinsic)
     return best * k / (k + _K_FILL)
 
 
-def gemm_s(device: DeviceSpec, precision: str, m, n, k, count=1.0) -> np.ndarray:
-    """Seconds for ``count`` GEMMs of shape (m, k) x (k, n) in ``precision``."""
+def gemm_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0) -> np.ndarray:
+    """Seconds for one kernel computing ``batch`` independent (m, k) x (k, n) products in ``precision``.
+
+    ``batch`` > 1 is a batched or grouped GEMM (attention scores per head, experts of an MoE layer): the
+    products share the waves and pay one launch.
+    """
     m, n, k = (np.maximum(np.asarray(x, dtype=float), 1.0) for x in (m, n, k))
+    batch = np.asarray(batch, dtype=float)
     eff = device.efficiency
     rate = device.peak_flops_per_s(precision) * eff.gemm_fraction(precision)
-    compute = 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k))
+    compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     elem = BYTES.get(precision, 2.0)
-    memory = (m * k + k * n + m * n) * elem / (device.mem_bw_bytes_per_s * eff.memory)
-    return np.asarray(count, dtype=float) * (np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6)
+    memory = batch * (m * k + k * n + m * n) * elem / (device.mem_bw_bytes_per_s * eff.memory)
+    return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6
 
 
 def attention_flops(batch, seq_q, seq_kv_avg, heads, head_dim_qk, head_dim_v) -> np.ndarray:

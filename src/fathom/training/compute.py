@@ -45,21 +45,21 @@ class LayerCompute:
         return self.gemm_bwd + self.attn_bwd + self.other_bwd
 
 
-def _gemm_by_precision(dev: DeviceSpec, codes: np.ndarray, m, n, k, count=1.0) -> np.ndarray:
+def _gemm_by_precision(dev: DeviceSpec, codes: np.ndarray, m, n, k, batch=1.0) -> np.ndarray:
     """GEMM time with each plan's own precision (loop over the few precisions present, not the plans)."""
     out = np.zeros(np.broadcast(codes, m, n, k).shape)
     for code in np.unique(codes):
         sel = codes == code
-        out = np.where(sel, gemm_s(dev, TRAIN_PRECISIONS[int(code)], m, n, k, count), out)
+        out = np.where(sel, gemm_s(dev, TRAIN_PRECISIONS[int(code)], m, n, k, batch), out)
     return out
 
 
 def _gemm_set(dev, codes, shapes: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Forward and backward time of a list of (m, n, k, count) GEMMs."""
+    """Forward and backward time of a list of (m, n, k, batch) GEMM kernels."""
     fwd = bwd = 0.0
-    for m, n, k, count in shapes:
-        fwd = fwd + _gemm_by_precision(dev, codes, m, n, k, count)
-        bwd = bwd + _gemm_by_precision(dev, codes, m, k, n, count) + _gemm_by_precision(dev, codes, k, n, m, count)
+    for m, n, k, batch in shapes:
+        fwd = fwd + _gemm_by_precision(dev, codes, m, n, k, batch)
+        bwd = bwd + _gemm_by_precision(dev, codes, m, k, n, batch) + _gemm_by_precision(dev, codes, k, n, m, batch)
     return np.asarray(fwd), np.asarray(bwd)
 
 
@@ -82,9 +82,9 @@ def _attention_gemms(model: ModelSpec, t: np.ndarray, tp: np.ndarray) -> list[tu
     return [(t, (nh / tp + 2 * kv_local) * hd, h, 1.0), (t, h, nh * hd / tp, 1.0)]
 
 
-def _mlp_gemms(model: ModelSpec, t, ffn_local, count=1.0) -> list[tuple]:
+def _mlp_gemms(model: ModelSpec, t, ffn_local, batch=1.0) -> list[tuple]:
     up = ffn_local * (2 if model.gated_mlp else 1)
-    return [(t, up, model.hidden_size, count), (t, model.hidden_size, ffn_local, count)]
+    return [(t, up, model.hidden_size, batch), (t, model.hidden_size, ffn_local, batch)]
 
 
 def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes, codes) -> tuple:
@@ -105,13 +105,17 @@ def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanSha
     keys = (1 - frac_sw) * full_keys + frac_sw * window_keys
     flash_f = attention_flops(1.0, batch_q, keys, heads, qk_dim, v_dim)
     flash = (attention_s(dev, flash_f, seq), attention_s(dev, flash_f, seq, backward=True))
-    # Unfused (pre-FlashAttention Megatron): batched GEMMs over the full s x s scores, plus softmax,
-    # mask and dropout streaming the score matrix through HBM (about 11 bytes per score forward).
+    # Unfused (pre-FlashAttention Megatron): batched GEMMs over the full s x s scores, then the fused
+    # scale-mask-softmax kernel (read 2 B, write 2 B per score) and, with dropout, a dropout kernel (read 2,
+    # write 2 plus a 1 B mask). Backward: dropout (read grad and mask, write grad: 5 B) and softmax (read grad
+    # and probabilities, write grad: 6 B).
     bh = p.micro_batch * heads
     sq = seq / p.cp
     gf, gb = _gemm_set(dev, codes, [(sq, seq, qk_dim, bh), (sq, v_dim, seq, bh)])
     scores = bh * sq * seq
-    unfused = (gf + memory_bound_s(dev, 11.0 * scores, 3), gb + memory_bound_s(dev, 16.0 * scores, 3))
+    drop = 1.0 if model.hidden_dropout else 0.0
+    fwd_bytes, bwd_bytes = (4.0 + 5.0 * drop) * scores, (6.0 + 5.0 * drop) * scores
+    unfused = (gf + memory_bound_s(dev, fwd_bytes, 1 + drop), gb + memory_bound_s(dev, bwd_bytes, 1 + drop))
     fwd = np.where(p.flash_attention, flash[0], unfused[0])
     bwd = np.where(p.flash_attention, flash[1], unfused[1])
     return fwd, bwd
@@ -147,7 +151,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         local_experts = moe.num_experts / p.ep.astype(float)
         per_expert = routed_tokens / local_experts
         experts_f, experts_b = _gemm_set(
-            dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, count=local_experts)
+            dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, batch=local_experts)
         )
         router_f, router_b = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
         shared_f = shared_b = 0.0
