@@ -25,10 +25,10 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "i
 GIB = 1024**3
 # Least-squares fit over the 1,440 vTrain iterations (Megatron-DeepSpeed, eager, one 8xA100 node; Bang et al.
 # MICRO 2024): see ``fathom.validation.calibrate``. A property of the host software path, shared by devices.
-HOST_OP_US_DEFAULT = 51.0
+HOST_OP_US_DEFAULT = 50.0
 # GEMMs inside a training step run below their isolated microbenchmark rate (sustained clocks under a full
 # power budget, caches shared with the other kernels). Fitted jointly with HOST_OP_US_DEFAULT on vTrain.
-GEMM_SUSTAINED_DEFAULT = 0.84
+GEMM_SUSTAINED_DEFAULT = 0.80
 
 
 class _Frozen(BaseModel):
@@ -66,7 +66,9 @@ class DeviceEfficiency(_Frozen):
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(
-        GEMM_SUSTAINED_DEFAULT, gt=0, le=1,
+        GEMM_SUSTAINED_DEFAULT,
+        gt=0,
+        le=1,
         description="share of the isolated-GEMM rate that GEMMs keep inside a training step",
     )
 

@@ -64,18 +64,24 @@ def _best(groups, hosts, sustains):
     return min((_score(groups, h, g)[0], float(h), float(g)) for h in hosts for g in sustains)
 
 
-def fit_stack_constants(which: str = "vtrain", around: tuple[float, float] | None = None) -> StackFit:
-    """Least mean absolute log error over a coarse grid, then a fine grid around its best point.
-
-    ``around`` skips the coarse grid and searches only the fine grid around (host_op_us, gemm_sustained).
-    """
+def fit_stack_constants(which: str = "vtrain") -> StackFit:
+    """Least mean absolute log error over a grid (1 us x 0.01), coarse first, then fine around the best point."""
     groups = list(_groups(which))
-    if around is None:
-        _, host, sustain = _best(groups, np.arange(20.0, 101.0, 4.0), np.arange(0.70, 1.001, 0.02))
-    else:
-        host, sustain = around
-    _, host, sustain = _best(
-        groups, np.arange(host - 3.0, host + 3.5, 1.0), np.round(np.arange(sustain - 0.02, sustain + 0.025, 0.01), 2)
-    )
-    score, rows = _score(groups, host, sustain)
+    _, host, sustain = _best(groups, np.arange(20.0, 101.0, 4.0), np.arange(0.70, 1.001, 0.04))
+    hosts = np.arange(max(host - 4.0, 0.0), host + 4.5, 1.0)
+    sustains = np.round(np.arange(max(sustain - 0.06, 0.5), min(sustain + 0.065, 1.0), 0.01), 2)
+    score, host, sustain = _best(groups, hosts, sustains)
+    _, rows = _score(groups, host, sustain)
     return StackFit(host_op_us=host, gemm_sustained=sustain, mean_abs_error_pct=100 * (np.exp(score) - 1), rows=rows)
+
+
+def is_local_optimum(which: str, host_op_us: float, gemm_sustained: float, tolerance: float = 5e-4) -> bool:
+    """True when no neighbour on the fit grid explains the data better by more than ``tolerance``."""
+    groups = list(_groups(which))
+    here, _ = _score(groups, host_op_us, gemm_sustained)
+    best, _, _ = _best(
+        groups,
+        (host_op_us - 1, host_op_us, host_op_us + 1),
+        (gemm_sustained - 0.01, gemm_sustained, gemm_sustained + 0.01),
+    )
+    return here <= best + tolerance
