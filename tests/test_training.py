@@ -46,7 +46,7 @@ def test_activation_memory_matches_korthikanti(tp, sp, recompute):
         tp=tp,
         sequence_parallel=sp,
         recompute=recompute,
-        flash_attention=False,
+        attention="unfused",
         dp=1,
     )
     cluster = resolve_cluster("a100-80gb", tp)
@@ -121,7 +121,7 @@ plan_strategy = st.fixed_dictionaries(
         "recompute": st.sampled_from(["none", "selective", "full"]),
         "zero": st.integers(0, 3),
         "sequence_parallel": st.booleans(),
-        "flash_attention": st.booleans(),
+        "attention": st.sampled_from(["flash3", "flash2", "flash1", "unfused"]),
     }
 )
 

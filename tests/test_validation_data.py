@@ -24,7 +24,7 @@ FILES = (TRAINING, VTRAIN)
 COLUMNS = (
     "id,source,source_detail,model,num_layers,hidden_size,num_heads,num_kv_heads,ffn_size,vocab_size,gated_mlp,"
     "seq_len,global_batch,micro_batch,gpu,system,num_gpus,tp,pp,dp,cp,ep,vpp,sequence_parallel,zero,recompute,"
-    "precision,schedule,flash_attention,dropout,flops,metric,value,complete,note"
+    "precision,schedule,attention_kernel,dropout,flops,metric,value,complete,note"
 ).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
@@ -76,12 +76,12 @@ ENUMS = {
         "state_memory_gib",
     },
     "complete": {"yes", "no"},
-    "flash_attention": {"true", "false"},
+    "attention_kernel": {"flash3", "flash2", "flash1", "unfused"},
     "dropout": {"true", "false"},
     "flops": {"model", "hardware"},
 }
 # Enum columns that must always be filled; the others may be blank when the source does not say.
-ALWAYS = {"metric", "complete", "flash_attention", "dropout"}
+ALWAYS = {"metric", "complete", "attention_kernel", "dropout"}
 MODEL_RE = re.compile(r"^(-|[a-z0-9][a-z0-9.\-]*)$")
 
 

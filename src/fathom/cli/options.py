@@ -35,3 +35,10 @@ class OffloadChoice(StrEnum):
     none = "none"
     cpu = "cpu"
     nvme = "nvme"
+
+
+class AttentionChoice(StrEnum):
+    flash3 = "flash3"
+    flash2 = "flash2"
+    flash1 = "flash1"
+    unfused = "unfused"

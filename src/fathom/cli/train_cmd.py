@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fathom.cli.options import (
+    AttentionChoice,
     OffloadChoice,
     OptimizerChoice,
     PrecisionChoice,
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         precision: Annotated[PrecisionChoice, typer.Option()] = PrecisionChoice.bf16,
         optimizer: Annotated[OptimizerChoice, typer.Option()] = OptimizerChoice.adamw,
         offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
-        flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention")] = True,
+        attention: Annotated[AttentionChoice, typer.Option(help="Attention kernel class.")] = AttentionChoice.flash2,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
         tokens: Annotated[
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
             precision=precision.value,
             optimizer=optimizer.value,
             offload=offload.value,
-            flash_attention=flash_attention,
+            attention=attention.value,
             overlap_grad_reduce=overlap_grad_reduce,
             tokens=tokens,
             price_per_gpu_hour=price_per_gpu_hour,

@@ -6,7 +6,8 @@ The efficiency model belongs to the device, not to a workload:
   idles the rest (wave quantisation, NVIDIA "Matrix Multiplication Background" guide). Like cuBLAS, we take the
   best of several tile shapes, smaller tiles paying their lower data reuse. A short reduction dimension
   pays the pipeline fill of the K loop. The roofline bound (bytes / achievable HBM bandwidth) applies too.
-- fused attention (FlashAttention-2, Dao 2023) runs at ``efficiency.attention`` of peak for long sequences;
+- fused attention (FlashAttention 1/2/3) runs at its kernel class's ``efficiency.attention`` share of peak for
+  long sequences;
   its backward does 2.5x the forward matmul work (five GEMMs instead of two).
 - memory-bound kernels move bytes at ``efficiency.memory`` of HBM bandwidth.
 Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``).
@@ -63,11 +64,11 @@ def attention_flops(batch, seq_q, seq_kv_avg, heads, head_dim_qk, head_dim_v) ->
     return 2.0 * batch * seq_q * seq_kv_avg * heads * (head_dim_qk + head_dim_v)
 
 
-def attention_s(device: DeviceSpec, flops_fwd, seq_len, backward: bool = False) -> np.ndarray:
-    """Seconds of fused attention forward (or backward: 2.5x the work) at the device's attention rate."""
+def attention_s(device: DeviceSpec, kernel: str, flops_fwd, seq_len, backward: bool = False) -> np.ndarray:
+    """Seconds of fused attention forward (or backward: 2.5x the work) at the kernel class's rate on the device."""
     eff = device.efficiency
     seq = np.asarray(seq_len, dtype=float)
-    rate = device.peak_flops_per_s("bf16") * eff.attention * seq / (seq + _ATTN_HALF_SEQ)
+    rate = device.peak_flops_per_s("bf16") * eff.attention_fraction(kernel) * seq / (seq + _ATTN_HALF_SEQ)
     work = np.asarray(flops_fwd, dtype=float) * (2.5 if backward else 1.0)
     return work / rate + eff.kernel_launch_us * 1e-6
 

@@ -50,12 +50,12 @@ class DeviceEfficiency(_Frozen):
 
     ``gemm``: large-GEMM throughput / dense peak, per precision, from maximum-achievable-matmul measurements.
     ``memory``: streamed bandwidth / datasheet HBM bandwidth.
-    ``attention``: fused (flash) attention forward+backward throughput / dense peak.
+    ``attention``: fused attention forward+backward throughput / dense 16-bit peak, per kernel class.
     """
 
     gemm: dict[str, float] = Field(default_factory=lambda: {"default": 0.75})
     memory: float = Field(0.85, gt=0, le=1)
-    attention: float = Field(0.55, gt=0, le=1)
+    attention: dict[str, float] = Field(default_factory=lambda: {"flash2": 0.55})
     kernel_launch_us: float = Field(4.0, ge=0, description="fixed cost per kernel (launch + tail)")
     host_op_us: float = Field(
         HOST_OP_US_DEFAULT,
@@ -71,6 +71,18 @@ class DeviceEfficiency(_Frozen):
         le=1,
         description="share of the isolated-GEMM rate that GEMMs keep inside a training step",
     )
+
+    def attention_fraction(self, kernel: str) -> float:
+        """Share of the 16-bit dense peak a fused-attention kernel class reaches (forward and backward).
+
+        Without a measurement: FlashAttention-1 runs at half FlashAttention-2 ("2x faster", Dao 2023 abstract),
+        and a device with no FlashAttention-3 port runs the FlashAttention-2 kernel.
+        """
+        table = self.attention
+        flash2 = table.get("flash2", 0.55)
+        if kernel in table:
+            return table[kernel]
+        return 0.5 * flash2 if kernel == "flash1" else flash2
 
     def gemm_fraction(self, precision: str) -> float:
         """Achievable fraction of dense peak for a large GEMM inside a running step."""

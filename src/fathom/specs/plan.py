@@ -15,12 +15,14 @@ Recompute = Literal["none", "selective", "full"]
 TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd"]
 Offload = Literal["none", "cpu", "nvme"]
+AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 
 SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd")
 OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
+ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 
 
 class TrainingPlan(BaseModel):
@@ -49,7 +51,9 @@ class TrainingPlan(BaseModel):
     precision: TrainPrecision = "bf16"
     optimizer: Optimizer = "adamw"
     offload: Offload = "none"
-    flash_attention: bool = True  # fused attention that never stores the s x s score matrix (Dao et al. 2022)
+    # Attention kernel class: FlashAttention 1/2/3 (Dao et al. 2022, Dao 2023, Shah et al. 2024) never store the
+    # s x s scores; "unfused" is the batched-GEMM + fused-softmax path of 2021-22 Megatron.
+    attention: AttentionKernel = "flash2"
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
 
     @property

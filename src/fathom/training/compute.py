@@ -14,7 +14,7 @@ import numpy as np
 from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, gemm_s, memory_bound_s
 from fathom.specs.hardware import DeviceSpec
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import TRAIN_PRECISIONS
+from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -104,7 +104,15 @@ def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanSha
     frac_sw = model.num_sliding_window_layers / model.num_layers
     keys = (1 - frac_sw) * full_keys + frac_sw * window_keys
     flash_f = attention_flops(1.0, batch_q, keys, heads, qk_dim, v_dim)
-    flash = (attention_s(dev, flash_f, seq), attention_s(dev, flash_f, seq, backward=True))
+    flash_fwd = flash_bwd = np.zeros_like(flash_f)
+    for code in np.unique(p.attention):
+        kernel = ATTENTION_KERNELS[int(code)]
+        if kernel == "unfused":
+            continue
+        sel = p.attention == code
+        flash_fwd = np.where(sel, attention_s(dev, kernel, flash_f, seq), flash_fwd)
+        flash_bwd = np.where(sel, attention_s(dev, kernel, flash_f, seq, backward=True), flash_bwd)
+    flash = (flash_fwd, flash_bwd)
     # Unfused (pre-FlashAttention Megatron): batched GEMMs over the full s x s scores, then the fused
     # scale-mask-softmax kernel (read 2 B, write 2 B per score) and, with dropout, a dropout kernel (read 2,
     # write 2 plus a 1 B mask). Backward: dropout (read grad and mask, write grad: 5 B) and softmax (read grad
@@ -116,8 +124,9 @@ def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanSha
     drop = 1.0 if model.hidden_dropout else 0.0
     fwd_bytes, bwd_bytes = (4.0 + 5.0 * drop) * scores, (6.0 + 5.0 * drop) * scores
     unfused = (gf + memory_bound_s(dev, fwd_bytes, 1 + drop), gb + memory_bound_s(dev, bwd_bytes, 1 + drop))
-    fwd = np.where(p.flash_attention, flash[0], unfused[0])
-    bwd = np.where(p.flash_attention, flash[1], unfused[1])
+    fused = p.attention != ATTENTION_KERNELS.index("unfused")
+    fwd = np.where(fused, flash[0], unfused[0])
+    bwd = np.where(fused, flash[1], unfused[1])
     return fwd, bwd
 
 
@@ -176,7 +185,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     # Ops the host issues per layer forward: GEMMs, attention-core kernels, memory-bound kernels, and the
     # TP collectives; autograd issues about twice as many backward.
     gemm_ops = len(_attention_gemms(model, t, tp)) + 2 + (3 if model.moe is not None else 0)
-    core_ops = np.where(p.flash_attention, 1, 5)
+    core_ops = np.where(p.attention != ATTENTION_KERNELS.index("unfused"), 1, 5)
     comm_ops = np.where(p.tp > 1, 2, 0)
     ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
     host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6

@@ -22,7 +22,7 @@ import numpy as np
 
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import OPTIMIZERS, SCHEDULES
+from fathom.specs.plan import ATTENTION_KERNELS, OPTIMIZERS, SCHEDULES
 from fathom.training.compute import ACT_BYTES
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
@@ -79,7 +79,8 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
     heads_local = nh / tp
     scores = p.micro_batch * heads_local * (p.seq_len / p.cp) * p.seq_len
     unfused = (5.0 if drop else 2.0) * scores  # softmax out (2), dropout mask (1) and output (2)
-    core = np.where(p.flash_attention, t * heads_local * 4.0, unfused)
+    fused = p.attention != ATTENTION_KERNELS.index("unfused")
+    core = np.where(fused, t * heads_local * 4.0, unfused)
     # MLP: up-projection output(s), activation output (= down-projection input).
     ffn = model.ffn_size / tp
     if model.moe is not None:

@@ -16,7 +16,15 @@ import numpy as np
 from fathom.errors import FathomInputError
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import OFFLOADS, OPTIMIZERS, RECOMPUTES, SCHEDULES, TRAIN_PRECISIONS, TrainingPlan
+from fathom.specs.plan import (
+    ATTENTION_KERNELS,
+    OFFLOADS,
+    OPTIMIZERS,
+    RECOMPUTES,
+    SCHEDULES,
+    TRAIN_PRECISIONS,
+    TrainingPlan,
+)
 
 _CODED = {
     "schedule": SCHEDULES,
@@ -24,6 +32,7 @@ _CODED = {
     "precision": TRAIN_PRECISIONS,
     "optimizer": OPTIMIZERS,
     "offload": OFFLOADS,
+    "attention": ATTENTION_KERNELS,
 }
 
 
@@ -47,7 +56,7 @@ class PlanArrays:
     precision: np.ndarray
     optimizer: np.ndarray
     offload: np.ndarray
-    flash_attention: np.ndarray
+    attention: np.ndarray
     overlap_grad_reduce: np.ndarray
 
     def __len__(self) -> int:

@@ -4,7 +4,8 @@
 - ``gemm_sustained``: GEMMs inside a running step keep only part of their isolated microbenchmark rate.
 vTrain's 1,440 measured iterations (Bang et al. MICRO 2024) span tiny to GEMM-bound layers on one 8xA100 node,
 which pins both down. The fit minimises the mean absolute log error of the step time over a grid; everything
-else stays at its datasheet or microbenchmark value, and every other dataset is out of sample. Rows are priced in vectorised groups (one model shape
+else stays at its datasheet or microbenchmark value, and every other dataset is out of sample.
+Rows are priced in vectorised groups (one model shape
 and GPU count per group), so a whole fit takes seconds.
 """
 

@@ -97,7 +97,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         schedule=schedule,
         recompute=row["recompute"] or "none",
         precision=row["precision"] or "bf16",
-        flash_attention=row.flag("flash_attention", default=True),
+        attention=row["attention_kernel"] or "flash2",
     )
 
 
