@@ -3,7 +3,7 @@
 Ring collectives move ``2 (n-1)/n`` (all-reduce) or ``(n-1)/n`` (all-gather, reduce-scatter) of the buffer
 through each rank's link (Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms"); double binary
 trees move the same volume with ``O(log n)`` latency steps (Sanders et al. 2009), and NCCL picks the faster,
-so the latency term is the smaller of the two. A group whose ranks sit in several scale-up domains is limited
+so for all-reduce the latency term is the smaller of the two. A group whose ranks sit in several scale-up domains is limited
 by the network: with ``k`` group members per domain and one NIC per GPU, the domain's ``k`` NICs carry the
 traffic in parallel (NCCL runs one ring per NIC), so the usable per-rank bandwidth is ``min(intra, k * inter)``.
 Ranks are laid out Megatron-style: TP fastest, then CP, then DP, then PP (each group has a ``stride``).
@@ -46,10 +46,13 @@ def all_reduce_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride:
 
 
 def all_gather_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
-    """Time of an all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same."""
+    """Time of a ring all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same.
+
+    NCCL runs these as rings only, so the latency term grows with the group: ``n - 1`` steps.
+    """
     n = np.asarray(size, dtype=float)
     bw, lat = group_link(system, n, stride)
-    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * _latency_steps(n, n - 1.0)
+    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * (n - 1.0)
     return np.where(n > 1, t, 0.0)
 
 
@@ -57,11 +60,21 @@ reduce_scatter_s = all_gather_s
 
 
 def all_to_all_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
-    """Time of an all-to-all where each rank sends ``nbytes`` in total, ``(n-1)/n`` of it to peers."""
+    """Time of an all-to-all where each rank sends ``nbytes`` in total, an equal share to every rank.
+
+    Unlike a ring, nothing is aggregated: the share bound for peers outside this rank's scale-up domain leaves
+    through this rank's own NIC, the rest crosses the scale-up links; both run at once, and all peers are
+    addressed concurrently (one latency).
+    """
     n = np.asarray(size, dtype=float)
-    bw, lat = group_link(system, n, stride)
-    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * (n - 1.0)
-    return np.where(n > 1, t, 0.0)
+    stride = np.asarray(stride, dtype=float)
+    domain = float(system.domain_size)
+    local = np.minimum(np.clip(np.floor(domain / np.maximum(stride, 1.0)), 1.0, None), n)
+    data = np.asarray(nbytes, dtype=float)
+    intra = data * (local - 1.0) / n / system.intra_bytes_per_s
+    inter = data * (n - local) / n / system.inter_bytes_per_s
+    lat = np.where(n > local, system.inter_node_latency_us, system.intra_node_latency_us) * 1e-6
+    return np.where(n > 1, np.maximum(intra, inter) + lat, 0.0)
 
 
 def p2p_s(system: SystemSpec, nbytes: ArrayLike, stride: ArrayLike) -> np.ndarray:

@@ -3,8 +3,10 @@
 Model FLOPs (for MFU) follow Narayanan et al. 2021 / Chowdhery et al. 2022 (PaLM, App. B): 6 FLOPs per
 active matmul parameter per token (forward 2, backward 4), including the LM head, plus attention's
 2 * 2 * s * (d_qk + d_v)/2 per head per token and layer counted over the full (non-causal) sequence, or over
-the window for sliding-window layers. Embedding lookups, norms and softmax are not counted.
-Hardware FLOPs (for HFU) add what recomputation executes again.
+the window for sliding-window layers. Megatron-LM counts causal attention (half the scores) since its 2025
+releases: ``causal=True`` gives that convention. Embedding lookups, norms and softmax are not counted.
+Hardware FLOPs (for HFU) add what recomputation executes again: the layers' forward, never the LM head
+(Narayanan et al. 2021, eq. 3).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from fathom.specs.model import ModelSpec
 
 
 def matmul_params_active(model: ModelSpec) -> float:
-    """Parameters that take part in a matmul for each token (embedding lookup excluded, tied head included)."""
+    """Parameters in a matmul for each token (embedding lookup excluded, tied head included)."""
     head = model.vocab_size * model.hidden_size if model.tied_embeddings else 0
     return float(model.num_active_params - model.embedding_params + head)
 
 
-def attention_flops_per_token_fwd(model: ModelSpec, seq_len) -> np.ndarray:
+def head_params(model: ModelSpec) -> float:
+    return float(model.vocab_size * model.hidden_size)
+
+
+def attention_flops_per_token_fwd(model: ModelSpec, seq_len, causal: bool = False) -> np.ndarray:
     """Forward attention-score and attention-value FLOPs per token, summed over layers."""
     seq = np.asarray(seq_len, dtype=float)
     if model.mla is not None:
@@ -29,20 +35,19 @@ def attention_flops_per_token_fwd(model: ModelSpec, seq_len) -> np.ndarray:
         dims = 2 * model.head_dim
     w = float(model.sliding_window or 0)
     window_keys = np.minimum(seq, w) if w else seq
-    keys_sum = (
-        model.num_layers - model.num_sliding_window_layers
-    ) * seq + model.num_sliding_window_layers * window_keys
-    return 2.0 * keys_sum * model.num_heads * dims
+    full_layers = model.num_layers - model.num_sliding_window_layers
+    keys_sum = full_layers * seq + model.num_sliding_window_layers * window_keys
+    return 2.0 * keys_sum * model.num_heads * dims * (0.5 if causal else 1.0)
 
 
-def model_flops_per_token(model: ModelSpec, seq_len) -> np.ndarray:
+def model_flops_per_token(model: ModelSpec, seq_len, causal: bool = False) -> np.ndarray:
     """Forward + backward model FLOPs per trained token (3x the forward)."""
-    return 3.0 * (2.0 * matmul_params_active(model) + attention_flops_per_token_fwd(model, seq_len))
+    return 3.0 * (2.0 * matmul_params_active(model) + attention_flops_per_token_fwd(model, seq_len, causal))
 
 
-def recompute_flops_per_token(model: ModelSpec, seq_len, recompute_code) -> np.ndarray:
-    """FLOPs executed again per token: the whole forward (full) or the attention core (selective)."""
-    fwd_all = 2.0 * matmul_params_active(model) + attention_flops_per_token_fwd(model, seq_len)
-    attn = attention_flops_per_token_fwd(model, seq_len)
+def recompute_flops_per_token(model: ModelSpec, seq_len, recompute_code, causal: bool = False) -> np.ndarray:
+    """FLOPs executed again per token: the layers' forward (full) or the attention core (selective)."""
+    attn = attention_flops_per_token_fwd(model, seq_len, causal)
+    layers_fwd = 2.0 * (matmul_params_active(model) - head_params(model)) + attn
     code = np.asarray(recompute_code)
-    return np.select([code == 2, code == 1], [fwd_all, attn], 0.0)
+    return np.select([code == 2, code == 1], [layers_fwd, attn], 0.0)

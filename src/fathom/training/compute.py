@@ -142,7 +142,13 @@ def _elementwise_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes, ffn_local
     if model.position_embedding == "rope":
         rope = 2 * s.tokens * (model.num_heads + model.num_kv_heads) * model.head_dim / tp * ACT_BYTES
     kernels = model.norms_per_layer + 2 + 1 + (model.position_embedding == "rope") + 2 * model.hidden_dropout
-    return norms + residual + dropout + act + rope, kernels
+    moe = 0.0
+    if model.moe is not None:
+        # Token permutation for dispatch (read each token, write its top-k copies) and the weighted
+        # un-permutation for combine (the reverse), plus router softmax/top-k: about six kernels.
+        moe = s.moe_fraction * 2 * (1 + model.moe.top_k) * s.tokens_sp * h * ACT_BYTES
+        kernels = kernels + 6 * s.moe_fraction
+    return norms + residual + dropout + act + rope + moe, kernels
 
 
 def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes) -> LayerCompute:

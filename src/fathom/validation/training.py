@@ -14,9 +14,10 @@ import numpy as np
 
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model, list_models
+from fathom.costmodel.flops import model_flops_per_token, recompute_flops_per_token
 from fathom.errors import FathomInputError
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import TrainingPlan
+from fathom.specs.plan import RECOMPUTES, TrainingPlan
 from fathom.training.estimator import estimate_training
 from fathom.training.result import TrainingEstimate
 from fathom.validation.runs import RunRow, load_runs
@@ -108,7 +109,15 @@ def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
     if metric == "tokens_per_s_per_gpu":
         return est.tokens_per_s_per_gpu
     if metric == "tflops_per_gpu":
-        return est.tflops_per_gpu * (est.hfu / est.mfu if hardware_flops else 1.0)
+        # The source's own FLOP count per token, applied to the predicted throughput.
+        model, plan = row_model(row), row_plan(row)
+        causal = row["flops"] == "model_causal"
+        per_token = model_flops_per_token(model, plan.seq_len, causal)
+        if hardware_flops:
+            per_token = per_token + recompute_flops_per_token(
+                model, plan.seq_len, RECOMPUTES.index(plan.recompute), causal
+            )
+        return float(est.tokens_per_s_per_gpu * per_token / 1e12)
     if metric == "mfu_pct":
         return 100 * est.mfu
     if metric == "hfu_pct":
