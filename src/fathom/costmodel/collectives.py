@@ -3,10 +3,11 @@
 Ring collectives move ``2 (n-1)/n`` (all-reduce) or ``(n-1)/n`` (all-gather, reduce-scatter) of the buffer
 through each rank's link (Patarasuk & Yuan 2009, "Bandwidth optimal all-reduce algorithms"); double binary
 trees move the same volume with ``O(log n)`` latency steps (Sanders et al. 2009), and NCCL picks the faster,
-so for all-reduce the latency term is the smaller of the two. A group whose ranks sit in several scale-up domains is limited
-by the network: with ``k`` group members per domain and one NIC per GPU, the domain's ``k`` NICs carry the
-traffic in parallel (NCCL runs one ring per NIC), so the usable per-rank bandwidth is ``min(intra, k * inter)``.
-Ranks are laid out Megatron-style: TP fastest, then CP, then DP, then PP (each group has a ``stride``).
+so for all-reduce the latency term is the smaller of the two. A ring whose ranks sit in several scale-up
+domains is limited by the network: with ``k`` group members per domain and one NIC per GPU, the domain's ``k``
+NICs carry the traffic in parallel (NCCL runs one ring per NIC), so the usable per-rank bandwidth is
+``min(intra, k * inter)``. Ranks are laid out Megatron-style: TP fastest, then CP, then DP, then PP (each
+group has a ``stride``).
 """
 
 from __future__ import annotations
