@@ -16,6 +16,7 @@ TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd"]
 Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
+MoEDispatcher = Literal["alltoall", "deepep"]
 
 SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
@@ -23,6 +24,7 @@ TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd")
 OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
+MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
 
 
 class TrainingPlan(BaseModel):
@@ -54,6 +56,9 @@ class TrainingPlan(BaseModel):
     # Attention kernel class: FlashAttention 1/2/3 (Dao et al. 2022, Dao 2023, Shah et al. 2024) never store the
     # s x s scores; "unfused" is the batched-GEMM + fused-softmax path of 2021-22 Megatron.
     attention: AttentionKernel = "flash2"
+    # MoE token dispatch: a flat NCCL all-to-all, or DeepEP-style hierarchical dispatch that sends each token
+    # once per destination node and forwards it inside the node (DeepSeek-AI 2024, V3 report Sec. 3.2.2).
+    moe_dispatcher: MoEDispatcher = "alltoall"
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
 
     @property

@@ -20,6 +20,7 @@ import numpy as np
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s, all_to_all_s, p2p_s, reduce_scatter_s
 from fathom.specs.hardware import SystemSpec
 from fathom.specs.model import ModelSpec
+from fathom.specs.plan import MOE_DISPATCHERS
 from fathom.training.compute import ACT_BYTES
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
@@ -68,9 +69,12 @@ def layer_comm(
     cp_bwd = np.where(p.cp > 1, np.maximum(2 * cp_steps * ring_step - attn_bwd, 0.0), 0.0)
     ep_fwd = ep_bwd = np.zeros_like(tp_fwd)
     if model.moe is not None:
-        routed = s.tokens_sp * model.moe.top_k * h * ACT_BYTES
-        a2a = all_to_all_s(system, routed, p.ep, 1)
-        ep_fwd = s.moe_fraction * 2 * a2a
+        a2a = np.where(
+            p.moe_dispatcher == MOE_DISPATCHERS.index("deepep"),
+            _hierarchical_dispatch_s(model, system, p, s),
+            _flat_dispatch_s(model, system, p, s),
+        )
+        ep_fwd = s.moe_fraction * 2 * a2a  # dispatch and combine
         ep_bwd = ep_fwd
     # Megatron's scatter/gather optimisation (Narayanan et al. 2021, Sec. 4.1): each TP rank sends 1/t of
     # the boundary activation across nodes and the receivers all-gather it over the fast intra-node tier.
@@ -78,6 +82,30 @@ def layer_comm(
     pp_stride = p.tp * p.cp * p.dp
     pp_p2p = np.where(p.pp > 1, p2p_s(system, boundary, pp_stride), 0.0)
     return LayerComm(tp_fwd, tp_fwd.copy(), cp_fwd, cp_bwd, ep_fwd, ep_bwd, pp_p2p)
+
+
+def _flat_dispatch_s(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+    """One NCCL all-to-all moving each token's top-k copies to the ranks holding their experts."""
+    routed = s.tokens_sp * model.moe.top_k * model.hidden_size * ACT_BYTES
+    return all_to_all_s(system, routed, p.ep, 1)
+
+
+def _hierarchical_dispatch_s(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+    """DeepEP-style dispatch: one network copy per destination node, then NVLink forwarding inside it.
+
+    With experts spread evenly over ``N`` nodes and top-k routing, a token reaches on average
+    ``(N - 1)(1 - (1 - 1/N)^k)`` remote nodes instead of sending ``k (N - 1)/N`` copies over the network.
+    """
+    k = model.moe.top_k
+    ep = p.ep.astype(float)
+    local = np.minimum(float(system.domain_size), ep)
+    nodes = np.ceil(ep / local)
+    remote_nodes = (nodes - 1.0) * (1.0 - (1.0 - 1.0 / nodes) ** k)
+    token_bytes = s.tokens_sp * model.hidden_size * ACT_BYTES
+    network = token_bytes * remote_nodes / system.inter_bytes_per_s
+    nvlink = token_bytes * k * (1.0 - 1.0 / ep) / system.intra_bytes_per_s
+    latency = np.where(nodes > 1, system.inter_node_latency_us, system.intra_node_latency_us) * 1e-6
+    return np.where(ep > 1, np.maximum(network, nvlink) + latency, 0.0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import (
     ATTENTION_KERNELS,
+    MOE_DISPATCHERS,
     OFFLOADS,
     OPTIMIZERS,
     RECOMPUTES,
@@ -33,6 +34,7 @@ _CODED = {
     "optimizer": OPTIMIZERS,
     "offload": OFFLOADS,
     "attention": ATTENTION_KERNELS,
+    "moe_dispatcher": MOE_DISPATCHERS,
 }
 
 
@@ -57,6 +59,7 @@ class PlanArrays:
     optimizer: np.ndarray
     offload: np.ndarray
     attention: np.ndarray
+    moe_dispatcher: np.ndarray
     overlap_grad_reduce: np.ndarray
 
     def __len__(self) -> int:

@@ -99,6 +99,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         recompute=row["recompute"] or "none",
         precision=row["precision"] or "bf16",
         attention=row["attention_kernel"] or "flash2",
+        moe_dispatcher=row["moe_dispatcher"] or "alltoall",
     )
 
 
