@@ -62,10 +62,16 @@ def training(
         )
     console.print(table)
     st = Table(title="Mean absolute % error")
-    for col in ("group | source", "rows", "mean |err|", "max |err|"):
+    for col in ("group | source", "rows", "mean |err|", "max |err|", "> 25%"):
         st.add_column(col)
     for k, v in summary.items():
-        st.add_row(k, str(v["rows"]), f"{v['mean_abs_error_pct']:.1f}%", f"{v['max_abs_error_pct']:.1f}%")
+        st.add_row(
+            k,
+            str(v["rows"]),
+            f"{v['mean_abs_error_pct']:.1f}%",
+            f"{v['max_abs_error_pct']:.1f}%",
+            str(v["rows_over_25pct"]),
+        )
     console.print(st)
 
 
