@@ -27,3 +27,17 @@ def unknown_name_error(field: str, name: str, choices: Iterable[str]) -> FathomI
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(valid) if len(valid) <= 40 else ", ".join(valid[:40]) + ", ..."
     return FathomInputError(f"{field}: unknown name {name!r}{hint} (valid: {listing})")
+
+
+def read_user_file(path, where: str | None = None) -> str:
+    """Text of a file the user named; a missing or unreadable file is a one-line input error, not a traceback."""
+    from pathlib import Path
+
+    path = Path(path)
+    where = where or str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FathomInputError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FathomInputError(f"{where}: cannot read: {' '.join(str(exc).split())}") from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from fathom.errors import FathomInputError, unknown_name_error
+from fathom.errors import FathomInputError, read_user_file, unknown_name_error
 from fathom.specs.hardware import PRECISIONS, Cluster, DeviceSpec, SystemSpec, validate_or_explain
 
 _KINDS = {"gpu": "gpus", "system": "systems"}
@@ -102,13 +102,7 @@ def _is_path(name_or_path: str) -> bool:
 
 def _read_file(path: Path, kind: str) -> dict[str, Any]:
     where = f"{kind} file {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FathomInputError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FathomInputError(f"{where}: cannot read ({type(exc).__name__})") from None
-    return _parse_yaml(text, where)
+    return _parse_yaml(read_user_file(path, where), where)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

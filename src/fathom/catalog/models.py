@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fathom.errors import FathomInputError, unknown_name_error
+from fathom.errors import FathomInputError, read_user_file, unknown_name_error
 from fathom.specs.model import ModelSpec
 
 _SPEC_SUFFIXES = (".yaml", ".yml")
@@ -75,19 +75,10 @@ def _load_preset(name: str) -> ModelSpec:
     return _spec_from_mapping(origin, data, name)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FathomInputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FathomInputError(f"{path}: cannot read: {_one_line(exc)}") from None
-
-
 def load_model_file(path: str | Path) -> ModelSpec:
     """``.json``: a Hugging Face config (or ModelSpec fields); ``.yaml`` / ``.yml``: ModelSpec fields."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_user_file(path)
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -1,44 +1,22 @@
-"""Choice enums shared by commands (typer renders them as click choices: bad values list the valid ones)."""
+"""Choice enums for the CLI, built from the spec's own tuples so the two never disagree.
+
+Typer renders them as click choices: a bad value lists the valid ones.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-
-class ScheduleChoice(StrEnum):
-    one_f_one_b = "1f1b"
-    interleaved = "interleaved"
-    zero_bubble = "zero-bubble"
+from fathom.specs.plan import ATTENTION_KERNELS, OFFLOADS, OPTIMIZERS, RECOMPUTES, SCHEDULES, TRAIN_PRECISIONS
 
 
-class RecomputeChoice(StrEnum):
-    none = "none"
-    selective = "selective"
-    full = "full"
+def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    return StrEnum(name, {v.replace("-", "_"): v for v in values})  # type: ignore[return-value]
 
 
-class PrecisionChoice(StrEnum):
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp8 = "fp8"
-    fp32 = "fp32"
-
-
-class OptimizerChoice(StrEnum):
-    adamw = "adamw"
-    adam_8bit = "adam-8bit"
-    adafactor = "adafactor"
-    sgd = "sgd"
-
-
-class OffloadChoice(StrEnum):
-    none = "none"
-    cpu = "cpu"
-    nvme = "nvme"
-
-
-class AttentionChoice(StrEnum):
-    flash3 = "flash3"
-    flash2 = "flash2"
-    flash1 = "flash1"
-    unfused = "unfused"
+ScheduleChoice = _choices("ScheduleChoice", SCHEDULES)
+RecomputeChoice = _choices("RecomputeChoice", RECOMPUTES)
+PrecisionChoice = _choices("PrecisionChoice", TRAIN_PRECISIONS)
+OptimizerChoice = _choices("OptimizerChoice", OPTIMIZERS)
+OffloadChoice = _choices("OffloadChoice", OFFLOADS)
+AttentionChoice = _choices("AttentionChoice", ATTENTION_KERNELS)

@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
         from fathom.api import estimate_training_plan
 
         if schedule is None:
-            schedule = ScheduleChoice.interleaved if vpp > 1 else ScheduleChoice.one_f_one_b
-        if schedule == ScheduleChoice.interleaved and vpp == 1:
+            schedule = ScheduleChoice("interleaved" if vpp > 1 else "1f1b")
+        if schedule == "interleaved" and vpp == 1:
             raise FathomInputError("--schedule interleaved needs --vpp 2 or more")
         overrides = {
             k: v

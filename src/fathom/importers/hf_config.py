@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fathom.errors import FathomInputError, unknown_name_error
+from fathom.errors import FathomInputError, read_user_file, unknown_name_error
 from fathom.specs.model import ModelSpec
 
 _MISSING: Any = object()
@@ -74,12 +74,7 @@ def _read(config: dict[str, Any] | str | Path, origin: str | None) -> tuple[dict
         return config, origin or "config.json", None
     path = Path(config)
     where = origin or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FathomInputError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FathomInputError(f"{where}: cannot read: {' '.join(str(exc).split())}") from None
+    text = read_user_file(path, where)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
