@@ -47,13 +47,15 @@ def all_reduce_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride:
 
 
 def all_gather_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
-    """Time of a ring all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same.
+    """Time of an all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same.
 
-    NCCL runs these as rings only, so the latency term grows with the group: ``n - 1`` steps.
+    Rings take ``n - 1`` latency steps; NCCL's PAT algorithm (NCCL 2.23, 2024) does these collectives in
+    ``log2 n`` steps at scale, and the faster is used, as for all-reduce.
     """
     n = np.asarray(size, dtype=float)
     bw, lat = group_link(system, n, stride)
-    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * (n - 1.0)
+    steps = np.minimum(n - 1.0, np.ceil(np.log2(np.maximum(n, 2.0))))
+    t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * steps
     return np.where(n > 1, t, 0.0)
 
 
