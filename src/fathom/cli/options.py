@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from fathom.specs.plan import ATTENTION_KERNELS, OFFLOADS, OPTIMIZERS, RECOMPUTES, SCHEDULES, TRAIN_PRECISIONS
+from fathom.specs.plan import (
+    ATTENTION_KERNELS,
+    MOE_DISPATCHERS,
+    OFFLOADS,
+    OPTIMIZERS,
+    RECOMPUTES,
+    SCHEDULES,
+    TRAIN_PRECISIONS,
+)
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
@@ -20,3 +28,4 @@ PrecisionChoice = _choices("PrecisionChoice", TRAIN_PRECISIONS)
 OptimizerChoice = _choices("OptimizerChoice", OPTIMIZERS)
 OffloadChoice = _choices("OffloadChoice", OFFLOADS)
 AttentionChoice = _choices("AttentionChoice", ATTENTION_KERNELS)
+MoEDispatcherChoice = _choices("MoEDispatcherChoice", MOE_DISPATCHERS)

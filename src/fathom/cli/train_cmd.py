@@ -8,6 +8,7 @@ import typer
 
 from fathom.cli.options import (
     AttentionChoice,
+    MoEDispatcherChoice,
     OffloadChoice,
     OptimizerChoice,
     PrecisionChoice,
@@ -47,6 +48,9 @@ def register(app: typer.Typer) -> None:
         optimizer: Annotated[OptimizerChoice, typer.Option()] = OptimizerChoice.adamw,
         offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
         attention: Annotated[AttentionChoice, typer.Option(help="Attention kernel class.")] = AttentionChoice.flash2,
+        moe_dispatcher: Annotated[
+            MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
+        ] = MoEDispatcherChoice.alltoall,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
         tokens: Annotated[
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
@@ -93,6 +97,7 @@ def register(app: typer.Typer) -> None:
             optimizer=optimizer.value,
             offload=offload.value,
             attention=attention.value,
+            moe_dispatcher=moe_dispatcher.value,
             overlap_grad_reduce=overlap_grad_reduce,
             tokens=tokens,
             price_per_gpu_hour=price_per_gpu_hour,
