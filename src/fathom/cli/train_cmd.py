@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
             MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
         ] = MoEDispatcherChoice.alltoall,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
+        overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
         tokens: Annotated[
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
         ] = None,
@@ -98,6 +99,7 @@ def register(app: typer.Typer) -> None:
             offload=offload.value,
             attention=attention.value,
             moe_dispatcher=moe_dispatcher.value,
+            overlap_moe_comm=overlap_moe_comm,
             overlap_grad_reduce=overlap_grad_reduce,
             tokens=tokens,
             price_per_gpu_hour=price_per_gpu_hour,

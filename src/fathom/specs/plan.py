@@ -59,6 +59,7 @@ class TrainingPlan(BaseModel):
     # MoE token dispatch: a flat NCCL all-to-all, or DeepEP-style hierarchical dispatch that sends each token
     # once per destination node and forwards it inside the node (DeepSeek-AI 2024, V3 report Sec. 3.2.2).
     moe_dispatcher: MoEDispatcher = "alltoall"
+    overlap_moe_comm: bool = False  # hide EP all-to-all under another micro-batch's compute (DualPipe-style)
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
 
     @property

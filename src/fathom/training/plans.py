@@ -61,6 +61,7 @@ class PlanArrays:
     attention: np.ndarray
     moe_dispatcher: np.ndarray
     overlap_grad_reduce: np.ndarray
+    overlap_moe_comm: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])

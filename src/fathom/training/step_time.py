@@ -67,8 +67,14 @@ def step_time(
     # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
     recompute_compute = np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
     recompute_comm = np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
-    layer_fwd = c.fwd + comm.tp_fwd + comm.cp_fwd + comm.ep_fwd
-    layer_bwd = c.bwd + comm.tp_bwd + comm.cp_bwd + comm.ep_bwd + recompute_compute + recompute_comm
+    # EP all-to-all overlapped with another micro-batch's compute (DeepSeek-V3's DualPipe, Megatron's 1F1B
+    # all-to-all overlap): only what the layer's compute cannot cover stays exposed, split like the traffic.
+    ep_total = comm.ep_fwd + comm.ep_bwd
+    ep_exposed = np.where(p.overlap_moe_comm, np.maximum(ep_total - (c.fwd + c.bwd), 0.0), ep_total)
+    ep_scale = np.divide(ep_exposed, ep_total, out=np.zeros_like(ep_total), where=ep_total > 0)
+    ep_fwd, ep_bwd = comm.ep_fwd * ep_scale, comm.ep_bwd * ep_scale
+    layer_fwd = c.fwd + comm.tp_fwd + comm.cp_fwd + ep_fwd
+    layer_bwd = c.bwd + comm.tp_bwd + comm.cp_bwd + ep_bwd + recompute_compute + recompute_comm
     # The GPU runs ahead of the host only while the host issues ops faster than the GPU retires them:
     # a layer takes at least the time to issue its ops (the CPU-bound regime of small layers).
     host_fwd = c.host_fwd
@@ -112,7 +118,7 @@ def step_time(
         recompute=m * L * (recompute_compute + recompute_comm),
         tp_comm=m * L * (comm.tp_fwd + comm.tp_bwd),
         cp_comm=m * L * (comm.cp_fwd + comm.cp_bwd),
-        ep_comm=m * L * (comm.ep_fwd + comm.ep_bwd),
+        ep_comm=m * L * (ep_fwd + ep_bwd),
         pp_comm=m * p2p,
         pipeline_bubble=bubble,
         host_overhead=m * L * launch_bound,

@@ -101,6 +101,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         precision=row["precision"] or "bf16",
         attention=row["attention_kernel"] or "flash2",
         moe_dispatcher=row["moe_dispatcher"] or "alltoall",
+        overlap_moe_comm=row.flag("overlap_moe_comm"),
     )
 
 
