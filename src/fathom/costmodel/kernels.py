@@ -19,8 +19,9 @@ import numpy as np
 
 from fathom.specs.hardware import DeviceSpec
 
-# (tile_m, tile_n, intrinsic efficiency relative to the largest tile): smaller tiles reuse less data.
-_TILES = ((256, 128, 1.0), (128, 128, 0.94), (128, 64, 0.82), (64, 64, 0.66))
+# (tile_m, tile_n, intrinsic efficiency relative to the largest tile): smaller tiles reuse less data; the
+# 16- and 32-row tiles are the skinny-GEMM kernels (MARLIN, cuBLAS small-M) that decode batches run on.
+_TILES = ((256, 128, 1.0), (128, 128, 0.94), (128, 64, 0.82), (64, 64, 0.66), (32, 128, 0.6), (16, 128, 0.5))
 _K_FILL = 64.0  # reduction length lost to the K-loop prologue/epilogue (one 64-wide k-step)
 _ATTN_HALF_SEQ = 256.0  # sequence length at which fused attention runs at half its long-sequence rate
 
@@ -43,11 +44,13 @@ def gemm_utilisation(device: DeviceSpec, m, n, k, batch=1.0) -> np.ndarray:
     return best * k / (k + _K_FILL)
 
 
-def gemm_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0) -> np.ndarray:
+def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_bytes: float | None = None) -> np.ndarray:
     """Seconds for one kernel computing ``batch`` independent (m, k) x (k, n) products in ``precision``.
 
     ``batch`` > 1 is a batched or grouped GEMM (attention scores per head, experts of an MoE layer): the
-    products share the waves and pay one launch.
+    products share the waves and pay one launch. ``weight_bytes`` is the storage width of the (k, n) operand
+    when it differs from the math precision: weight-only quantisation (int4/int8 weights, 16-bit math, as in
+    MARLIN and AWQ) moves fewer bytes but multiplies at the 16-bit rate.
     """
     m, n, k = (np.maximum(np.asarray(x, dtype=float), 1.0) for x in (m, n, k))
     batch = np.asarray(batch, dtype=float)
@@ -55,8 +58,14 @@ def gemm_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0) -> np.ndarray
     rate = device.peak_flops_per_s(precision) * eff.gemm_fraction(precision)
     compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     elem = BYTES.get(precision, 2.0)
-    memory = batch * (m * k + k * n + m * n) * elem / (device.mem_bw_bytes_per_s * eff.memory)
+    w_elem = elem if weight_bytes is None else weight_bytes
+    memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * eff.memory)
     return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6
+
+
+def gemm_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0) -> np.ndarray:
+    """A GEMM whose operands are all stored in ``precision`` (training); see ``linear_s``."""
+    return linear_s(device, precision, m, n, k, batch)
 
 
 def attention_flops(batch, seq_q, seq_kv_avg, heads, head_dim_qk, head_dim_v) -> np.ndarray:

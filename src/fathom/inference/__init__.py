@@ -1,0 +1,1 @@
+"""Inference cost model: the time of one engine iteration and the KV-cache capacity of a replica."""

@@ -1,0 +1,158 @@
+"""Time of one inference-engine iteration over a mixed batch of prefill chunks and decode tokens.
+
+The work of an iteration splits into parts that depend on different batch statistics:
+- token-linear work (QKV/output projections, MLP or MoE experts, norms, activations, TP all-reduces): a
+  function of the number of new tokens ``T`` only. It is tabulated once per deployment over ``T`` with the
+  same kernel models as training (``fathom.costmodel``), so a call is one interpolation. At small ``T`` these
+  GEMMs are bound by reading the weights (why weight-only int4/int8 helps decode, MARLIN, Frantar et al.
+  2024); at large ``T`` by compute.
+- prefill attention: FlashAttention over each chunk's queries against its cached context plus itself,
+  ``sum P_i (C_i + P_i/2)`` query-key pairs, at the kernel class's rate on the device;
+- decode attention: reads every decoding request's KV cache once (paged attention, Kwon et al. 2023),
+  ``sum D_j`` tokens of KV, bandwidth-bound;
+- the LM head over the sequences that emit a token.
+Pipeline stages run one after another within an iteration (no micro-batch interleaving); the host issues
+ops in eager mode (``cuda_graphs=False``) and the iteration cannot run faster than that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fathom.costmodel.collectives import all_reduce_s, p2p_s
+from fathom.costmodel.kernels import linear_s, memory_bound_s
+from fathom.inference.memory import WEIGHT_BYTES, replica_memory
+from fathom.specs.hardware import Cluster
+from fathom.specs.model import ModelSpec
+from fathom.specs.serving import ServingPlan
+
+_GRID = np.unique(np.concatenate([np.arange(1, 4097), np.geomspace(4097, 2**22, 240).round()]))
+ACT_BYTES = 2.0
+
+
+def _math_precision(weight_dtype: str) -> str:
+    return "fp8" if weight_dtype == "fp8" else ("fp16" if weight_dtype == "fp16" else "bf16")
+
+
+class InferenceStepModel:
+    """The ``StepCostModel`` of one replica (see ``fathom.serving.cost``)."""
+
+    def __init__(self, model: ModelSpec, cluster: Cluster, plan: ServingPlan) -> None:
+        self.model, self.cluster, self.plan = model, cluster, plan
+        self.memory = replica_memory(model, cluster.device, plan)
+        self.kv_capacity_tokens = self.memory.kv_capacity_tokens
+        self.block_size = plan.block_size
+        self.max_context = model.max_seq_len
+        self.kv_bytes_per_token = self.memory.kv_bytes_per_token  # each GPU moves its share in parallel
+        self.host_link_bytes_per_s = cluster.device.host_link_bytes_per_s
+        self.layers = -(-model.num_layers // plan.pp)
+        self._linear = self._token_linear_table()
+        self._head = self._lm_head_table()
+        self._attention_constants()
+
+    # ---- token-linear work, tabulated over the number of new tokens ------------------------------------
+    def _layer_linear_s(self, t: np.ndarray) -> np.ndarray:
+        m, p, dev = self.model, self.plan, self.cluster.device
+        prec, w = _math_precision(p.weight_dtype), WEIGHT_BYTES[p.weight_dtype]
+        h, tp = m.hidden_size, float(p.tp)
+        kv_local = max(m.num_kv_heads / tp, 1.0)
+        gemm = lambda n, k, batch=1.0, tokens=t: linear_s(dev, prec, tokens, n, k, batch, weight_bytes=w)  # noqa: E731
+        attn = gemm((m.num_heads / tp + 2 * kv_local) * m.head_dim, h) + gemm(h, m.num_heads * m.head_dim / tp)
+        if m.mla is not None:
+            a = m.mla
+            qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+            q = (
+                gemm(m.num_heads * qk / tp, h)
+                if not a.q_lora_rank
+                else gemm(a.q_lora_rank, h) + gemm(m.num_heads * qk / tp, a.q_lora_rank)
+            )
+            attn = (
+                q
+                + gemm(a.kv_lora_rank + a.qk_rope_head_dim, h)
+                + gemm(m.num_heads * (a.qk_nope_head_dim + a.v_head_dim) / tp, a.kv_lora_rank)
+                + gemm(h, m.num_heads * a.v_head_dim / tp)
+            )
+        up = 2 if m.gated_mlp else 1
+        dense = gemm(up * m.ffn_size / tp, h) + gemm(h, m.ffn_size / tp)
+        mlp, ffn_tokens = dense, t * m.ffn_size / tp
+        if m.moe is not None:
+            mlp, ffn_tokens = self._moe_s(t, gemm)
+        comm = 2.0 * all_reduce_s(self.cluster.system, t * h * ACT_BYTES, p.tp, 1)
+        elementwise = (m.norms_per_layer * 2 + 6) * t * h * ACT_BYTES + (up + 1) * ffn_tokens * ACT_BYTES
+        return attn + mlp + comm + memory_bound_s(dev, elementwise, m.norms_per_layer + 3)
+
+    def _moe_s(self, t: np.ndarray, gemm) -> tuple[np.ndarray, np.ndarray]:
+        """Routed experts: only the experts some token picked are read; shared experts act like a dense MLP."""
+        m, p = self.model, self.plan
+        moe, h = m.moe, m.hidden_size
+        local = moe.num_experts / p.ep
+        tokens_here = t * moe.top_k * local / moe.num_experts  # token copies this GPU's experts receive
+        active = np.maximum(local * (1.0 - (1.0 - moe.top_k / moe.num_experts) ** t), 1.0)
+        per_expert = tokens_here / active
+        width = moe.expert_ffn_size / (p.tp if p.ep == 1 else 1)
+        up = 2 if m.gated_mlp else 1
+        routed = gemm(up * width, h, active, per_expert) + gemm(h, width, active, per_expert)
+        shared = 0.0
+        if moe.num_shared_experts:
+            sw = moe.shared_ffn_size * moe.num_shared_experts / p.tp
+            shared = gemm(up * sw, h) + gemm(h, sw)
+        frac = m.num_moe_layers / m.num_layers
+        dense = gemm(up * m.ffn_size / p.tp, h) + gemm(h, m.ffn_size / p.tp)
+        return frac * (routed + shared) + (1 - frac) * dense, tokens_here * width
+
+    def _token_linear_table(self) -> np.ndarray:
+        t = _GRID.astype(float)
+        per_stage = self.layers * self._layer_linear_s(t)
+        hops = (self.plan.pp - 1) * p2p_s(self.cluster.system, t * self.model.hidden_size * ACT_BYTES, self.plan.tp)
+        return self.plan.pp * per_stage + hops
+
+    def _lm_head_table(self) -> np.ndarray:
+        m, p = self.model, self.plan
+        t = _GRID.astype(float)
+        v = m.vocab_size / p.tp
+        prec = _math_precision(p.weight_dtype)
+        logits = linear_s(self.cluster.device, prec, t, v, m.hidden_size, weight_bytes=WEIGHT_BYTES[p.weight_dtype])
+        sampling = memory_bound_s(self.cluster.device, 3 * t * v * 4.0, 3)  # fp32 softmax, top-k/p, argmax
+        return logits + sampling
+
+    # ---- context-dependent attention -----------------------------------------------------------------
+    def _attention_constants(self) -> None:
+        m, p, dev = self.model, self.plan, self.cluster.device
+        heads = m.num_heads / p.tp
+        dims = (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim + m.mla.v_head_dim) if m.mla else 2 * m.head_dim
+        rate = dev.peak_flops_per_s("bf16") * dev.efficiency.attention_fraction(p.attention)
+        # seconds per query-key pair over all layers of all stages (flops = 2 * pairs * heads * dims)
+        self._prefill_pair_s = self.layers * p.pp * 2.0 * heads * dims / rate
+        bw = dev.mem_bw_bytes_per_s * dev.efficiency.memory
+        kv_token_bytes = self.memory.kv_bytes_per_token / self.layers  # one layer, this GPU
+        self._kv_read_s = self.layers * p.pp * kv_token_bytes / bw
+        self._window = float(m.sliding_window or 0)
+        self._sw_frac = m.num_sliding_window_layers / m.num_layers
+        launch = dev.efficiency.kernel_launch_us * 1e-6
+        self._attn_launch_s = self.layers * p.pp * 2 * launch
+        ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
+        self._host_floor_s = (
+            0.0 if p.cuda_graphs else self.layers * p.pp * ops_per_layer * dev.efficiency.host_op_us * 1e-6
+        )
+
+    def _keys(self, context: np.ndarray) -> np.ndarray:
+        if not self._window:
+            return context
+        return (1 - self._sw_frac) * context + self._sw_frac * np.minimum(context, self._window)
+
+    def step_time_s(self, prefill_tokens, prefill_context, decode_context) -> float:
+        """Seconds of one iteration; arrays as in ``fathom.serving.cost``."""
+        p = np.asarray(prefill_tokens, dtype=float)
+        c = np.asarray(prefill_context, dtype=float)
+        d = np.asarray(decode_context, dtype=float)
+        new_tokens = p.sum() + d.size
+        if new_tokens <= 0:
+            return 0.0
+        linear = float(np.interp(new_tokens, _GRID, self._linear))
+        emitting = d.size + p.size  # engines compute logits for the last position of each sequence
+        head = float(np.interp(emitting, _GRID, self._head))
+        pairs = float((p * (self._keys(c) + p / 2.0)).sum())
+        prefill_attn = max(pairs * self._prefill_pair_s, float(self._keys(c).sum()) * self._kv_read_s)
+        decode_attn = float(self._keys(d).sum()) * self._kv_read_s
+        gpu = linear + head + prefill_attn + decode_attn + self._attn_launch_s
+        return max(gpu, self._host_floor_s)
