@@ -17,7 +17,10 @@ LLAMA8 = get_model("llama-3.1-8b")
 H100 = resolve_cluster("h100-sxm", 1)
 
 
-def _model(plan: ServingPlan = ServingPlan(), model=LLAMA8, cluster=H100) -> InferenceStepModel:
+DEFAULT_PLAN = ServingPlan()
+
+
+def _model(plan: ServingPlan = DEFAULT_PLAN, model=LLAMA8, cluster=H100) -> InferenceStepModel:
     return InferenceStepModel(model, cluster, plan)
 
 
