@@ -8,6 +8,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from fathom.cli.catalog_cmds import register as register_catalog
+from fathom.cli.serve_cmd import register as register_serve
 from fathom.cli.train_cmd import register as register_train
 from fathom.cli.validate_cmds import validate_app
 from fathom.errors import FathomInputError
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_train(app)
+register_serve(app)
 register_catalog(app)
 app.add_typer(validate_app, name="validate")
 

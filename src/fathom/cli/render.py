@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from fathom.serving.metrics import ServingReport
 from fathom.training.result import TrainingEstimate
 
 
@@ -63,3 +64,30 @@ def render_training(r: TrainingEstimate, console: Console | None = None) -> None
             f"Training {run.tokens:.3g} tokens: {run.steps:,.0f} steps, {run.days:.1f} days, "
             f"{run.gpu_hours:,.0f} GPU-hours, {run.energy_mwh:,.1f} MWh, {cost}"
         )
+
+
+def render_serving(r: ServingReport, console: Console | None = None) -> None:
+    console = console or Console()
+    lat = Table(title="Latency (seconds)")
+    for col in ("metric", "p50", "p90", "p95", "p99", "mean"):
+        lat.add_column(col, justify="left" if col == "metric" else "right")
+    for name, stats in (("TTFT", r.ttft_s), ("TPOT (after first token)", r.tpot_s), ("ITL", r.itl_s),
+                        ("end-to-end", r.e2e_s)):  # fmt: skip
+        values = [getattr(stats, k) for k in ("p50", "p90", "p95", "p99", "mean")]
+        lat.add_row(name, *("-" if v is None else f"{v:.4f}" for v in values))
+    console.print(lat)
+    t = r.throughput
+    summary = Table(title="Throughput and cost", show_header=False)
+    summary.add_row("completed / rejected", f"{r.completed} / {r.rejected}")
+    summary.add_row("requests/s", f"{t.requests_per_s:.2f}")
+    summary.add_row("output tokens/s", f"{t.output_tokens_per_s:,.0f}")
+    summary.add_row("total tokens/s", f"{t.total_tokens_per_s:,.0f}")
+    summary.add_row("goodput (requests/s within SLOs)", f"{r.goodput_requests_per_s:.2f}")
+    summary.add_row("max concurrency", str(r.max_concurrency))
+    summary.add_row("KV cache per replica (GiB)", f"{r.kv_cache_gib:.1f}" if r.kv_cache_gib is not None else "-")
+    summary.add_row("preemptions", str(r.preemptions))
+    if r.cost_per_million_tokens is not None:
+        summary.add_row("cost per million output tokens", f"${r.cost_per_million_tokens:.3f}")
+    if r.energy_per_token_j is not None:
+        summary.add_row("energy per output token", f"{r.energy_per_token_j:.3f} J")
+    console.print(summary)

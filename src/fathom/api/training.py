@@ -1,4 +1,4 @@
-"""The Python API: the same entry points the CLI (and later the web app) call, with names instead of specs."""
+"""Training estimates from catalog names (or file paths) and plan fields."""
 
 from __future__ import annotations
 

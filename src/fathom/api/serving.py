@@ -1,0 +1,129 @@
+"""Serving simulations from catalog names: build the replicas' cost models, the workload, run, report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fathom.catalog.hardware import resolve_cluster
+from fathom.catalog.models import get_model
+from fathom.errors import FathomInputError
+from fathom.inference.step_model import InferenceStepModel
+from fathom.serving.metrics import ServingReport, summarize
+from fathom.serving.request import Request
+from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
+from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
+from fathom.specs.hardware import GIB
+from fathom.specs.serving import ServingPlan
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Where requests come from: an open-loop process, a closed loop, offline, or a trace file."""
+
+    arrival: str = "poisson"  # poisson | gamma | fixed-rate | offline | closed-loop | trace
+    rate: float | None = None
+    cv: float = 1.0
+    duration_s: float | None = None
+    num_requests: int | None = None
+    concurrency: int | None = None
+    trace: str | None = None
+    input_len: str = "1024"  # a length spec: "N" or "lognormal:mean=..,sigma=.." ...
+    output_len: str = "256"
+    prefix: PrefixSpec | None = None
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    report: ServingReport
+    result: SimulationResult
+
+
+def _requests(w: Workload, rng: np.random.Generator) -> list[Request] | ClosedLoop:
+    if w.arrival == "trace":
+        if not w.trace:
+            raise FathomInputError("--trace: a trace file is required")
+        return load_trace(w.trace)
+    input_dist = parse_length_dist(w.input_len, "input length")
+    output_dist = parse_length_dist(w.output_len, "output length")
+    if w.arrival == "closed-loop":
+        if not w.concurrency or not w.num_requests:
+            raise FathomInputError("--concurrency needs --num-requests")
+        factory = make_request_factory(input_dist, output_dist, w.prefix)
+        return ClosedLoop(concurrency=w.concurrency, num_requests=w.num_requests, make_request=factory)
+    return generate_requests(
+        arrival=w.arrival,
+        rate=w.rate,
+        num_requests=w.num_requests,
+        duration_s=w.duration_s,
+        cv=w.cv,
+        input_dist=input_dist,
+        output_dist=output_dist,
+        rng=rng,
+        prefix=w.prefix,
+    )
+
+
+def simulate_serving(
+    *,
+    model: str,
+    gpu: str,
+    plan: ServingPlan,
+    workload: Workload,
+    replicas: int = 1,
+    system: str | None = None,
+    scheduler: str = "continuous",
+    preemption: str = "recompute",
+    prefix_caching: bool = False,
+    router: str = "round-robin",
+    disaggregate: tuple[int, int] | None = None,
+    decode_plan: ServingPlan | None = None,
+    kv_link_GBps: float | None = None,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+    seed: int = 0,
+    price_per_gpu_hour: float | None = None,
+) -> ServingRun:
+    """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload."""
+    spec = get_model(model)
+    cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
+
+    def config(p: ServingPlan) -> ReplicaConfig:
+        cost = InferenceStepModel(spec, resolve_cluster(gpu, p.num_gpus, system=system), p)
+        return ReplicaConfig(cost=cost, scheduler=scheduler, max_batch=p.max_batch,
+                             max_batch_tokens=p.max_batch_tokens, preemption=preemption,
+                             prefix_caching=prefix_caching)  # fmt: skip
+
+    rng = np.random.default_rng(seed)
+    requests = _requests(workload, rng)
+    disaggregation = None
+    gpus = replicas * plan.num_gpus
+    if disaggregate:
+        n_prefill, n_decode = disaggregate
+        d_plan = decode_plan or plan
+        link = (kv_link_GBps or cluster.system.inter_node_bw_GBps) * 1e9
+        disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill, decode=[config(d_plan)] * n_decode,
+                                        kv_link_bytes_per_s=link)  # fmt: skip
+        configs: list[ReplicaConfig] = []
+        gpus = n_prefill * plan.num_gpus + n_decode * d_plan.num_gpus
+    else:
+        configs = [config(plan)] * replicas
+    result = simulate(requests, configs, router=router, seed=seed, disaggregation=disaggregation)
+    first_cost = (disaggregation.decode[0] if disaggregation else configs[0]).cost
+    series = [(r.timeseries["time_s"], r.timeseries["running"]) for r in result.replicas if r.timeseries]
+    report = summarize(
+        result.requests,
+        slo_ttft_s=slo_ttft_s,
+        slo_tpot_s=slo_tpot_s,
+        concurrency_series=series,
+        busy_gpu_seconds=sum(r.busy_s for r in result.replicas) * plan.num_gpus,
+        num_gpus=gpus,
+        device_power_w=cluster.device.tdp_w,
+        pue=cluster.system.pue,
+        price_per_gpu_hour=price_per_gpu_hour
+        if price_per_gpu_hour is not None
+        else cluster.device.price_per_gpu_hour_usd,
+        kv_cache_gib=first_cost.memory.kv_cache_bytes / GIB,
+    )
+    return ServingRun(report=report, result=result)

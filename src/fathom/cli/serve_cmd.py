@@ -1,0 +1,142 @@
+"""``fathom serve``: simulate a serving deployment under a workload and report latency, throughput and cost."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fathom.cli.render import print_json
+from fathom.errors import FathomInputError
+
+Opt = typer.Option
+
+
+def _arrival(rate, concurrency, offline, trace, arrival) -> str:
+    chosen = [name for name, on in (("--rate", rate is not None), ("--concurrency", concurrency is not None),
+                                     ("--offline", offline), ("--trace", trace is not None)) if on]  # fmt: skip
+    if len(chosen) != 1:
+        raise FathomInputError(
+            "workload: give exactly one of --rate, --concurrency, --offline, --trace"
+            + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
+    if trace is not None:
+        return "trace"
+    if offline:
+        return "offline"
+    if concurrency is not None:
+        return "closed-loop"
+    return arrival
+
+
+def _split(spec: str | None) -> tuple[int, int] | None:
+    if spec is None:
+        return None
+    try:
+        prefill, decode = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise FathomInputError(
+            f"--disaggregate: expected PREFILL:DECODE replica counts like 2:1, got {spec!r}"
+        ) from None
+    if prefill < 1 or decode < 1:
+        raise FathomInputError(f"--disaggregate: both pools need at least one replica, got {spec!r}")
+    return prefill, decode
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        model: Annotated[str, Opt(help="Preset name, HF config.json or ModelSpec YAML.")],
+        gpu: Annotated[str, Opt(help="GPU name or device YAML.")],
+        tp: Annotated[int, Opt(min=1)] = 1,
+        pp: Annotated[int, Opt(min=1)] = 1,
+        ep: Annotated[int, Opt(min=1)] = 1,
+        replicas: Annotated[int, Opt(min=1)] = 1,
+        system: Annotated[str | None, Opt()] = None,
+        precision: Annotated[str, Opt(help="Weights: bf16|fp16|fp8|int8|int4 (int = weight-only).")] = "bf16",
+        kv_dtype: Annotated[str | None, Opt(help="KV cache: bf16|fp16|fp8 (default: fp8 with fp8 weights).")] = None,
+        rate: Annotated[float | None, Opt(min=0.0, help="Requests per second (open loop).")] = None,
+        arrival: Annotated[str, Opt(help="Open-loop process: poisson|gamma|fixed-rate.")] = "poisson",
+        cv: Annotated[float, Opt(min=0.0, help="Gamma arrivals: coefficient of variation.")] = 1.0,
+        duration: Annotated[float | None, Opt(min=0.0, help="Seconds of arrivals.")] = None,
+        num_requests: Annotated[int | None, Opt(min=1)] = None,
+        concurrency: Annotated[int | None, Opt(min=1, help="Closed loop: requests kept in flight.")] = None,
+        offline: Annotated[bool, Opt("--offline", help="All requests at t=0.")] = False,
+        trace: Annotated[str | None, Opt(help="JSONL/CSV trace: arrival_s, input_tokens, output_tokens.")] = None,
+        input_len: Annotated[int | None, Opt(min=1)] = None,
+        input_dist: Annotated[str | None, Opt(help="e.g. lognormal:mean=300,sigma=0.8")] = None,
+        output_len: Annotated[int | None, Opt(min=1)] = None,
+        output_dist: Annotated[str | None, Opt()] = None,
+        scheduler: Annotated[str, Opt(help="static|continuous|chunked-prefill|decode-priority")] = "continuous",
+        max_batch: Annotated[int, Opt(min=1, help="Most sequences running at once.")] = 256,
+        max_batch_tokens: Annotated[int, Opt(min=1, help="Token budget per iteration.")] = 8192,
+        preemption: Annotated[str, Opt(help="recompute|swap")] = "recompute",
+        prefix_caching: Annotated[bool, Opt("--prefix-caching")] = False,
+        router: Annotated[str, Opt(help="round-robin|least-loaded|prefix-affinity")] = "round-robin",
+        disaggregate: Annotated[str | None, Opt(help="PREFILL:DECODE replica counts, e.g. 2:1.")] = None,
+        decode_tp: Annotated[int | None, Opt(min=1, help="TP of decode replicas when disaggregated.")] = None,
+        kv_link_bw: Annotated[float | None, Opt(min=0.001, help="GB/s between prefill and decode pools.")] = None,
+        cuda_graphs: Annotated[bool, Opt("--cuda-graphs/--no-cuda-graphs")] = True,
+        memory_utilization: Annotated[float, Opt(min=0.05, max=1.0)] = 0.9,
+        slo_ttft: Annotated[float | None, Opt(min=0.0, help="Seconds.")] = None,
+        slo_tpot: Annotated[float | None, Opt(min=0.0, help="Seconds.")] = None,
+        seed: Annotated[int, Opt()] = 0,
+        price_per_gpu_hour: Annotated[float | None, Opt(min=0.0)] = None,
+        out: Annotated[str | None, Opt(help="Per-request results: .csv or .parquet")] = None,
+        json_out: Annotated[bool, Opt("--json")] = False,
+    ) -> None:
+        """Simulate serving: TTFT, TPOT, end-to-end latency percentiles, throughput, goodput and cost."""
+        from fathom.api.serving import Workload, simulate_serving
+        from fathom.cli.render import render_serving
+        from fathom.serving.metrics import write_requests
+        from fathom.specs.hardware import validate_or_explain
+        from fathom.specs.serving import ServingPlan
+
+        if input_len is not None and input_dist is not None:
+            raise FathomInputError("give --input-len or --input-dist, not both")
+        if output_len is not None and output_dist is not None:
+            raise FathomInputError("give --output-len or --output-dist, not both")
+        kind = _arrival(rate, concurrency, offline, trace, arrival)
+        fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, max_batch=max_batch,
+                      max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
+                      kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"))  # fmt: skip
+        plan = validate_or_explain(ServingPlan, fields, "serving plan")
+        decode_plan = (
+            validate_or_explain(ServingPlan, {**fields, "tp": decode_tp}, "decode plan") if decode_tp else None
+        )
+        workload = Workload(
+            arrival=kind,
+            rate=rate,
+            cv=cv,
+            duration_s=duration,
+            num_requests=num_requests,
+            concurrency=concurrency,
+            trace=trace,
+            input_len=input_dist or str(input_len or 1024),
+            output_len=output_dist or str(output_len or 256),
+        )
+        run = simulate_serving(
+            model=model,
+            gpu=gpu,
+            plan=plan,
+            workload=workload,
+            replicas=replicas,
+            system=system,
+            scheduler=scheduler,
+            preemption=preemption,
+            prefix_caching=prefix_caching,
+            router=router,
+            disaggregate=_split(disaggregate),
+            decode_plan=decode_plan,
+            kv_link_GBps=kv_link_bw,
+            slo_ttft_s=slo_ttft,
+            slo_tpot_s=slo_tpot,
+            seed=seed,
+            price_per_gpu_hour=price_per_gpu_hour,
+        )
+        if out:
+            write_requests(run.result.requests, out)
+        if json_out:
+            print_json(run.report.model_dump(mode="json"))
+        else:
+            render_serving(run.report)
