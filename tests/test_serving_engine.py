@@ -256,7 +256,8 @@ def test_disaggregation_kv_transfer_sits_between_the_first_and_second_token():
     assert r.token_times_s[1] - r.token_times_s[0] == pytest.approx(transfer + 0.01)  # transfer + one decode step
     assert r.replica == 1 and res.replicas[0].role == "prefill" and res.replicas[1].role == "decode"
     (t,) = res.transfers
-    assert (t.prefill_replica, t.decode_replica, t.bytes) == (0, 1, 1e6) and t.end_s - t.start_s == pytest.approx(transfer)
+    assert (t.prefill_replica, t.decode_replica, t.bytes) == (0, 1, 1e6)
+    assert t.end_s - t.start_s == pytest.approx(transfer)
     assert res.replicas[1].prefill_tokens == 0 and res.replicas[0].decode_tokens == 0
 
 
@@ -302,7 +303,8 @@ def scenarios(draw):
         reqs.append(Request(i, float(at), n_in, draw(st.integers(1, 40)), prefix, plen))
     block = draw(st.sampled_from([1, 4, 16]))
     cost = LinearCostModel(
-        base_s=0.005, per_prefill_token_s=1e-5, per_decode_s=1e-4, per_context_token_s=draw(st.sampled_from([0.0, 1e-6])),
+        base_s=0.005, per_prefill_token_s=1e-5, per_decode_s=1e-4,
+        per_context_token_s=draw(st.sampled_from([0.0, 1e-6])),
         kv_capacity_tokens=draw(st.integers(block, 400)), block_size=block, max_context=150,
         kv_bytes_per_token=1e4, host_link_bytes_per_s=1e9,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -61,17 +62,16 @@ def training(
             f"[{color}]{r.error_pct:+.1f}%[/]",
         )
     console.print(table)
+    _print_summary(console, summary)
+
+
+def _print_summary(console: Console, summary: dict) -> None:
     st = Table(title="Mean absolute % error")
     for col in ("group | source", "rows", "mean |err|", "max |err|", "> 25%"):
         st.add_column(col)
     for k, v in summary.items():
-        st.add_row(
-            k,
-            str(v["rows"]),
-            f"{v['mean_abs_error_pct']:.1f}%",
-            f"{v['max_abs_error_pct']:.1f}%",
-            str(v["rows_over_25pct"]),
-        )
+        st.add_row(k, str(v["rows"]), f"{v['mean_abs_error_pct']:.1f}%", f"{v['max_abs_error_pct']:.1f}%",
+                   str(v["rows_over_25pct"]))  # fmt: skip
     console.print(st)
 
 
@@ -89,3 +89,39 @@ def fit_constants(
         f"{fit.gemm_sustained:g} (built-in {GEMM_SUSTAINED_DEFAULT:g}); mean |error| "
         f"{fit.mean_abs_error_pct:.1f}% over {fit.rows} rows of {dataset}"
     )
+
+
+@validate_app.command("serving")
+def serving(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N scenarios.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Processes to simulate scenarios on.")] = os.cpu_count() or 1,
+    show_skipped: Annotated[bool, typer.Option("--show-skipped/--hide-skipped")] = False,
+) -> None:
+    """Every published serving measurement: measured, simulated, error; mean absolute % error per source."""
+    from dataclasses import asdict
+
+    from rich.progress import Progress
+
+    from fathom.validation.serving import scenario_count, summarize_serving, validate_serving
+
+    with Progress(transient=True, disable=json_out) as bar:
+        task = bar.add_task("simulating scenarios", total=scenario_count(limit))
+        checks = validate_serving(limit=limit, jobs=jobs, progress=lambda: bar.advance(task))
+    summary = summarize_serving(checks)
+    if json_out:
+        print_json({"rows": [asdict(c) for c in checks], "summary": summary})
+        return
+    console = Console()
+    table = Table(title="Serving validation")
+    for col in ("id", "metric", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("id", "metric") else "right")
+    for c in checks:
+        if c.error_pct is None:
+            if show_skipped:
+                table.add_row(c.row_id, c.metric, f"{c.measured:g}", "-", f"[dim]skipped: {c.skipped}[/]")
+            continue
+        color = "green" if abs(c.error_pct) <= 15 else "yellow" if abs(c.error_pct) <= 25 else "red"
+        table.add_row(c.row_id, c.metric, f"{c.measured:.4g}", f"{c.predicted:.4g}", f"[{color}]{c.error_pct:+.1f}%[/]")
+    console.print(table)
+    _print_summary(console, summary)

@@ -68,7 +68,10 @@ def replica_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan) -> R
     weights = weight_bytes_per_gpu(model, plan)
     acts = activation_peak_bytes(model, plan)
     kv_token = kv_bytes_per_token_per_gpu(model, plan)
-    free = device.memory_bytes * plan.memory_utilization - weights - acts - RUNTIME_RESERVED_BYTES
+    if plan.kv_free_fraction is not None:
+        free = plan.kv_free_fraction * (device.memory_bytes - weights - acts - RUNTIME_RESERVED_BYTES)
+    else:
+        free = device.memory_bytes * plan.memory_utilization - weights - acts - RUNTIME_RESERVED_BYTES
     tokens = int(free // kv_token) // plan.block_size * plan.block_size if free > 0 else 0
     if tokens < plan.block_size:
         need = (weights + acts + RUNTIME_RESERVED_BYTES) / GIB

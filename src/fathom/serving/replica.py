@@ -5,6 +5,13 @@ An iteration starts at ``start_iteration(now)``: decodes get their KV blocks fir
 admitted requests if blocks run out), swapped-out requests come back if nothing was preempted, then the scheduler picks
 prefill chunks. The cost model times the batch; ``finish_iteration`` at its end advances the requests. The first
 output token is emitted at the end of the iteration that completes the prefill; each later iteration emits one more.
+A request holds KV blocks for prompt + generated tokens (the newest token's slot included), at most
+input + output tokens, which is what admission control checks against the whole cache.
+
+Preemption (vLLM): the victim is the most recently admitted running request. ``recompute`` frees its KV and puts it
+at the front of the waiting queue; tokens it already emitted stay emitted, and on re-admission its prompt plus those
+tokens are recomputed as one prefill whose end emits its next token. ``swap`` copies its KV to host memory over the
+host link (the copy time is added to the iteration); it comes back, before any new admission, when blocks free up.
 
 Speed: every decoding request decodes in every iteration until it finishes or is preempted (all schedulers agree),
 so its state is a function of the iteration index. A decode costs nothing per token in Python: its context is
@@ -54,8 +61,9 @@ class ReplicaConfig:
         if self.preemption not in PREEMPTION_MODES:
             raise unknown_name_error("preemption", self.preemption, PREEMPTION_MODES)
         if self.max_batch < 1 or self.max_batch_tokens < 1:
-            raise FathomInputError(f"max_batch and max_batch_tokens must be >= 1, got {self.max_batch}, "
-                                   f"{self.max_batch_tokens}")  # fmt: skip
+            raise FathomInputError(
+                f"max_batch and max_batch_tokens must be >= 1, got {self.max_batch} and {self.max_batch_tokens}"
+            )
         if self.scheduler.strip().lower() in BUDGETED and self.max_batch_tokens < self.max_batch:
             raise FathomInputError(
                 f"max_batch_tokens ({self.max_batch_tokens}) must be >= max_batch ({self.max_batch}) for scheduler "
@@ -70,7 +78,9 @@ class ReplicaConfig:
 class Seq:
     """A request's state on one replica. ``target``: tokens to compute before the next token is emitted (the prompt,
     or after a recompute preemption prompt + generated); ``done`` of them are computed; ``kv``: tokens whose blocks
-    it holds while not decoding. While decoding (``slot >= 0``) its context before iteration t is ``c0 + t - start``."""
+    it holds while not decoding. While decoding (``slot >= 0``) its context before iteration t is ``c0 + t - start``
+    and ``Request.generated_tokens``/``token_times_s`` lag until it leaves (``_sync``). While a recomputation runs,
+    ``Request.context_tokens`` overstates the KV held: its generated tokens are counted before they are recomputed."""
 
     __slots__ = ("req", "order", "target", "done", "kv", "slot", "start", "c0", "phase", "finish_it")
 

@@ -81,8 +81,9 @@ class KVTransfer:
 
 @dataclass
 class ReplicaStats:
-    """What one replica did. ``busy_s``: seconds it was running iterations (times the GPUs of a replica for
-    GPU-seconds); ``timeseries``: per iteration, see ``Replica.timeseries``."""
+    """What one replica did. ``busy_s``: seconds it was running iterations, including one still in flight at a
+    ``max_sim_time_s`` cut-off (times the GPUs of a replica for GPU-seconds); ``timeseries``: per iteration, see
+    ``Replica.timeseries``."""
 
     index: int
     role: str
@@ -175,6 +176,7 @@ class _Simulation:
         if not isinstance(req, Request):
             raise FathomInputError(f"closed loop: make_request must return a Request, got {type(req).__name__}")
         req = _fresh(req)
+        req.arrival_s = at  # a client sends when its think time is over, whatever the callable put there
         self.requests.append(req)
         self.heap.push(req.arrival_s, ARRIVAL, req)
 
@@ -209,11 +211,7 @@ class _Simulation:
                 heap.push(end, ITERATION_DONE, rep)
                 return
             self.now = end
-            finished, handoffs = rep.finish_iteration(end)
-            for req in finished:
-                self._done(req)
-            for req in handoffs:
-                self._handoff(rep, req)
+            self._complete(rep)
             if pending and pending[0][0] <= end:  # something else is due now: step after it, as _kick would
                 rep.step_pending = True
                 heap.push(end, STEP, rep)
@@ -262,10 +260,11 @@ class _Simulation:
                     nxt = self.arrivals[self.next_arrival]
                     self.next_arrival += 1
                     heap.push(nxt.arrival_s, ARRIVAL, nxt)
-                rep = self.router.route(req, self.front)
                 if self.back and not self._decodable(req):
                     self._done(req)
-                elif rep.enqueue(req):
+                    continue
+                rep = self.router.route(req, self.front)
+                if rep.enqueue(req):
                     self._kick(rep)
                 else:
                     self._done(req)

@@ -33,6 +33,9 @@ class ServingPlan(BaseModel):
     max_batch_tokens: PositiveInt = 8192
     block_size: PositiveInt = 16
     memory_utilization: float = Field(0.9, gt=0, le=1)
+    # TensorRT-LLM sizes the KV cache as a fraction of the memory left free after loading the model
+    # (kv_cache_free_gpu_mem_fraction); when set, this replaces memory_utilization's share-of-total rule (vLLM).
+    kv_free_fraction: float | None = Field(None, gt=0, le=1)
 
     @property
     def num_gpus(self) -> int:
