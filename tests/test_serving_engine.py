@@ -323,7 +323,7 @@ def scenarios(draw):
     return reqs, [config() for _ in range(draw(st.integers(1, 3)))], None, draw(st.sampled_from(list_routers()))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios(), st.integers(0, 3))
 def test_every_request_finishes_or_is_rejected_and_nothing_leaks(scenario, seed):
     reqs, replicas, dis, router = scenario

@@ -164,6 +164,8 @@ class _Simulation:
         else:
             self.closed = None
             self.requests = [_fresh(r) for r in source]
+            if len({r.id for r in self.requests}) < len(self.requests):
+                raise FathomInputError("requests: ids must be unique")
             self.arrivals = sorted(self.requests, key=lambda r: r.arrival_s)  # stable: ties keep input order
             self.next_arrival = 0
             if self.arrivals:
@@ -176,7 +178,7 @@ class _Simulation:
         if not isinstance(req, Request):
             raise FathomInputError(f"closed loop: make_request must return a Request, got {type(req).__name__}")
         req = _fresh(req)
-        req.arrival_s = at  # a client sends when its think time is over, whatever the callable put there
+        req.id, req.arrival_s = len(self.requests), at  # issue order and send time, whatever the callable set
         self.requests.append(req)
         self.heap.push(req.arrival_s, ARRIVAL, req)
 
