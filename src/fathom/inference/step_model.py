@@ -48,6 +48,8 @@ class InferenceStepModel:
         self.layers = -(-model.num_layers // plan.pp)
         self._linear = self._token_linear_table()
         self._head = self._lm_head_table()
+        self._linear_dense = self._linear[:4096].tolist()  # _GRID starts 1, 2, ..., 4096
+        self._head_dense = self._head[:4096].tolist()
         self._attention_constants()
 
     # ---- token-linear work, tabulated over the number of new tokens ------------------------------------
@@ -140,19 +142,35 @@ class InferenceStepModel:
             return context
         return (1 - self._sw_frac) * context + self._sw_frac * np.minimum(context, self._window)
 
+    def _table(self, table: np.ndarray, dense: list[float], tokens: float) -> float:
+        """Tabulated time at ``tokens``: a list lookup for whole numbers in the dense range (the hot path)."""
+        i = int(tokens)
+        if i == tokens and i <= len(dense):
+            return dense[i - 1]
+        return float(np.interp(tokens, _GRID, table))
+
     def step_time_s(self, prefill_tokens, prefill_context, decode_context) -> float:
-        """Seconds of one iteration; arrays as in ``fathom.serving.cost``."""
-        p = np.asarray(prefill_tokens, dtype=float)
-        c = np.asarray(prefill_context, dtype=float)
-        d = np.asarray(decode_context, dtype=float)
-        new_tokens = p.sum() + d.size
+        """Seconds of one iteration; arrays as in ``fathom.serving.cost``.
+
+        Called once per simulated iteration, so it avoids numpy work on empty arrays and looks tables up in
+        Python lists.
+        """
+        n_prefill, n_decode = len(prefill_tokens), len(decode_context)
+        prefill_sum = prefill_attn = 0.0
+        if n_prefill:
+            p = np.asarray(prefill_tokens, dtype=float)
+            keys = self._keys(np.asarray(prefill_context, dtype=float))
+            prefill_sum = float(p.sum())
+            pairs = float((p * (keys + p / 2.0)).sum())
+            prefill_attn = max(pairs * self._prefill_pair_s, float(keys.sum()) * self._kv_read_s)
+        decode_attn = 0.0
+        if n_decode:
+            d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
+            decode_attn = float(self._keys(d).sum()) * self._kv_read_s
+        new_tokens = prefill_sum + n_decode
         if new_tokens <= 0:
             return 0.0
-        linear = float(np.interp(new_tokens, _GRID, self._linear))
-        emitting = d.size + p.size  # engines compute logits for the last position of each sequence
-        head = float(np.interp(emitting, _GRID, self._head))
-        pairs = float((p * (self._keys(c) + p / 2.0)).sum())
-        prefill_attn = max(pairs * self._prefill_pair_s, float(self._keys(c).sum()) * self._kv_read_s)
-        decode_attn = float(self._keys(d).sum()) * self._kv_read_s
+        linear = self._table(self._linear, self._linear_dense, new_tokens)
+        head = self._table(self._head, self._head_dense, n_decode + n_prefill)  # logits for each sequence's last token
         gpu = linear + head + prefill_attn + decode_attn + self._attn_launch_s
-        return max(gpu, self._host_floor_s)
+        return gpu if gpu > self._host_floor_s else self._host_floor_s

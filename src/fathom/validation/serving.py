@@ -117,7 +117,13 @@ def _check_scenario(group: list[dict]) -> list[ServingCheck]:
     out = []
     for row in group:
         measured = float(row["value"])
-        pred = _metric(run, row)
+        try:
+            pred = _metric(run, row)
+        except FathomInputError as exc:
+            reasons = ", ".join(f"{k}: {v}" for k, v in run.report.rejected_reasons.items()) or "none"
+            out.append(ServingCheck(row["id"], row["source"], row["metric"], measured, None, None,
+                                    skipped=f"cannot model: {exc} (rejections: {reasons})"))  # fmt: skip
+            continue
         out.append(ServingCheck(row["id"], row["source"], row["metric"], measured, pred,
                                 100.0 * (pred - measured) / measured))  # fmt: skip
     return out
