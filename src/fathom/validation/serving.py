@@ -15,7 +15,7 @@ from importlib import resources
 from fathom.api.serving import ServingRun, Workload, simulate_serving
 from fathom.errors import FathomInputError
 from fathom.specs.serving import ServingPlan
-from fathom.validation.training import short_source
+from fathom.validation.summary import error_summary
 
 # (max_batch, max_batch_tokens) an engine runs with when the benchmark does not say: TensorRT-LLM builds with
 # max_batch_size 2048 and max_num_tokens 8192 (trtllm-build defaults); SGLang's chunked prefill size is 8192
@@ -162,15 +162,7 @@ def scenario_count(limit: int | None = None) -> int:
 
 
 def summarize_serving(checks: list[ServingCheck]) -> dict[str, dict[str, float]]:
-    groups: dict[str, list[float]] = {}
-    for c in checks:
-        if c.error_pct is None:
-            continue
-        kind = "throughput" if c.metric in THROUGHPUT_METRICS else "latency"
-        for key in (f"{kind} | {short_source(c.source)}", f"{kind} | all sources"):
-            groups.setdefault(key, []).append(abs(c.error_pct))
-    return {
-        k: {"rows": len(v), "mean_abs_error_pct": sum(v) / len(v), "max_abs_error_pct": max(v),
-            "rows_over_25pct": sum(1 for e in v if e > 25.0)}
-        for k, v in sorted(groups.items())
-    }  # fmt: skip
+    """Mean and max absolute % error per source, throughput and latency metrics apart."""
+    return error_summary(
+        ("throughput" if c.metric in THROUGHPUT_METRICS else "latency", c.source, c.error_pct) for c in checks
+    )

@@ -8,10 +8,7 @@ are computed from the predicted step time with the FLOP convention the source us
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-import numpy as np
 
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model, list_models
@@ -22,6 +19,7 @@ from fathom.specs.plan import RECOMPUTES, TrainingPlan
 from fathom.training.estimator import estimate_training
 from fathom.training.result import TrainingEstimate
 from fathom.validation.runs import RunRow, load_runs
+from fathom.validation.summary import error_summary
 
 STEP_METRICS = ("step_time_s", "tflops_per_gpu", "tokens_per_s_per_gpu", "mfu_pct", "hfu_pct")
 MEMORY_METRICS = ("activation_memory_gib", "peak_memory_gib", "state_memory_gib")
@@ -160,26 +158,6 @@ def validate_training(which: str = "published") -> list[ValidationResult]:
     return [validate_row(r) for r in load_runs(which)]
 
 
-def short_source(source: str) -> str:
-    """The citation up to its first comma or parenthesis: enough to tell sources apart in a table."""
-    return re.split(r",| \(", source, maxsplit=1)[0].strip()
-
-
 def summarize(results: list[ValidationResult]) -> dict[str, dict[str, float]]:
-    """Mean and max absolute % error and row count, per source and per metric group."""
-    groups: dict[str, list[float]] = {}
-    for r in results:
-        if r.error_pct is None:
-            continue
-        kind = "memory" if r.metric in MEMORY_METRICS else "time"
-        for key in (f"{kind} | {short_source(r.source)}", f"{kind} | all sources"):
-            groups.setdefault(key, []).append(abs(r.error_pct))
-    return {
-        k: {
-            "rows": len(v),
-            "mean_abs_error_pct": float(np.mean(v)),
-            "max_abs_error_pct": float(np.max(v)),
-            "rows_over_25pct": int(np.sum(np.asarray(v) > 25.0)),
-        }
-        for k, v in sorted(groups.items())
-    }
+    """Mean and max absolute % error and row count, per source, for time and memory metrics."""
+    return error_summary(("memory" if r.metric in MEMORY_METRICS else "time", r.source, r.error_pct) for r in results)
