@@ -166,11 +166,14 @@ class InferenceStepModel:
         decode_attn = 0.0
         if n_decode:
             d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
-            decode_attn = float(self._keys(d).sum()) * self._kv_read_s
+            decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
         new_tokens = prefill_sum + n_decode
         if new_tokens <= 0:
             return 0.0
-        linear = self._table(self._linear, self._linear_dense, new_tokens)
-        head = self._table(self._head, self._head_dense, n_decode + n_prefill)  # logits for each sequence's last token
-        gpu = linear + head + prefill_attn + decode_attn + self._attn_launch_s
+        dense = self._linear_dense
+        i = int(new_tokens)
+        linear = dense[i - 1] if i == new_tokens and i <= 4096 else self._table(self._linear, dense, new_tokens)
+        seqs = n_decode + n_prefill  # logits for each sequence's last token
+        head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
+        gpu = linear + head + prefill_attn + float(decode_attn) + self._attn_launch_s
         return gpu if gpu > self._host_floor_s else self._host_floor_s
