@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,6 @@ from fathom.errors import FathomInputError, read_user_file, unknown_name_error
 from fathom.specs.hardware import PRECISIONS, Cluster, DeviceSpec, SystemSpec, validate_or_explain
 
 _KINDS = {"gpu": "gpus", "system": "systems"}
-
-
-def _unknown(field: str, name: str, choices: Iterable[str]) -> FathomInputError:
-    return unknown_name_error(field, name, choices)
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
@@ -92,7 +87,7 @@ def _validated(kind: str, key: str) -> DeviceSpec | SystemSpec:
 def _catalog_spec(kind: str, name: str) -> DeviceSpec | SystemSpec:
     key = name.strip().lower()
     if key not in _catalog(kind):
-        raise _unknown(kind, name, _catalog(kind))
+        raise unknown_name_error(kind, name, _catalog(kind))
     return _validated(kind, key)
 
 
@@ -128,7 +123,7 @@ def _from_file(path: Path, kind: str) -> tuple[DeviceSpec | SystemSpec, dict[str
         if not isinstance(base_name, str):
             raise FathomInputError(f"{where} field base: expected a catalog {kind} name")
         if base_name.strip().lower() not in _catalog(kind):
-            raise FathomInputError(f"{where} field base: {_unknown(kind, base_name, _catalog(kind))}")
+            raise FathomInputError(f"{where} field base: {unknown_name_error(kind, base_name, _catalog(kind))}")
         base = _catalog_spec(kind, base_name)
         merged = _deep_merge(base.model_dump(), data)
         merged["name"] = data.get("name", path.stem)
@@ -162,7 +157,7 @@ def _patch_system(data: dict[str, Any], patch: dict[str, Any], where: str) -> di
     fields = set(SystemSpec.model_fields)
     for key in patch:
         if key not in fields:
-            raise _unknown(where, str(key), fields)
+            raise unknown_name_error(where, str(key), fields)
         if key == "device" and patch[key] != data["device"]:
             raise FathomInputError(f"{where} field device: set by the gpu, not by a system override")
     merged = {**data, **patch}

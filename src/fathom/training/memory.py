@@ -22,7 +22,7 @@ import numpy as np
 
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import ATTENTION_KERNELS, OPTIMIZERS, SCHEDULES
+from fathom.specs.plan import ATTENTION_KERNELS, OPTIMIZERS, SCHEDULES, TRAIN_PRECISIONS
 from fathom.training.compute import ACT_BYTES
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
@@ -105,12 +105,13 @@ def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
 def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes) -> MemoryBreakdown:
     params = s.stage_params_local
     shard = (p.dp * p.cp).astype(float)
-    weight_bytes = np.where(p.precision == 3, 4.0, 2.0)  # fp32 training keeps fp32 weights
+    fp32 = p.precision == TRAIN_PRECISIONS.index("fp32")
+    weight_bytes = np.where(fp32, 4.0, 2.0)  # fp32 training keeps fp32 weights
     weights = params * weight_bytes / np.where(p.zero >= 3, shard, 1.0)
     grad_bytes = GRAD_BYTES  # fp32 main gradients in every precision
     gradients = params * grad_bytes / np.where(p.zero >= 2, shard, 1.0)
     state = np.array([OPTIMIZER_STATE_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
-    state = np.where(p.precision == 3, state - 4.0, state)  # no separate master copy in fp32 training
+    state = np.where(fp32, state - 4.0, state)  # no separate master copy in fp32 training
     optimizer = params * state / np.where(p.zero >= 1, shard, 1.0)
     optimizer = np.where(p.offload > 0, 0.0, optimizer)
     per_layer = activation_bytes_per_layer(model, p, s)

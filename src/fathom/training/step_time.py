@@ -87,8 +87,7 @@ def step_time(
     layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
     head = c.head_fwd + c.head_bwd
     # The fullest stage carries the LM head when pp > 1 (the last stage); with pp == 1 it is the only stage.
-    head_on_max = head
-    stage_max = layers_fwd + layers_bwd + p2p + head_on_max
+    stage_max = layers_fwd + layers_bwd + p2p + head
     stage_avg = layers_fwd + layers_bwd + p2p + head / pp
     zero3 = dp.per_micro_batch
     zero3_exposed = np.maximum(zero3 - stage_max, 0.0) + zero3 / np.maximum(L, 1.0)
@@ -112,7 +111,7 @@ def step_time(
     nvme_bw = cluster.system.nvme_bw_GBps * 1e9 / cluster.system.gpus_per_node
     optimizer = np.select([p.offload == 1, p.offload == 2], [host, host + opt_params * 24.0 / nvme_bw], optimizer)
     return TimeBreakdown(
-        gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head_on_max),
+        gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head),
         attention=m * L * (c.attn_fwd + c.attn_bwd),
         memory_bound=m * L * (c.other_fwd + c.other_bwd),
         recompute=m * L * (recompute_compute + recompute_comm),

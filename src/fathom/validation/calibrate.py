@@ -36,15 +36,17 @@ class StackFit:
 
 def _groups(which: str):
     groups: dict[tuple, list] = defaultdict(list)
+    models = {}
     for row in load_runs(which):
         if row.complete and row["metric"] == "step_time_s":
-            shape = row_model(row).model_dump_json(exclude={"name"})
-            key = (row["gpu"], row["system"], row.int("num_gpus"), shape)
-            groups[key].append(row)
-    for (gpu, system, num_gpus, _), rows in groups.items():
+            model = row_model(row)
+            shape = model.model_dump_json(exclude={"name"})
+            models.setdefault(shape, model)
+            groups[(row["gpu"], row["system"], row.int("num_gpus"), shape)].append(row)
+    for (gpu, system, num_gpus, shape), rows in groups.items():
         cluster = resolve_cluster(gpu, num_gpus, system=system or None)
         plans = PlanArrays.from_plans([row_plan(r) for r in rows])
-        yield row_model(rows[0]), cluster, plans, np.array([r.value for r in rows])
+        yield models[shape], cluster, plans, np.array([r.value for r in rows])
 
 
 def _with_constants(cluster: Cluster, host_op_us: float, gemm_sustained: float) -> Cluster:

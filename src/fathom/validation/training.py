@@ -103,7 +103,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
     )
 
 
-def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
+def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow, model: ModelSpec, plan: TrainingPlan) -> float:
     hardware_flops = row["flops"] == "hardware"
     if metric == "step_time_s":
         return est.step_time_s
@@ -111,7 +111,6 @@ def predicted_metric(metric: str, est: TrainingEstimate, row: RunRow) -> float:
         return est.tokens_per_s_per_gpu
     if metric == "tflops_per_gpu":
         # The source's own FLOP count per token, applied to the predicted throughput.
-        model, plan = row_model(row), row_plan(row)
         causal = row["flops"] == "model_causal"
         per_token = model_flops_per_token(model, plan.seq_len, causal)
         if hardware_flops:
@@ -147,10 +146,11 @@ def validate_row(row: RunRow) -> ValidationResult:
         return ValidationResult(**base, predicted=None, error_pct=None, skipped=row["note"] or "incomplete")
     try:
         cluster = resolve_cluster(row["gpu"], row.int("num_gpus"), system=row["system"] or None)
-        est = estimate_training(row_model(row), cluster, row_plan(row))
+        model, plan = row_model(row), row_plan(row)
+        est = estimate_training(model, cluster, plan)
     except (FathomInputError, ValueError, TypeError) as exc:
         return ValidationResult(**base, predicted=None, error_pct=None, skipped=f"cannot model: {exc}")
-    pred = predicted_metric(row["metric"], est, row)
+    pred = predicted_metric(row["metric"], est, row, model, plan)
     return ValidationResult(**base, predicted=pred, error_pct=100.0 * (pred - row.value) / row.value)
 
 
