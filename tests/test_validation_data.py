@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fathom.catalog.hardware import list_gpus, list_systems
+
 DATA = Path(__file__).resolve().parents[1] / "src" / "fathom" / "validation" / "data"
 TRAINING = DATA / "training_runs.csv"
 VTRAIN = DATA / "vtrain_a100_single_node.csv"
@@ -57,8 +59,8 @@ INT_FIELDS = [
     "vpp",
 ]
 ENUMS = {
-    "gpu": {"a100-80gb", "a100-40gb", "h100-sxm", "h200", "h800", "gb200", "mi250x", "v100"},
-    "system": {"dgx-a100", "dgx-a100-40gb", "dgx-h100", "hgx-h200", "gb200-nvl72", "frontier", "dgx-v100"},
+    "gpu": set(list_gpus()),
+    "system": set(list_systems()),
     "gated_mlp": {"true", "false"},
     "sequence_parallel": {"true", "false"},
     "zero": {"0", "1", "2", "3"},
