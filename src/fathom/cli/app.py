@@ -7,6 +7,7 @@ import sys
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
+from fathom.cli.budget_cmd import register as register_budget
 from fathom.cli.catalog_cmds import register as register_catalog
 from fathom.cli.serve_cmd import register as register_serve
 from fathom.cli.train_cmd import register as register_train
@@ -23,6 +24,7 @@ app = typer.Typer(
 register_train(app)
 register_serve(app)
 register_catalog(app)
+register_budget(app)
 app.add_typer(validate_app, name="validate")
 
 

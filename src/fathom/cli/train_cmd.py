@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -16,7 +17,11 @@ from fathom.cli.options import (
     ScheduleChoice,
 )
 from fathom.cli.render import print_json, render_training
+from fathom.cli.render_energy import render_energy_and_reliability
 from fathom.errors import FathomInputError
+from fathom.reliability.checkpoint import CHECKPOINT_MODES
+
+CheckpointChoice = StrEnum("CheckpointChoice", {m.replace("-", "_"): m for m in CHECKPOINT_MODES})
 
 Pos = dict(min=1)
 
@@ -57,6 +62,20 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
         ] = None,
         price_per_gpu_hour: Annotated[float | None, typer.Option(min=0, help="USD; default: catalog price.")] = None,
+        region: Annotated[
+            str | None, typer.Option(help="Grid for CO2e: a region name (us-east, eu-north, ...) or gCO2e/kWh.")
+        ] = None,
+        power_cap: Annotated[float | None, typer.Option(min=1, help="GPU board power limit, W.")] = None,
+        pue: Annotated[float | None, typer.Option(min=1.0, help="Datacenter PUE (default: the system's).")] = None,
+        checkpoint: Annotated[
+            CheckpointChoice | None, typer.Option(help="Checkpoint mode (adds the reliability report).")
+        ] = None,
+        mtbf_hours: Annotated[float | None, typer.Option(min=0.001, help="Mean time between failures per GPU.")] = None,
+        storage_bw: Annotated[float | None, typer.Option(min=0.001, help="Aggregate checkpoint storage GB/s.")] = None,
+        restart_min: Annotated[float | None, typer.Option(min=0, help="Minutes to detect and restart.")] = None,
+        checkpoint_interval: Annotated[
+            float | None, typer.Option(min=0.001, help="Minutes between checkpoints (default: Young/Daly optimum).")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Estimate one training plan: memory per GPU, step time, tokens/s, MFU and cost."""
@@ -103,8 +122,17 @@ def register(app: typer.Typer) -> None:
             overlap_grad_reduce=overlap_grad_reduce,
             tokens=tokens,
             price_per_gpu_hour=price_per_gpu_hour,
+            region=region,
+            power_cap_w=power_cap,
+            pue=pue,
+            checkpoint=checkpoint.value if checkpoint else None,
+            mtbf_hours=mtbf_hours,
+            storage_bw_GBps=storage_bw,
+            restart_min=restart_min,
+            checkpoint_interval_min=checkpoint_interval,
         )
         if json_out:
             print_json(result.model_dump(mode="json"))
         else:
             render_training(result)
+            render_energy_and_reliability(result)

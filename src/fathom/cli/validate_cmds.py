@@ -125,3 +125,34 @@ def serving(
         table.add_row(c.row_id, c.metric, f"{c.measured:.4g}", f"{c.predicted:.4g}", f"[{color}]{c.error_pct:+.1f}%[/]")
     console.print(table)
     _print_summary(console, summary)
+
+
+@validate_app.command("energy")
+def energy(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Published training footprints: energy and CO2e predicted from GPU-hours, GPU, PUE and grid intensity."""
+    from dataclasses import asdict
+
+    from fathom.validation.energy import summarize_energy, validate_energy
+
+    checks = validate_energy()
+    summary = summarize_energy(checks)
+    if json_out:
+        print_json({"rows": [asdict(c) for c in checks], "summary": summary})
+        return
+    console = Console()
+    table = Table(title="Energy validation (published training footprints)")
+    columns = ("id", "GPU", "GPU-hours", "plan", "W/GPU", "MWh published", "MWh predicted", "error", "CO2e t", "error")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("id", "GPU", "plan") else "right")
+    for c in checks:
+        if c.error_pct is None:
+            skipped = f"[dim]skipped: {c.skipped}[/]"
+            table.add_row(c.row_id, c.gpu, "-", "-", "-", f"{c.published_mwh:,.0f}", "-", skipped,
+                          f"{c.published_co2e_t:,.1f}", "-")  # fmt: skip
+            continue
+        color = "green" if abs(c.error_pct) <= 10 else "yellow" if abs(c.error_pct) <= 20 else "red"
+        table.add_row(c.row_id, c.gpu, f"{c.gpu_hours:,.0f}", c.plan, f"{c.avg_power_w:.0f}", f"{c.published_mwh:,.1f}",
+                      f"{c.predicted_mwh:,.1f}", f"[{color}]{c.error_pct:+.1f}%[/]", f"{c.published_co2e_t:,.1f}",
+                      f"{c.co2e_error_pct:+.1f}%")  # fmt: skip
+    console.print(table)
+    _print_summary(console, summary)

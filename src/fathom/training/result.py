@@ -7,6 +7,7 @@ from dataclasses import fields
 import numpy as np
 from pydantic import BaseModel
 
+from fathom.reliability.report import ReliabilityReport
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
@@ -32,6 +33,17 @@ class RunReport(BaseModel):
     energy_mwh: float
     cost_usd: float | None
     price_per_gpu_hour_usd: float | None
+    # Phase-aware energy and carbon (fathom.energy); filled by the API, absent from older callers' results.
+    avg_power_w_per_gpu: float | None = None  # board power averaged over the step's phases
+    energy_phase_mwh: float | None = None  # GPUs x average board power x time x PUE
+    energy_server_mwh: float | None = None  # the same with the host's share of each server
+    co2e_t: float | None = None  # operational: server energy x grid intensity (with --region)
+    embodied_co2e_t: float | None = None  # the run's share of the devices' manufacturing carbon
+    grid_gco2e_per_kwh: float | None = None
+    region: str | None = None
+    pue: float | None = None
+    power_cap_w: float | None = None
+    power_cap_slowdown: float | None = None  # step time under the cap / uncapped step time
 
 
 class TrainingEstimate(BaseModel):
@@ -52,6 +64,7 @@ class TrainingEstimate(BaseModel):
     time_breakdown: dict[str, float]  # seconds per step by component
     bottleneck: str
     run: RunReport | None = None
+    reliability: ReliabilityReport | None = None  # checkpoints, failures, goodput (fathom.reliability)
 
 
 def _first(x) -> float:

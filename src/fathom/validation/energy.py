@@ -1,0 +1,120 @@
+"""``fathom validate energy``: predict published training footprints from their GPU-hours, GPU, PUE and grid.
+
+Per row: fathom estimates one step of the row's plan, the phase-aware power model turns the step's breakdown
+into an average board power per GPU (plus the host's share for rows that count whole servers), and
+``energy = GPU-hours x power x PUE`` (PUE only where the published figure includes it); CO2e multiplies by the
+row's grid intensity. The error is ``(predicted - published) / published``. Nothing is fitted per row.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+
+from fathom.catalog.hardware import resolve_cluster
+from fathom.catalog.models import get_model
+from fathom.energy.carbon import operational_co2e_t
+from fathom.energy.power import power_profile, step_power
+from fathom.specs.plan import TrainingPlan
+from fathom.training.estimator import estimate_training
+from fathom.validation.summary import error_summary
+
+
+@dataclass(frozen=True)
+class EnergyCheck:
+    row_id: str
+    source: str
+    model: str
+    gpu: str
+    gpu_hours: float | None
+    scope: str
+    plan: str
+    avg_power_w: float | None  # per GPU, board (+ host share for server rows)
+    tdp_w: float | None
+    published_mwh: float
+    predicted_mwh: float | None
+    error_pct: float | None
+    published_co2e_t: float
+    predicted_co2e_t: float | None
+    co2e_error_pct: float | None
+    skipped: str | None = None
+
+
+def load_footprints() -> list[dict[str, str]]:
+    text = resources.files("fathom.validation").joinpath("data", "energy_footprints.csv").read_text(encoding="utf-8")
+    return [dict(r) for r in csv.DictReader(text.splitlines())]
+
+
+def _breakdown(row: dict[str, str], model, cluster) -> tuple[dict[str, float], str]:
+    """The step-time breakdown of the row's plan: the published one, or fathom's throughput-best plan."""
+    if row["plan_source"] == "search":
+        from fathom.search.training_search import search_training
+
+        best = search_training(model, cluster, seq_len=int(row["seq_len"]), global_batch=int(row["global_batch"]),
+                               top=1, precision=row["precision"]).plans[0]  # fmt: skip
+        p = best.plan
+        return best.time_breakdown, f"search: tp{p['tp']} pp{p['pp']} cp{p['cp']} zero{p['zero']} {p['recompute']}"
+    plan = _plan(row)
+    text = f"published: tp{plan.tp} pp{plan.pp} cp{plan.cp} vpp{plan.vpp} {plan.recompute}"
+    return estimate_training(model, cluster, plan).time_breakdown, text
+
+
+def _plan(row: dict[str, str]) -> TrainingPlan:
+    gpus, tp, pp, cp, vpp = (int(row[k]) for k in ("plan_gpus", "tp", "pp", "cp", "vpp"))
+    return TrainingPlan(
+        vpp=vpp,
+        schedule="interleaved" if vpp > 1 else "1f1b",
+        seq_len=int(row["seq_len"]),
+        global_batch=int(row["global_batch"]),
+        micro_batch=int(row["micro_batch"]),
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        dp=gpus // (tp * pp * cp),
+        zero=int(row["zero"]),
+        recompute=row["recompute"],
+        precision=row["precision"],
+    )
+
+
+def check_row(row: dict[str, str]) -> EnergyCheck:
+    published, co2e = float(row["energy_mwh"]), float(row["co2e_t"])
+    common = dict(row_id=row["id"], source=row["source"], model=row["model"], gpu=row["gpu"], scope=row["scope"],
+                  published_mwh=published, published_co2e_t=co2e)  # fmt: skip
+    if not row["gpu_hours"].strip():
+        missing = dict(gpu_hours=None, plan="-", avg_power_w=None, tdp_w=None, predicted_mwh=None, error_pct=None)
+        return EnergyCheck(**missing, predicted_co2e_t=None, co2e_error_pct=None, skipped="GPU-hours not published",
+                           **common)  # fmt: skip
+    cluster = resolve_cluster(row["gpu"], int(row["plan_gpus"]))
+    breakdown, plan_text = _breakdown(row, get_model(row["model"]), cluster)
+    profile = power_profile(cluster.device)
+    power = float(step_power(breakdown, profile).avg_power_w)
+    if row["scope"] == "server":
+        power += float(profile.host_w(power))
+    gpu_hours = float(row["gpu_hours"])
+    pue = float(row["pue"]) if row["energy_includes_pue"].strip().lower() == "yes" else 1.0
+    predicted = gpu_hours * power * pue / 1e6
+    predicted_co2e = float(operational_co2e_t(predicted, float(row["grid_gco2e_per_kwh"])))
+    return EnergyCheck(
+        gpu_hours=gpu_hours,
+        plan=f"{row['plan_gpus']} GPUs, {plan_text}",
+        avg_power_w=power,
+        tdp_w=profile.tdp_w,
+        predicted_mwh=predicted,
+        error_pct=100.0 * (predicted - published) / published,
+        predicted_co2e_t=predicted_co2e,
+        co2e_error_pct=100.0 * (predicted_co2e - co2e) / co2e,
+        **common,
+    )
+
+
+def validate_energy() -> list[EnergyCheck]:
+    return [check_row(row) for row in load_footprints()]
+
+
+def summarize_energy(checks: list[EnergyCheck]) -> dict[str, dict[str, float]]:
+    """Mean/max absolute % error of energy and CO2e over the predicted rows."""
+    items = [("energy", c.source, c.error_pct) for c in checks] + [("co2e", c.source, c.co2e_error_pct) for c in checks]
+    summary = error_summary(items)
+    return {k: v for k, v in summary.items() if k.endswith("all sources")}
