@@ -33,28 +33,40 @@ def group_link(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> tuple[
     return bw, latency
 
 
-def _latency_steps(n: np.ndarray, ring_steps: np.ndarray) -> np.ndarray:
-    tree_steps = 2.0 * np.ceil(np.log2(np.maximum(n, 2.0)))
-    return np.minimum(ring_steps, tree_steps)
+def ranks_per_node(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """How many members of a group of ``size`` ranks (``stride`` apart) share one node."""
+    per_node = np.floor(system.gpus_per_node / np.maximum(np.asarray(stride, dtype=float), 1.0))
+    return np.clip(np.minimum(per_node, np.asarray(size, dtype=float)), 1.0, None)
+
+
+def _all_reduce_steps(system: SystemSpec, n: np.ndarray, stride: ArrayLike) -> np.ndarray:
+    """Latency steps of NCCL's faster all-reduce: a ring (2(n-1)) or a tree, which chains the ranks inside a node
+    and runs double binary trees only between nodes (Sanders et al. 2009; NCCL 2.4 tree design)."""
+    local = ranks_per_node(system, n, stride)
+    nodes = np.ceil(n / local)
+    tree_steps = 2.0 * ((local - 1.0) + np.ceil(np.log2(np.maximum(nodes, 1.0))))
+    return np.minimum(2.0 * (n - 1.0), tree_steps)
 
 
 def all_reduce_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
     """Time of an all-reduce of ``nbytes`` over ``size`` ranks (0 when ``size`` is 1)."""
     n = np.asarray(size, dtype=float)
     bw, lat = group_link(system, n, stride)
-    t = 2.0 * (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * _latency_steps(n, 2.0 * (n - 1.0))
+    t = 2.0 * (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * _all_reduce_steps(system, n, stride)
     return np.where(n > 1, t, 0.0)
 
 
 def all_gather_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
     """Time of an all-gather whose *output* is ``nbytes`` per rank; reduce-scatter costs the same.
 
-    Rings take ``n - 1`` latency steps; NCCL's PAT algorithm (NCCL 2.23, 2024) does these collectives in
-    ``log2 n`` steps at scale, and the faster is used, as for all-reduce.
+    Rings take ``n - 1`` latency steps. NCCL's PAT algorithm (NCCL 2.23 release notes, 2024) does these
+    collectives in ``log2 n`` steps, but only when each node holds one rank of the group; groups with several
+    ranks per node run rings.
     """
     n = np.asarray(size, dtype=float)
     bw, lat = group_link(system, n, stride)
-    steps = np.minimum(n - 1.0, np.ceil(np.log2(np.maximum(n, 2.0))))
+    pat = np.minimum(n - 1.0, np.ceil(np.log2(np.maximum(n, 2.0))))
+    steps = np.where(ranks_per_node(system, n, stride) <= 1.0, pat, n - 1.0)
     t = (n - 1.0) / n * np.asarray(nbytes, dtype=float) / bw + lat * steps
     return np.where(n > 1, t, 0.0)
 

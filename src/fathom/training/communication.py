@@ -125,6 +125,12 @@ def data_parallel_comm(system: SystemSpec, p: PlanArrays, s: PlanShapes) -> Data
     plain = all_reduce_s(system, grad_bytes, group, stride)
     sharded = reduce_scatter_s(system, grad_bytes, group, stride) + all_gather_s(system, param_bytes, group, stride)
     per_step = np.where(p.zero == 0, plain, np.where(p.zero < 3, sharded, 0.0))
-    zero3 = 2 * all_gather_s(system, param_bytes, group, stride) + reduce_scatter_s(system, grad_bytes, group, stride)
+    # ZeRO-3 / FSDP gathers and reduces one layer (wrapping unit) at a time: the volume is the stage's, but every
+    # layer pays its own collective latency.
+    layers = s.layers_per_stage
+    zero3 = layers * (
+        2 * all_gather_s(system, param_bytes / layers, group, stride)
+        + reduce_scatter_s(system, grad_bytes / layers, group, stride)
+    )
     per_mb = np.where(p.zero == 3, zero3, 0.0)
     return DataParallelComm(per_step=per_step, per_micro_batch=per_mb)
