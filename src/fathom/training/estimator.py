@@ -6,7 +6,7 @@ for a single plan and returns the JSON-ready result the CLI prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TRAIN_PRECISIONS, TrainingPlan
 from fathom.training.communication import data_parallel_comm, layer_comm
-from fathom.training.compute import layer_compute
+from fathom.training.compute import LayerCompute, layer_compute
 from fathom.training.memory import MemoryBreakdown, training_memory
 from fathom.training.plans import PlanArrays, check_plan
 from fathom.training.result import TrainingEstimate, build_result
@@ -48,12 +48,30 @@ def _reference_peak(cluster: Cluster, precision_codes: np.ndarray) -> np.ndarray
     return np.where(precision_codes == TRAIN_PRECISIONS.index("fp32"), fp32, half)
 
 
+def _layer_compute_once(model: ModelSpec, device, plans: PlanArrays, shapes) -> LayerCompute:
+    """``layer_compute`` priced once per distinct layer shape, then spread back over the plans.
+
+    A layer's kernels depend only on precision, TP, EP, CP, the attention kernel and the micro-batch's tokens,
+    which a search repeats across thousands of plans that differ in PP, DP, ZeRO, schedule or offload.
+    """
+    keys = np.stack([plans.precision, plans.tp, plans.ep, plans.cp, plans.attention, plans.micro_batch,
+                     plans.seq_len, shapes.tokens_sp])  # fmt: skip
+    unique, first, inverse = np.unique(keys, axis=1, return_index=True, return_inverse=True)
+    if unique.shape[1] == len(plans):
+        return layer_compute(model, device, plans, shapes)
+    inverse = inverse.reshape(-1)
+    sub_shapes = replace(shapes, **{f.name: getattr(shapes, f.name)[first] for f in fields(shapes)
+                                    if isinstance(getattr(shapes, f.name), np.ndarray)})  # fmt: skip
+    sub = layer_compute(model, device, plans.take(first), sub_shapes)
+    return LayerCompute(**{f.name: np.broadcast_to(getattr(sub, f.name), first.shape)[inverse] for f in fields(sub)})
+
+
 def estimate_arrays(
     model: ModelSpec, cluster: Cluster, plans: PlanArrays, memory_headroom: float = 0.0
 ) -> TrainingArrays:
     """Price every plan at once. ``memory_headroom`` is the fraction of device memory kept free."""
     shapes = plan_shapes(model, cluster, plans)
-    compute = layer_compute(model, cluster.device, plans, shapes)
+    compute = _layer_compute_once(model, cluster.device, plans, shapes)
     comm = layer_comm(model, cluster.system, plans, shapes, compute.attn_fwd, compute.attn_bwd)
     dp = data_parallel_comm(cluster.system, plans, shapes)
     times = step_time(model, cluster, plans, shapes, compute, comm, dp)
