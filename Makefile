@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0  # the CPU build on this machine's disk satisfies [profile]
+	$(BIN)/python -m pip install --quiet -e '.[dev,profile]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -116,6 +116,8 @@ def _from_file(path: Path, kind: str) -> tuple[DeviceSpec | SystemSpec, dict[str
     data = _read_file(path, kind)
     where = f"{kind} file {path}"
     system_patch = data.pop("system", None) if kind == "gpu" else None
+    if kind == "gpu":
+        data.pop("profile", None)  # `fathom profile`'s record of the machine and its raw measurements
     if system_patch is not None and not isinstance(system_patch, dict):
         raise FathomInputError(f"{where} field system: expected a mapping of system fields")
     base_name = data.pop("base", None)

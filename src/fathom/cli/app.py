@@ -10,6 +10,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from fathom.cli.budget_cmd import register as register_budget
 from fathom.cli.catalog_cmds import register as register_catalog
 from fathom.cli.plan_cmd import plan_app
+from fathom.cli.profile_cmds import register as register_profile
 from fathom.cli.serve_cmd import register as register_serve
 from fathom.cli.train_cmd import register as register_train
 from fathom.cli.validate_cmds import validate_app
@@ -28,6 +29,7 @@ register_catalog(app)
 register_budget(app)
 app.add_typer(validate_app, name="validate")
 app.add_typer(plan_app, name="plan")
+register_profile(app)
 
 
 def _fail(message: str) -> int:

@@ -1,0 +1,102 @@
+"""``fathom profile`` (measure this machine into a device YAML) and ``fathom check train|serve`` (predicted vs a
+real PyTorch run). Both need the ``profile`` extra (PyTorch); without it they exit with a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fathom.cli.render import print_json
+
+Opt = typer.Option
+check_app = typer.Typer(help="Time real PyTorch work and compare it with fathom's prediction.", no_args_is_help=True)
+
+
+def _render(result: dict, title: str) -> None:
+    table = Table(title=title)
+    for col in ("phase", "predicted", "measured", "error"):
+        table.add_column(col, justify="right" if col != "phase" else "left")
+    for name, r in [*result["phases"].items(), ("total", result["total"])]:
+        table.add_row(
+            name, f"{r['predicted_s'] * 1e3:.2f} ms", f"{r['measured_s'] * 1e3:.2f} ms", f"{r['error_pct']:+.1f}%"
+        )
+    mem = result.get("memory")
+    if mem and mem.get("measured_bytes"):
+        table.add_row(
+            "peak memory",
+            f"{mem['predicted_bytes'] / 2**20:.0f} MiB",
+            f"{mem['measured_bytes'] / 2**20:.0f} MiB",
+            f"{mem['error_pct']:+.1f}%",
+        )
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("profile")
+    def profile(
+        out: Annotated[Path, Opt(help="Device profile YAML to write (use it as --gpu).")],
+        quick: Annotated[bool, Opt("--quick", help="A smaller grid: under a minute on 2 cores.")] = False,
+        tiny: Annotated[bool, Opt("--tiny", help="The smallest grid (seconds; for tests).")] = False,
+        threads: Annotated[int | None, Opt(min=1, help="Threads per rank (default: every core).")] = None,
+        clock: Annotated[str, Opt(help="wall | cpu (process CPU time; shared machines, --threads 1).")] = "wall",
+        base: Annotated[str | None, Opt(help="Catalog gpu whose datasheet peaks to keep (needed on a GPU).")] = None,
+        name: Annotated[str | None, Opt(help="Device name (default: the file name).")] = None,
+        collectives: Annotated[bool, Opt("--collectives/--no-collectives")] = True,
+    ) -> None:
+        """Microbenchmark this machine and write a fitted device profile."""
+        from fathom.profiling.runner import run_profile
+
+        grid = "tiny" if tiny else ("quick" if quick else "full")
+        doc = run_profile(
+            out, grid_name=grid, threads=threads, base=base, name=name, collectives=collectives, clock=clock
+        )
+        quality = ", ".join(f"{k} {v['median_abs_error_pct']:.0f}%" for k, v in doc["profile"]["fit_quality"].items())
+        Console().print(f"wrote {out} (median fit error: {quality})")
+
+    @check_app.command("train")
+    def train(
+        model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
+        gpu: Annotated[str, Opt(help="Device profile YAML (fathom profile) or catalog device.")],
+        micro_batch: Annotated[int, Opt(min=1)] = 4,
+        seq_len: Annotated[int, Opt(min=2)] = 256,
+        steps: Annotated[int, Opt(min=1, help="Timed steps after one warm-up step.")] = 3,
+        dp: Annotated[int, Opt(min=1, help="Data-parallel processes (gloo DDP).")] = 1,
+        json_out: Annotated[bool, Opt("--json")] = False,
+    ) -> None:
+        """Real fp32 training steps (forward, backward, AdamW) vs the training estimator."""
+        from fathom.profiling.check import check_train
+        from fathom.profiling.runner import require_torch
+
+        require_torch()
+        result = check_train(model, gpu, micro_batch, seq_len, steps=steps, dp=dp)
+        if json_out:
+            print_json(result)
+        else:
+            _render(result, f"check train: {result['model']} on {gpu} (dp {dp}, {result['clock']} clock)")
+
+    @check_app.command("serve")
+    def serve(
+        model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
+        gpu: Annotated[str, Opt(help="Device profile YAML (fathom profile) or catalog device.")],
+        batch: Annotated[int, Opt(min=1)] = 8,
+        input_len: Annotated[int, Opt(min=1)] = 128,
+        output_len: Annotated[int, Opt(min=2)] = 64,
+        repeats: Annotated[int, Opt(min=1)] = 2,
+        json_out: Annotated[bool, Opt("--json")] = False,
+    ) -> None:
+        """Real bf16 prefill and KV-cached decode steps vs the serving step model."""
+        from fathom.profiling.check import check_serve
+        from fathom.profiling.runner import require_torch
+
+        require_torch()
+        result = check_serve(model, gpu, batch, input_len, output_len, repeats=repeats)
+        if json_out:
+            print_json(result)
+        else:
+            _render(result, f"check serve: {result['model']} on {gpu} ({result['clock']} clock)")
+
+    app.add_typer(check_app, name="check")

@@ -1,0 +1,70 @@
+"""Compute microbenchmarks: GEMMs over shapes and dtypes, and fused attention (SDPA) forward and backward.
+
+Each case records the shape and the median seconds; ``fit`` prices the same shapes with
+``fathom.costmodel.kernels`` and solves for the device's efficiency parameters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from fathom.profiling.grids import Grid
+from fathom.profiling.timing import Timer
+
+Tick = Callable[[], None]
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def gemm_cases(grid: Grid) -> list[tuple[int, int, int]]:
+    shapes = itertools.product(grid.gemm_m, grid.gemm_nk, grid.gemm_nk)
+    return [(m, n, k) for m, n, k in shapes if 2.0 * m * n * k <= grid.gemm_max_flops]
+
+
+def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """(m x k) @ (k x n) in each dtype: the dense layers of a transformer."""
+    import torch
+
+    rows = []
+    for dtype in dtypes:
+        for m, n, k in gemm_cases(grid):
+            a = torch.randn(m, k, device=device, dtype=_dtype(dtype))
+            b = torch.randn(k, n, device=device, dtype=_dtype(dtype))
+            s = timer.median(lambda a=a, b=b: a @ b, grid.repeats, 1, grid.budget_per_case_s)
+            rows.append({"dtype": dtype, "m": m, "n": n, "k": k, "seconds": s})
+            tick()
+    return rows
+
+
+def bench_attention(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """Causal scaled-dot-product attention, forward and forward+backward, one sequence of ``heads`` x 64."""
+    import torch
+    import torch.nn.functional as F
+
+    rows = []
+    heads, head_dim = grid.attention_heads, 64
+    for dtype in dtypes:
+        for seq in grid.attention_seq:
+            shape = (1, heads, seq, head_dim)
+            q, k, v = (torch.randn(shape, device=device, dtype=_dtype(dtype), requires_grad=True) for _ in range(3))
+            grad = torch.randn(shape, device=device, dtype=_dtype(dtype))
+
+            def fwd(q=q, k=k, v=v):
+                with torch.no_grad():
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+            def fwd_bwd(q=q, k=k, v=v, grad=grad):
+                F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(grad)
+
+            t_fwd = timer.median(fwd, grid.repeats, 1, grid.budget_per_case_s)
+            t_both = timer.median(fwd_bwd, grid.repeats, 1, grid.budget_per_case_s)
+            row = {"dtype": dtype, "seq": seq, "heads": heads, "head_dim": head_dim, "fwd_s": t_fwd}
+            row["bwd_s"] = max(t_both - t_fwd, 1e-9)
+            rows.append(row)
+            tick()
+    return rows

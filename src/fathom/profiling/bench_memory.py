@@ -1,0 +1,98 @@
+"""Memory-bound microbenchmarks: streamed copies, elementwise and norm ops, the AdamW step, per-op overhead.
+
+Bytes are what each op must move at least (inputs read once, outputs written once), the quantity
+``fathom.costmodel.kernels.memory_bound_s`` prices; the optimizer step is recorded with the bytes per parameter
+the training model charges it (``fathom.training.step_time.OPTIMIZER_STEP_BYTES``).
+"""
+
+from __future__ import annotations
+
+from fathom.profiling.grids import Grid
+from fathom.profiling.timing import Timer
+
+_TINY_OPS = 200  # ops per timed call of the overhead benchmark
+
+
+def bench_copy(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """Streamed bandwidth: ``y.copy_(x)`` (read + write) and ``z = x + y`` (two reads, one write) in fp32."""
+    import torch
+
+    rows = []
+    for numel in grid.copy_numel:
+        x, y, z = (torch.randn(numel, device=device) for _ in range(3))
+        t_copy = timer.median(lambda x=x, y=y: y.copy_(x), grid.repeats, 1, grid.budget_per_case_s)
+        t_add = timer.median(lambda x=x, y=y, z=z: torch.add(x, y, out=z), grid.repeats, 1, grid.budget_per_case_s)
+        rows.append({"op": "copy", "bytes": 8.0 * numel, "kernels": 1, "seconds": t_copy})
+        rows.append({"op": "add", "bytes": 12.0 * numel, "kernels": 1, "seconds": t_add})
+        tick()
+    return rows
+
+
+def bench_elementwise(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """Activation, residual add, RMSNorm and LayerNorm over a (tokens, 1024) fp32 activation."""
+    import torch
+    import torch.nn.functional as F
+
+    rows = []
+    width = 1024
+    for numel in grid.elementwise_numel:
+        tokens = max(numel // width, 1)
+        x, r = torch.randn(tokens, width, device=device), torch.randn(tokens, width, device=device)
+        w = torch.ones(width, device=device)
+        nbytes = 4.0 * tokens * width
+        ops = {
+            "silu": (lambda x=x: F.silu(x), 2.0),
+            "gelu": (lambda x=x: F.gelu(x), 2.0),
+            "residual_add": (lambda x=x, r=r: x + r, 3.0),
+            "rms_norm": (lambda x=x, w=w: F.rms_norm(x, (width,), w), 2.0),
+            "layer_norm": (lambda x=x, w=w: F.layer_norm(x, (width,), w, w), 2.0),
+        }
+        for name, (fn, passes) in ops.items():
+            s = timer.median(fn, grid.repeats, 1, grid.budget_per_case_s)
+            rows.append({"op": name, "bytes": passes * nbytes, "kernels": 1, "seconds": s})
+        tick()
+    return rows
+
+
+def bench_optimizer(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """One AdamW step over ``n`` fp32 parameters with gradients (the fused kernel where torch has one)."""
+    import torch
+
+    from fathom.training.step_time import OPTIMIZER_STEP_BYTES
+
+    rows = []
+    for n in grid.optimizer_params:
+        p = torch.nn.Parameter(torch.randn(n, device=device))
+        p.grad = torch.randn(n, device=device)
+        opt = make_adamw([p])
+        s = timer.median(opt.step, grid.repeats, 2, grid.budget_per_case_s)
+        rows.append(
+            {"op": "adamw", "params": n, "bytes": OPTIMIZER_STEP_BYTES["adamw"] * n, "kernels": 4, "seconds": s}
+        )
+        tick()
+    return rows
+
+
+def make_adamw(params):
+    """AdamW as the checks run it: the fused single-kernel step (no per-tensor temporaries) when available."""
+    import torch
+
+    try:
+        return torch.optim.AdamW(params, lr=1e-4, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=1e-4, foreach=False)
+
+
+def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op."""
+    import torch
+
+    x = torch.zeros(1, device=device)
+
+    def many():
+        for _ in range(_TINY_OPS):
+            x.add_(1.0)
+
+    s = timer.median(many, max(grid.repeats, 3), 1, grid.budget_per_case_s)
+    tick()
+    return [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS}]

@@ -1,0 +1,161 @@
+"""``fathom check train|serve``: time real PyTorch work and set it beside fathom's prediction.
+
+The worker runs in fresh processes (one per data-parallel rank, rendezvous through a file) with the threads and
+clock the profile was measured with (``profile.machine.threads``, ``profile.clock``), so prediction and
+measurement describe the same device. Each comparison row has ``predicted_s``, ``measured_s`` and
+``error_pct`` = (predicted - measured) / measured x 100.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from fathom.catalog.models import get_model
+from fathom.errors import FathomInputError
+from fathom.profiling.check_predict import predict_serve, predict_train
+
+# Large allocations get their own mapping, returned to the kernel on free: resident memory tracks live tensors.
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def row(predicted: float, measured: float) -> dict:
+    return {"predicted_s": predicted, "measured_s": measured, "error_pct": (predicted / measured - 1.0) * 100.0}
+
+
+def profile_settings(gpu: str) -> tuple[int, str]:
+    """(threads per rank, clock) recorded by ``fathom profile``; a catalog device gets every core, wall clock."""
+    path = Path(gpu)
+    if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        prof = data.get("profile") or {}
+        return int((prof.get("machine") or {}).get("threads") or os.cpu_count() or 1), prof.get("clock", "wall")
+    return os.cpu_count() or 1, "wall"
+
+
+def _run_workers(args: dict, world: int, timeout_s: float) -> dict:
+    env = {**os.environ, **_MALLOC_ENV}
+    with tempfile.TemporaryDirectory(prefix="fathom-check-") as tmp:
+        procs = []
+        for rank in range(world):
+            payload = json.dumps({**args, "rank": rank, "world": world, "init_file": os.path.join(tmp, "init")})
+            cmd = [sys.executable, "-m", "fathom.profiling.check_worker", payload]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        outs = [p.communicate(timeout=timeout_s) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        if p.returncode != 0:
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            raise FathomInputError(f"check: the PyTorch run failed: {last}")
+    return json.loads(outs[0][0].strip().splitlines()[-1])
+
+
+def check_train(
+    model: str,
+    gpu: str,
+    micro_batch: int,
+    seq_len: int,
+    steps: int = 3,
+    warmup: int = 1,
+    dp: int = 1,
+    timeout_s: float = 3600.0,
+) -> dict:
+    spec = get_model(model)
+    if seq_len > spec.max_seq_len:
+        raise FathomInputError(f"seq_len: {seq_len} exceeds {spec.name}'s max_seq_len {spec.max_seq_len}")
+    threads, clock = profile_settings(gpu)
+    pred = predict_train(spec, gpu, micro_batch, seq_len, dp)
+    args = {
+        "job": "train",
+        "spec": spec.model_dump(),
+        "micro_batch": micro_batch,
+        "seq_len": seq_len,
+        "steps": steps,
+        "warmup": warmup,
+        "threads": threads,
+        "clock": clock,
+    }
+    meas = _run_workers(args, dp, timeout_s)
+    phases = {k: row(pred["phases"][k], meas["phases"][k]) for k in pred["phases"]}
+    totals = [sum(s) for s in zip(*meas["samples"].values(), strict=True)]
+    mem_pred = sum(v for k, v in pred["memory"].items() if k != "runtime_reserved")
+    mem_meas = meas["peak_memory_bytes"]
+    return {
+        "model": spec.name,
+        "gpu": gpu,
+        "micro_batch": micro_batch,
+        "seq_len": seq_len,
+        "dp": dp,
+        "precision": "fp32",
+        "threads_per_rank": threads,
+        "clock": clock,
+        "steps": steps,
+        "params": meas["params"],
+        "phases": phases,
+        "total": row(pred["total"], statistics.median(totals)),
+        "dp_comm_predicted_s": {"exposed": pred["dp_comm_exposed"], "all_reduce": pred["dp_comm_total"]},
+        "memory": {
+            "predicted_bytes": mem_pred,
+            "measured_bytes": mem_meas,
+            "error_pct": (mem_pred / mem_meas - 1.0) * 100.0 if mem_meas else None,
+            "predicted_breakdown_bytes": pred["memory"],
+            "method": "peak resident memory (VmHWM) of rank 0 over one training step minus its resident memory "
+            "before the model was built; the prediction leaves out runtime_reserved (a CUDA context)",
+        },
+    }
+
+
+def check_serve(
+    model: str,
+    gpu: str,
+    batch: int,
+    input_len: int,
+    output_len: int,
+    repeats: int = 2,
+    warmup: int = 1,
+    timeout_s: float = 3600.0,
+) -> dict:
+    spec = get_model(model)
+    if input_len + output_len > spec.max_seq_len:
+        raise FathomInputError(f"input_len + output_len exceed {spec.name}'s max_seq_len {spec.max_seq_len}")
+    if output_len < 2:
+        raise FathomInputError("output_len: need at least 2 tokens (one from prefill, one decode step)")
+    threads, clock = profile_settings(gpu)
+    pred = predict_serve(spec, gpu, batch, input_len, output_len)
+    args = {
+        "job": "serve",
+        "spec": spec.model_dump(),
+        "batch": batch,
+        "input_len": input_len,
+        "output_len": output_len,
+        "repeats": repeats,
+        "warmup": warmup,
+        "threads": threads,
+        "clock": clock,
+        "dtype": "bf16",
+    }
+    meas = _run_workers(args, 1, timeout_s)
+    dec_p, dec_m = sum(pred["decode_step_s"]), sum(meas["decode_step_s"])
+    return {
+        "model": spec.name,
+        "gpu": gpu,
+        "batch": batch,
+        "input_len": input_len,
+        "output_len": output_len,
+        "precision": "bf16",
+        "threads_per_rank": threads,
+        "clock": clock,
+        "phases": {
+            "prefill": row(pred["prefill_s"], meas["prefill_s"]),
+            "decode_step": row(dec_p / len(pred["decode_step_s"]), dec_m / len(meas["decode_step_s"])),
+            "decode_first_step": row(pred["decode_step_s"][0], meas["decode_step_s"][0]),
+            "decode_last_step": row(pred["decode_step_s"][-1], meas["decode_step_s"][-1]),
+        },
+        "total": row(pred["prefill_s"] + dec_p, meas["prefill_s"] + dec_m),
+    }

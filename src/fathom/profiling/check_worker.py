@@ -1,0 +1,119 @@
+"""The measuring side of ``fathom check``: runs in its own process (``python -m fathom.profiling.check_worker``).
+
+A fresh process per run, so the resident-memory baseline is clean and glibc can be told (through
+``MALLOC_MMAP_THRESHOLD_``, set by the parent) to give every large tensor its own mapping, returned on free:
+resident memory then follows the live tensors. Peak memory is the kernel's high-water mark of resident memory
+(``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident memory before the model was built:
+torch's CPU allocator keeps no statistics, and tracemalloc sees only Python's own allocations, not tensors.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from fathom.profiling.bench_memory import make_adamw
+from fathom.profiling.timing import Timer
+from fathom.profiling.torch_model import Decoder
+from fathom.specs.model import ModelSpec
+
+
+def _status(field: str) -> float:
+    text = Path("/proc/self/status").read_text()
+    return float(re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_train(a: dict) -> dict:
+    torch.manual_seed(a["rank"])
+    torch.set_num_threads(a["threads"])
+    world = a["world"]
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{a['init_file']}", rank=a["rank"], world_size=world)
+    gc.collect()
+    base_rss = _status("VmRSS")
+    spec = ModelSpec.model_validate(a["spec"])
+    model = Decoder(spec, a["seq_len"])
+    run = model
+    if world > 1:
+        run = torch.nn.parallel.DistributedDataParallel(model)
+    opt = make_adamw(model.parameters())
+    tokens = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]))
+    targets = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]))
+    timer = Timer.make("cpu", a["clock"])
+    phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
+    peak, peak_ok = None, False
+    holder: dict = {}
+    for step in range(a["warmup"] + a["steps"]):
+        if step == a["warmup"]:
+            gc.collect()
+            peak_ok = _reset_peak()
+        t_f = timer.once(lambda: holder.__setitem__("loss", run(tokens, targets)))
+        t_b = timer.once(lambda: holder["loss"].backward())
+        t_o = timer.once(opt.step)
+        opt.zero_grad(set_to_none=False)  # gradient buffers persist, as Megatron's main grads and DDP's buckets
+        if step == a["warmup"] and peak_ok:
+            peak = _status("VmHWM") - base_rss
+        if step >= a["warmup"]:
+            for key, t in zip(phases, (t_f, t_b, t_o), strict=True):
+                phases[key].append(t)
+    if world > 1:
+        dist.destroy_process_group()
+    med = {k: statistics.median(v) for k, v in phases.items()}
+    return {
+        "phases": med,
+        "samples": phases,
+        "peak_memory_bytes": peak,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def measure_serve(a: dict) -> dict:
+    torch.manual_seed(0)
+    torch.set_num_threads(a["threads"])
+    spec = ModelSpec.model_validate(a["spec"])
+    batch, n_in, n_out = a["batch"], a["input_len"], a["output_len"]
+    max_len = n_in + n_out
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a["dtype"]]
+    model = Decoder(spec, max_len).to(dtype).eval()
+    timer = Timer.make("cpu", a["clock"])
+    prefill, decode = [], []
+    for rep in range(a["warmup"] + a["repeats"]):
+        model.allocate_cache(batch, max_len, dtype)
+        prompt = torch.randint(0, spec.vocab_size, (batch, n_in))
+        out: dict = {}
+        t_p = timer.once(lambda prompt=prompt, out=out: out.__setitem__("tok", model.next_tokens(prompt, 0)))
+        steps = []
+        for i in range(n_out - 1):
+            step = lambda i=i, out=out: out.__setitem__("tok", model.next_tokens(out["tok"], n_in + i))  # noqa: E731
+            steps.append(timer.once(step))
+        if rep >= a["warmup"]:
+            prefill.append(t_p)
+            decode.append(steps)
+    per_step = [statistics.median(col) for col in zip(*decode, strict=True)] if n_out > 1 else []
+    return {"prefill_s": statistics.median(prefill), "decode_step_s": per_step}
+
+
+def main() -> None:
+    args = json.loads(sys.argv[1])
+    result = measure_train(args) if args["job"] == "train" else measure_serve(args)
+    if args.get("rank", 0) == 0:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Calibration: the efficiency model's per-device parameters, fitted by least squares to a profile's timings.
+
+Every benchmark case is priced with the cost model's own functions (``fathom.costmodel.kernels`` and
+``.collectives``) under trial parameters; each family fixes the parameters it is sensitive to, in order:
+
+1. ``kernel_launch_us`` (and, on a CPU, ``host_op_us``: there the host *is* the device, so the per-op cost is
+   one number) = median time of one tiny eager op;
+2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
+   has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
+   measured time over the memory-bound op cases (activations, norms, residual adds, the AdamW step);
+3. ``efficiency.gemm[dtype]`` minimises the same over the GEMM cases of each dtype (with ``gemm_sustained`` = 1:
+   these are the isolated rates); where the fit wants more than the theoretical peak (turbo clocks), the peak
+   is raised to the fitted rate and the fraction set to 1;
+4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
+5. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
+   volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
+   fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
+
+Log-ratio residuals weigh a 10% miss on a 10 us kernel like one on a 10 s GEMM. Devices from the catalog never
+pass through here: they keep their literature-fitted defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares, nnls
+
+from fathom.costmodel.collectives import all_gather_s, all_reduce_s
+from fathom.costmodel.kernels import attention_flops, attention_s, linear_s, memory_bound_s
+from fathom.specs.hardware import DeviceEfficiency, DeviceSpec, SystemSpec
+
+_STREAMS = ("copy", "add")  # the streamed-bandwidth cases that set mem_bw_GBps
+_COLLECTIVES = {"all_reduce": all_reduce_s, "all_gather": all_gather_s}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    device: dict  # DeviceSpec fields
+    system: dict  # SystemSpec fields to apply over the device's default system
+    quality: dict  # per family: cases and median |error| % of the fitted model
+
+
+def _device(base: dict, **eff) -> DeviceSpec:
+    data = dict(base)
+    data["efficiency"] = DeviceEfficiency(**{**base.get("efficiency", {}), **eff}).model_dump()
+    return DeviceSpec.model_validate(data)
+
+
+def _fit_scalar(residuals, x0: float, upper: float) -> float:
+    """One positive parameter minimising the sum of squared residuals (log-ratios)."""
+    sol = least_squares(lambda x: residuals(float(x[0])), x0=[x0], bounds=([1e-6], [upper]))
+    return float(sol.x[0])
+
+
+def _median_abs_pct(pred: np.ndarray, meas: np.ndarray) -> float:
+    return float(np.median(np.abs(pred / meas - 1.0)) * 100.0) if len(meas) else float("nan")
+
+
+def _columns(rows: list[dict], *keys: str) -> list[np.ndarray]:
+    return [np.array([r[k] for r in rows], dtype=float) for k in keys]
+
+
+def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, float, float]:
+    """(mem_bw_GBps, efficiency.memory, median |error| %): the peak from the streams, the share from the ops."""
+    streams = [r for r in rows if r["op"] in _STREAMS]
+    ops = [r for r in rows if r["op"] not in _STREAMS] or rows
+    nbytes, kernels, secs = _columns(ops, "bytes", "kernels", "seconds")
+    bw = max(r["bytes"] / r["seconds"] for r in streams) / 1e9 if streams else base["mem_bw_GBps"]
+    dev0 = {**base, "mem_bw_GBps": bw}
+
+    def res(eff: float) -> np.ndarray:
+        dev = _device(dev0, memory=min(eff, 1.0), kernel_launch_us=launch_us)
+        return np.log(memory_bound_s(dev, nbytes, kernels) / secs)
+
+    eff = min(_fit_scalar(res, 0.5, 1.0), 1.0)
+    pred = memory_bound_s(_device(dev0, memory=eff, kernel_launch_us=launch_us), nbytes, kernels)
+    return bw, eff, _median_abs_pct(pred, secs)
+
+
+def fit_gemm(base: dict, rows: list[dict], dtype: str) -> tuple[float, float, float]:
+    """(peak TFLOP/s, efficiency.gemm[dtype], median |error| %): the peak moves only if the fit exceeds it."""
+    sel = [r for r in rows if r["dtype"] == dtype]
+    m, n, k, secs = _columns(sel, "m", "n", "k", "seconds")
+    gemm = dict(base.get("efficiency", {}).get("gemm", {}))
+
+    def predict(peak_scale: float, eff: float) -> np.ndarray:
+        data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * peak_scale}}
+        dev = _device(data, gemm={**gemm, dtype: eff}, gemm_sustained=1.0)
+        return linear_s(dev, dtype, m, n, k)
+
+    # Fit the share of the nominal peak; above 1 the share becomes a scale on the peak instead.
+    share = _fit_scalar(lambda x: np.log(predict(max(x, 1.0), min(x, 1.0)) / secs), 0.5, 50.0)
+    peak = base["peak_tflops"][dtype] * max(share, 1.0)
+    eff = min(share, 1.0)
+    return peak, eff, _median_abs_pct(predict(max(share, 1.0), eff), secs)
+
+
+def fit_attention(base: dict, rows: list[dict], dtype: str) -> tuple[float, float]:
+    """(efficiency.attention["flash2"] as a share of the 16-bit peak, median |error| %) from SDPA cases."""
+    sel = [r for r in rows if r["dtype"] == dtype]
+    seq, heads, hd, fwd, bwd = _columns(sel, "seq", "heads", "head_dim", "fwd_s", "bwd_s")
+    flops = attention_flops(1.0, seq, seq / 2.0, heads, hd, hd)  # causal: each query sees half the keys
+    meas = np.concatenate([fwd, bwd])
+
+    def predict(frac: float) -> np.ndarray:
+        dev = _device(base, attention={"flash2": frac})
+        return np.concatenate([attention_s(dev, "flash2", flops, seq), attention_s(dev, "flash2", flops, seq, True)])
+
+    frac = _fit_scalar(lambda x: np.log(predict(x) / meas), 0.1, 1.0)
+    return frac, _median_abs_pct(predict(frac), meas)
+
+
+def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
+    return SystemSpec(
+        name="fit",
+        device="fit",
+        gpus_per_node=ranks,
+        intra_node_bw_GBps=bw_GBps,
+        intra_node_latency_us=latency_us,
+        intra_node_efficiency=1.0,
+        inter_node_bw_GBps=bw_GBps,
+        source="fit",
+    )
+
+
+def fit_collectives(rows: list[dict]) -> tuple[float, float, float]:
+    """(achieved GB/s per rank, latency us per step, median |error| %) of the alpha-beta collective model."""
+    ops = [r["op"] for r in rows]
+    ranks, nbytes, secs = _columns(rows, "ranks", "bytes", "seconds")
+    world = int(ranks.max())
+    unit_bw, unit_lat = _system(1.0, 1e-9, world), _system(1e12, 1.0, world)
+    volume = np.array([_COLLECTIVES[o](unit_bw, b, n, 1) for o, b, n in zip(ops, nbytes, ranks, strict=True)]) * 1e9
+    steps = np.array([_COLLECTIVES[o](unit_lat, b, n, 1) for o, b, n in zip(ops, nbytes, ranks, strict=True)]) * 1e6
+    a = np.column_stack([volume, steps]) / secs[:, None]  # relative residuals
+    (inv_bw, lat_s), _ = nnls(a, np.ones_like(secs))
+    bw_GBps = 1.0 / max(inv_bw, 1e-15) / 1e9
+    latency_us = max(lat_s * 1e6, 1e-3)
+    pred = volume / (bw_GBps * 1e9) + steps * latency_us * 1e-6
+    return bw_GBps, latency_us, _median_abs_pct(pred, secs)
+
+
+def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) -> FitResult:
+    """Fit every family present in ``measurements``; ``base`` holds the device's nominal peaks and sizes."""
+    quality: dict[str, dict] = {}
+    dev = dict(base)
+    eff = dict(base.get("efficiency", {}))
+    overhead = measurements.get("overhead", [])
+    if overhead:
+        launch_us = float(np.median([r["seconds_per_op"] for r in overhead]) * 1e6)
+        eff["kernel_launch_us"] = launch_us
+        eff["host_op_us"] = launch_us if cpu else eff.get("host_op_us", launch_us)
+    launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)
+    dev["efficiency"] = eff
+    if measurements.get("memory"):
+        bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch)
+        dev["mem_bw_GBps"], eff["memory"] = bw, mem_eff
+        quality["memory"] = {"cases": len(measurements["memory"]), "median_abs_error_pct": err}
+    gemm_rows = measurements.get("gemm", [])
+    peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
+    for dtype in sorted({r["dtype"] for r in gemm_rows}):
+        peak, frac, err = fit_gemm({**dev, "efficiency": eff}, gemm_rows, dtype)
+        peaks[dtype], gemm[dtype] = peak, frac
+        quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
+    dev["peak_tflops"] = peaks
+    eff["gemm"] = gemm
+    if gemm_rows and cpu:
+        eff["gemm_sustained"] = 1.0  # no GPU-style boost-clock drop: the isolated rate is measured on all cores
+    attn = [r for r in measurements.get("attention", []) if r["dtype"] == train_dtype]
+    if attn:
+        frac, err = fit_attention({**dev, "efficiency": eff}, attn, train_dtype)
+        eff["attention"] = {**eff.get("attention", {}), "flash2": frac}
+        quality["attention"] = {"cases": 2 * len(attn), "median_abs_error_pct": err}
+    dev["efficiency"] = eff
+    system: dict = {}
+    if measurements.get("collective"):
+        bw, lat, err = fit_collectives(measurements["collective"])
+        system = {"intra_node_bw_GBps": bw, "intra_node_latency_us": lat, "intra_node_efficiency": 1.0}
+        quality["collective"] = {"cases": len(measurements["collective"]), "median_abs_error_pct": err}
+    DeviceSpec.model_validate(dev)  # fail here, not when a command loads the file
+    return FitResult(device=dev, system=system, quality=quality)

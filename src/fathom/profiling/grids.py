@@ -1,0 +1,69 @@
+"""How much the profiler measures: three sizes of the benchmark grid.
+
+``tiny`` is for tests (seconds), ``quick`` finishes in under a minute on a 2-core machine, ``full`` gives the
+fit more shapes. Shapes bracket what a step of a small model on this device runs (GEMM rows = tokens of a
+micro-batch, columns = hidden and FFN widths), so the fitted efficiencies describe the kernels that matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fathom.errors import FathomInputError
+
+
+@dataclass(frozen=True)
+class Grid:
+    gemm_m: tuple[int, ...]
+    gemm_nk: tuple[int, ...]
+    gemm_max_flops: float  # skip shapes larger than this (a slow device would spend minutes on them)
+    attention_seq: tuple[int, ...]
+    attention_heads: int
+    elementwise_numel: tuple[int, ...]
+    copy_numel: tuple[int, ...]
+    optimizer_params: tuple[int, ...]
+    collective_bytes: tuple[int, ...]
+    max_ranks: int
+    repeats: int
+    budget_per_case_s: float
+
+
+GRIDS = {
+    "tiny": Grid(
+        (64, 256), (128, 512), 1e8, (64, 128), 2, (2**14, 2**18), (2**20,), (2**16,), (2**12, 2**18), 2, 2, 0.2
+    ),
+    "quick": Grid(
+        (256, 1024),
+        (512, 1536),
+        5e9,
+        (128, 512, 1024),
+        8,
+        (2**18, 2**20, 2**22),
+        (2**20, 2**23),
+        (2**20, 2**23),
+        (2**12, 2**16, 2**20, 2**22),
+        2,
+        3,
+        0.6,
+    ),
+    "full": Grid(
+        (128, 512, 1024, 2048),
+        (256, 768, 1536, 3072),
+        2.5e10,
+        (128, 256, 512, 1024, 2048),
+        8,
+        (2**16, 2**18, 2**20, 2**22, 2**24),
+        (2**20, 2**23, 2**26),
+        (2**20, 2**23, 2**25),
+        (2**10, 2**12, 2**14, 2**16, 2**18, 2**20, 2**22, 2**24),
+        4,
+        5,
+        2.0,
+    ),
+}
+
+
+def get_grid(name: str) -> Grid:
+    if name not in GRIDS:
+        raise FathomInputError(f"grid: unknown name {name!r} (valid: {', '.join(GRIDS)})")
+    return GRIDS[name]

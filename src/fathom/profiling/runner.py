@@ -1,0 +1,172 @@
+"""``fathom profile``: run the microbenchmarks with a progress bar, fit, and write a device profile YAML.
+
+The YAML is a full device (``DeviceSpec`` fields, fitted), a ``system:`` section (the fitted inter-process
+fabric, ranks per node) and a ``profile:`` section recording the machine, the grid, the fit quality and the raw
+measurements (so a profile can be refitted or audited). ``fathom.catalog.hardware`` loads it as any ``--gpu``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from fathom.catalog.hardware import get_device
+from fathom.errors import FathomInputError
+from fathom.profiling.bench_collectives import bench_collectives
+from fathom.profiling.bench_kernels import bench_attention, bench_gemm, gemm_cases
+from fathom.profiling.bench_memory import bench_copy, bench_elementwise, bench_optimizer, bench_overhead
+from fathom.profiling.fit import fit_profile
+from fathom.profiling.grids import get_grid
+from fathom.profiling.machine import Machine, describe, theoretical_peak_tflops
+from fathom.profiling.timing import Timer, check_clock
+
+_CPU_TDP_W_PER_CORE = 3.75  # ASSUMPTION: the catalog cpu device's 720 W over its 192 cores (AMD EPYC 9654)
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise FathomInputError(
+            "profile: PyTorch is not installed; install the extra: pip install 'fathom[profile]'"
+        ) from None
+    return torch
+
+
+def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
+    """Peaks and sizes before fitting: a catalog device's datasheet, or the CPU's theoretical figures."""
+    if base is not None:
+        data = get_device(base).model_dump()
+        data["name"] = name
+        return data
+    if machine.accelerator != "cpu":
+        raise FathomInputError("profile: on a GPU give --base <catalog gpu> for the datasheet peaks")
+    return {
+        "name": name,
+        "vendor": "cpu",
+        "peak_tflops": theoretical_peak_tflops(machine),
+        "memory_gib": round(machine.memory_gib * machine.threads / machine.cores, 2),
+        "mem_bw_GBps": 10.0,  # replaced by the measured streamed rate
+        "tdp_w": _CPU_TDP_W_PER_CORE * machine.threads,
+        "num_compute_units": machine.threads,
+        "host_link_GBps": 10.0,
+        "default_system": "cpu-node",
+        "efficiency": {},
+        "source": "",
+    }
+
+
+def _plan(grid, dtypes: list[str], ranks: list[int]) -> dict[str, int]:
+    """Progress steps per benchmark family."""
+    return {
+        "GEMM": len(gemm_cases(grid)) * len(dtypes),
+        "attention": len(grid.attention_seq) * len(dtypes),
+        "memory": len(grid.copy_numel) + len(grid.elementwise_numel) + len(grid.optimizer_params) + 1,
+        "collectives": len(ranks),
+    }
+
+
+def run_profile(
+    out: Path,
+    *,
+    grid_name: str = "quick",
+    threads: int | None = None,
+    base: str | None = None,
+    name: str | None = None,
+    collectives: bool = True,
+    show_progress: bool = True,
+    clock: str = "wall",
+) -> dict:
+    """Measure, fit, write ``out``; returns the YAML mapping written."""
+    torch = require_torch()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    grid = get_grid(grid_name)
+    machine = describe(threads)
+    torch.set_num_threads(machine.threads)
+    device = "cuda" if machine.accelerator != "cpu" else "cpu"
+    check_clock(clock, machine.threads, device)
+    timer = Timer.make(device, clock)
+    cpu = device == "cpu"
+    bf16 = (not cpu) or torch.cpu._is_avx512_bf16_supported() or "amx_bf16" in machine.isa
+    dtypes = ["fp32", "bf16"] if bf16 else ["fp32"]
+    train_dtype = "fp32" if cpu else "bf16"
+    ranks_per_node = max(machine.cores // machine.threads, 1) if cpu else torch.cuda.device_count()
+    ranks = list(range(2, min(grid.max_ranks, max(ranks_per_node, 2)) + 1)) if collectives else []
+    steps = _plan(grid, dtypes, ranks)
+    meas: dict[str, list] = {}
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        disable=not show_progress,
+        transient=False,
+    ) as bar:
+        tasks = {k: bar.add_task(k, total=v) for k, v in steps.items()}
+        tick = lambda k: lambda: bar.advance(tasks[k])  # noqa: E731
+        meas["overhead"] = bench_overhead(grid, device, timer, tick("memory"))
+        meas["memory"] = bench_copy(grid, device, timer, tick("memory"))
+        meas["memory"] += bench_elementwise(grid, device, timer, tick("memory"))
+        meas["memory"] += bench_optimizer(grid, device, timer, tick("memory"))
+        meas["gemm"] = bench_gemm(grid, dtypes, device, timer, tick("GEMM"))
+        meas["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
+        if ranks:
+            per_rank = max(machine.threads * ranks_per_node // max(ranks), 1) if cpu else 1
+            meas["collective"] = bench_collectives(
+                list(grid.collective_bytes), ranks, grid.repeats, per_rank, clock, tick("collectives")
+            )
+    name = name or out.stem
+    nominal = _nominal_device(machine, name, base)
+    result = fit_profile(nominal, meas, train_dtype=train_dtype, cpu=cpu)
+    return write_profile(out, result, machine, grid_name, clock, meas, ranks_per_node, base)
+
+
+def _round(x):
+    if isinstance(x, float):
+        return float(f"{x:.5g}")
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round(v) for v in x]
+    return x
+
+
+def write_profile(
+    out: Path, result, machine: Machine, grid_name: str, clock: str, meas: dict, ranks_per_node: int, base: str | None
+) -> dict:
+    dev = dict(result.device)
+    what = f"{machine.cpu_model} ({machine.threads} of {machine.cores} cores)"
+    if machine.accelerator != "cpu":
+        what = f"{machine.accelerator} on {machine.cpu_model}"
+    dev["source"] = (
+        f"Measured by fathom profile ({grid_name} grid) on {what}, torch {machine.torch_version}, {machine.date}. "
+        + (
+            f"Peaks and sizes: catalog {base}."
+            if base
+            else "Peaks: theoretical from the ISA flags x cores x clock "
+            "(raised where measured faster); memory_gib: this rank's share of RAM; tdp_w: ASSUMPTION 3.75 W/core."
+        )
+    )
+    dev["efficiency"] = {
+        **dev["efficiency"],
+        "source": "least-squares fit of fathom's kernel model to this "
+        "profile's microbenchmarks (fathom.profiling.fit); quality under profile.fit_quality",
+    }
+    system = {"gpus_per_node": ranks_per_node, **result.system}
+    if machine.accelerator == "cpu":
+        system["host_memory_gib"] = round(machine.memory_gib, 2)
+    doc = _round(dev)
+    doc["system"] = _round(system)
+    doc["profile"] = {
+        "machine": machine.as_dict(),
+        "grid": grid_name,
+        "clock": clock,
+        "fit_quality": _round(result.quality),
+        "measurements": _round(meas),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Device profile written by `fathom profile`; use it as `--gpu " + str(out) + "`.\n"
+    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=110), encoding="utf-8")
+    return doc

@@ -1,0 +1,64 @@
+"""Timing of a callable: warm-up, then the median of repeats, within a wall-clock budget.
+
+Two clocks. ``wall`` (perf_counter) is what a user waits for on a machine of their own. ``cpu`` (process CPU
+time: user + system of every thread, which includes the kernel's copies for loopback sockets) is what the work
+would take alone on a machine other tenants share: with one thread per rank, time slices given to other
+processes are not counted. ``cpu`` is only meaningful with one thread (a multi-threaded op's threads overlap).
+The median ignores the repeats an interruption spoiled.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fathom.errors import FathomInputError
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """A function that waits for queued work on ``device`` (a no-op on the CPU, where ops run eagerly)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def check_clock(clock: str, threads: int, device: str) -> None:
+    if clock not in CLOCKS:
+        raise FathomInputError(f"clock: unknown name {clock!r} (valid: {', '.join(CLOCKS)})")
+    if clock == "cpu" and (threads != 1 or device != "cpu"):
+        raise FathomInputError("clock: 'cpu' needs a CPU device run with --threads 1 (use 'wall' otherwise)")
+
+
+@dataclass(frozen=True)
+class Timer:
+    sync: Callable[[], None]
+    clock: Callable[[], float] = time.perf_counter
+
+    @classmethod
+    def make(cls, device: str, clock: str = "wall") -> Timer:
+        return cls(synchronizer(device), CLOCKS[clock])
+
+    def once(self, fn: Callable[[], object]) -> float:
+        t0 = self.clock()
+        fn()
+        self.sync()
+        return self.clock() - t0
+
+    def median(self, fn: Callable[[], object], repeats: int = 5, warmup: int = 1, budget_s: float = 2.0) -> float:
+        """Median seconds of ``fn`` over up to ``repeats`` runs after ``warmup`` runs, stopping at ``budget_s``."""
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        samples: list[float] = []
+        start = time.perf_counter()
+        while len(samples) < repeats:
+            samples.append(self.once(fn))
+            if time.perf_counter() - start > budget_s:
+                break
+        return statistics.median(samples)

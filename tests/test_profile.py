@@ -1,0 +1,187 @@
+"""fathom profile / fit / check: the fit recovers known parameters (pure numpy), and with PyTorch the tiny
+profile writes a loadable device and the checks run end to end with the documented JSON keys."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fathom.catalog.hardware import resolve_cluster
+from fathom.costmodel.collectives import all_gather_s, all_reduce_s
+from fathom.costmodel.kernels import attention_flops, attention_s, linear_s, memory_bound_s
+from fathom.profiling.fit import fit_profile
+from fathom.specs.hardware import DeviceSpec, SystemSpec
+
+NOMINAL = {
+    "name": "synthetic",
+    "vendor": "cpu",
+    "peak_tflops": {"fp32": 0.2, "bf16": 2.0},
+    "memory_gib": 8,
+    "mem_bw_GBps": 10.0,
+    "tdp_w": 10,
+    "num_compute_units": 1,
+    "default_system": "cpu-node",
+    "efficiency": {},
+    "source": "test",
+}
+TRUE_EFF = {
+    "kernel_launch_us": 3.0,
+    "host_op_us": 3.0,
+    "memory": 0.7,
+    "gemm": {"fp32": 0.8, "bf16": 0.4},
+    "gemm_sustained": 1.0,
+    "attention": {"flash2": 0.05},
+}
+
+
+def _synthetic_measurements(bw_GBps: float, noise: float, rng) -> dict:
+    dev = DeviceSpec.model_validate({**NOMINAL, "mem_bw_GBps": bw_GBps, "efficiency": TRUE_EFF})
+    jitter = lambda x: np.asarray(x) * np.exp(rng.normal(0.0, noise, np.shape(x)))  # noqa: E731
+    mem = [{"op": "copy", "bytes": 8e7, "kernels": 1, "seconds": 8e7 / (bw_GBps * 1e9)}]  # the peak stream
+    for nbytes in (1e5, 1e6, 1e7, 1e8):
+        mem.append({"op": "silu", "bytes": nbytes, "kernels": 1, "seconds": float(jitter(memory_bound_s(dev, nbytes)))})
+    gemm = []
+    for dtype in ("fp32", "bf16"):
+        for m, n, k in [(256, 512, 512), (1024, 1536, 512), (1024, 1536, 1536), (256, 1536, 1536)]:
+            gemm.append(
+                {"dtype": dtype, "m": m, "n": n, "k": k, "seconds": float(jitter(linear_s(dev, dtype, m, n, k)))}
+            )
+    attn = []
+    for seq in (128, 512, 1024):
+        f = attention_flops(1.0, seq, seq / 2, 8, 64, 64)
+        attn.append(
+            {
+                "dtype": "fp32",
+                "seq": seq,
+                "heads": 8,
+                "head_dim": 64,
+                "fwd_s": float(jitter(attention_s(dev, "flash2", f, seq))),
+                "bwd_s": float(jitter(attention_s(dev, "flash2", f, seq, backward=True))),
+            }
+        )
+    system = SystemSpec(
+        name="s",
+        device="d",
+        gpus_per_node=4,
+        intra_node_bw_GBps=2.0,
+        intra_node_latency_us=80.0,
+        intra_node_efficiency=1.0,
+        inter_node_bw_GBps=1.0,
+        source="t",
+    )
+    coll = []
+    for op, fn in (("all_reduce", all_reduce_s), ("all_gather", all_gather_s)):
+        for n in (2, 4):
+            for nbytes in (4e3, 2.6e5, 4e6, 1.6e7):
+                coll.append({"op": op, "ranks": n, "bytes": nbytes, "seconds": float(jitter(fn(system, nbytes, n, 1)))})
+    overhead = [{"op": "tiny_add", "seconds_per_op": 3e-6}]
+    return {"overhead": overhead, "memory": mem, "gemm": gemm, "attention": attn, "collective": coll}
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.03])
+def test_fit_recovers_known_parameters(noise: float) -> None:
+    meas = _synthetic_measurements(12.0, noise, np.random.default_rng(7))
+    fit = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True)
+    eff = fit.device["efficiency"]
+    tol = 0.02 + 2 * noise
+    assert fit.device["mem_bw_GBps"] == pytest.approx(12.0, rel=1e-6)
+    assert eff["kernel_launch_us"] == pytest.approx(3.0)
+    assert eff["memory"] == pytest.approx(0.7, rel=tol)
+    assert eff["gemm"]["fp32"] == pytest.approx(0.8, rel=tol)
+    assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=tol)
+    assert eff["attention"]["flash2"] == pytest.approx(0.05, rel=tol)
+    assert fit.system["intra_node_bw_GBps"] == pytest.approx(2.0, rel=tol)
+    assert fit.system["intra_node_latency_us"] == pytest.approx(80.0, rel=tol + 0.05)
+    DeviceSpec.model_validate(fit.device)
+
+
+def test_fit_raises_a_peak_that_measurements_beat() -> None:
+    """A turbo clock above the nominal peak moves the peak, never an efficiency above 1."""
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(0))
+    fit = fit_profile({**NOMINAL, "peak_tflops": {"fp32": 0.1, "bf16": 2.0}}, meas, train_dtype="fp32", cpu=True)
+    assert fit.device["efficiency"]["gemm"]["fp32"] == 1.0
+    assert fit.device["peak_tflops"]["fp32"] == pytest.approx(0.16, rel=0.02)
+
+
+# ---- with PyTorch --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    pytest.importorskip("torch")
+    from fathom.cli.app import run
+
+    out = tmp_path_factory.mktemp("profile") / "node.yaml"
+    assert run(["profile", "--tiny", "--threads", "1", "--clock", "cpu", "--no-collectives", "--out", str(out)]) == 0
+    return out
+
+
+def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
+    import yaml
+
+    cluster = resolve_cluster(str(tiny_profile), 1)
+    assert cluster.device.num_compute_units == 1
+    assert cluster.device.efficiency.gemm["fp32"] > 0
+    prof = yaml.safe_load(tiny_profile.read_text())["profile"]
+    assert {"cpu_model", "cores", "threads", "torch_version", "date"} <= set(prof["machine"])
+    assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]
+
+
+def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
+    from fathom.cli.app import run
+
+    assert (
+        run(
+            [
+                "check",
+                "train",
+                "--model",
+                "tiny-llama",
+                "--gpu",
+                str(tiny_profile),
+                "--micro-batch",
+                "1",
+                "--seq-len",
+                "32",
+                "--steps",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    train = json.loads(capsys.readouterr().out)
+    assert set(train["phases"]) == {"forward", "backward", "optimizer"}
+    for r in [*train["phases"].values(), train["total"]]:
+        assert {"predicted_s", "measured_s", "error_pct"} <= set(r) and r["measured_s"] > 0
+    assert train["memory"]["predicted_bytes"] > 0
+    assert (
+        run(
+            [
+                "check",
+                "serve",
+                "--model",
+                "tiny-llama",
+                "--gpu",
+                str(tiny_profile),
+                "--batch",
+                "2",
+                "--input-len",
+                "16",
+                "--output-len",
+                "4",
+                "--repeats",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    serve = json.loads(capsys.readouterr().out)
+    assert {"prefill", "decode_step"} <= set(serve["phases"]) and serve["total"]["measured_s"] > 0
+
+
+def test_check_refuses_moe(tiny_profile) -> None:
+    from fathom.cli.app import run
+
+    assert run(["check", "train", "--model", "mixtral-8x7b", "--gpu", str(tiny_profile)]) == 2
