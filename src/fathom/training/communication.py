@@ -21,7 +21,6 @@ from fathom.costmodel.collectives import all_gather_s, all_reduce_s, all_to_all_
 from fathom.specs.hardware import SystemSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import MOE_DISPATCHERS
-from fathom.training.compute import ACT_BYTES
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -51,7 +50,7 @@ def layer_comm(
     attn_bwd: np.ndarray,
 ) -> LayerComm:
     h = model.hidden_size
-    act = s.tokens * h * ACT_BYTES
+    act = s.tokens * h * s.act_bytes
     tp_one = all_reduce_s(system, act, p.tp, 1)
     # Dense layers: one collective pair for attention, one for the MLP; MoE layers route the MLP through EP.
     tp_fwd = (2.0 - s.moe_fraction) * tp_one
@@ -62,7 +61,7 @@ def layer_comm(
         if model.mla is None
         else (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2
     )
-    kv_block = 2 * s.tokens * kv_heads * kv_dim / np.maximum(p.tp, 1) * ACT_BYTES
+    kv_block = 2 * s.tokens * kv_heads * kv_dim / np.maximum(p.tp, 1) * s.act_bytes
     ring_step = p2p_s(system, kv_block, p.tp)
     cp_steps = p.cp - 1.0
     cp_fwd = np.where(p.cp > 1, np.maximum(cp_steps * ring_step - attn_fwd, 0.0), 0.0)
@@ -78,7 +77,7 @@ def layer_comm(
         ep_bwd = ep_fwd
     # Megatron's scatter/gather optimisation (Narayanan et al. 2021, Sec. 4.1): each TP rank sends 1/t of
     # the boundary activation across nodes and the receivers all-gather it over the fast intra-node tier.
-    boundary = s.tokens / p.tp * h * ACT_BYTES
+    boundary = s.tokens / p.tp * h * s.act_bytes
     pp_stride = p.tp * p.cp * p.dp
     pp_p2p = np.where(p.pp > 1, p2p_s(system, boundary, pp_stride), 0.0)
     return LayerComm(tp_fwd, tp_fwd.copy(), cp_fwd, cp_bwd, ep_fwd, ep_bwd, pp_p2p)
@@ -86,7 +85,7 @@ def layer_comm(
 
 def _flat_dispatch_s(model: ModelSpec, system: SystemSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
     """One NCCL all-to-all moving each token's top-k copies to the ranks holding their experts."""
-    routed = s.tokens_sp * model.moe.top_k * model.hidden_size * ACT_BYTES
+    routed = s.tokens_sp * model.moe.top_k * model.hidden_size * s.act_bytes
     return all_to_all_s(system, routed, p.ep, 1)
 
 
@@ -101,7 +100,7 @@ def _hierarchical_dispatch_s(model: ModelSpec, system: SystemSpec, p: PlanArrays
     local = np.minimum(float(system.domain_size), ep)
     nodes = np.ceil(ep / local)
     remote_nodes = (nodes - 1.0) * (1.0 - (1.0 - 1.0 / nodes) ** k)
-    token_bytes = s.tokens_sp * model.hidden_size * ACT_BYTES
+    token_bytes = s.tokens_sp * model.hidden_size * s.act_bytes
     network = token_bytes * remote_nodes / system.inter_bytes_per_s
     nvlink = token_bytes * k * (1.0 - 1.0 / ep) / system.intra_bytes_per_s
     latency = np.where(nodes > 1, system.inter_node_latency_us, system.intra_node_latency_us) * 1e-6

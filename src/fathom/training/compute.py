@@ -18,8 +18,6 @@ from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
-ACT_BYTES = 2.0  # activations stay 16-bit even when GEMMs run in fp8 (Micikevicius et al. 2022)
-
 
 @dataclass(frozen=True)
 class LayerCompute:
@@ -134,19 +132,19 @@ def _elementwise_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes, ffn_local
     """Forward HBM bytes and kernel count of a layer's memory-bound kernels (backward: about twice)."""
     h = model.hidden_size
     tp = p.tp.astype(float)
-    norms = model.norms_per_layer * 2 * s.tokens_sp * h * ACT_BYTES  # read x, write y
-    residual = 2 * 3 * s.tokens_sp * h * ACT_BYTES  # two adds: read 2, write 1
-    dropout = (2 * 2.5 * s.tokens_sp * h * ACT_BYTES) if model.hidden_dropout else 0.0
-    act = (3 if model.gated_mlp else 2) * s.tokens * ffn_local * ACT_BYTES
+    norms = model.norms_per_layer * 2 * s.tokens_sp * h * s.act_bytes  # read x, write y
+    residual = 2 * 3 * s.tokens_sp * h * s.act_bytes  # two adds: read 2, write 1
+    dropout = (2 * 2.5 * s.tokens_sp * h * s.act_bytes) if model.hidden_dropout else 0.0
+    act = (3 if model.gated_mlp else 2) * s.tokens * ffn_local * s.act_bytes
     rope = 0.0
     if model.position_embedding == "rope":
-        rope = 2 * s.tokens * (model.num_heads + model.num_kv_heads) * model.head_dim / tp * ACT_BYTES
+        rope = 2 * s.tokens * (model.num_heads + model.num_kv_heads) * model.head_dim / tp * s.act_bytes
     kernels = model.norms_per_layer + 2 + 1 + (model.position_embedding == "rope") + 2 * model.hidden_dropout
     moe = 0.0
     if model.moe is not None:
         # Token permutation for dispatch (read each token, write its top-k copies) and the weighted
         # un-permutation for combine (the reverse), plus router softmax/top-k: about six kernels.
-        moe = s.moe_fraction * 2 * (1 + model.moe.top_k) * s.tokens_sp * h * ACT_BYTES
+        moe = s.moe_fraction * 2 * (1 + model.moe.top_k) * s.tokens_sp * h * s.act_bytes
         kernels = kernels + 6 * s.moe_fraction
     return norms + residual + dropout + act + rope + moe, kernels
 
@@ -185,7 +183,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     # LM head and loss on the last stage: logits GEMM (vocab sharded by TP) and fp32 softmax-cross-entropy.
     v_local = model.vocab_size / tp
     head_f, head_b = _gemm_set(dev, codes, [(t, v_local, model.hidden_size, 1.0)])
-    logits_bytes = t * v_local * (ACT_BYTES + 3 * BYTES["fp32"])
+    logits_bytes = t * v_local * (s.act_bytes + 3 * BYTES["fp32"])
     head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
     head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
     # Ops the host issues per layer forward: GEMMs, attention-core kernels, memory-bound kernels, and the

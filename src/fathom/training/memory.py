@@ -23,7 +23,6 @@ import numpy as np
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, OPTIMIZERS, SCHEDULES, TRAIN_PRECISIONS
-from fathom.training.compute import ACT_BYTES
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -68,12 +67,12 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
         q_dim, k_dim, v_dim = nh * hd / tp, kv_local * hd, kv_local * hd
     drop = 1.0 if model.hidden_dropout else 0.0
     # Replicated across TP ranks unless sequence-parallel: norm inputs, the attention/MLP inputs, dropout masks.
-    norm_in = model.norms_per_layer * t_sp * h * ACT_BYTES
-    block_in = 2 * t_sp * h * ACT_BYTES
+    norm_in = model.norms_per_layer * t_sp * h * s.act_bytes
+    block_in = 2 * t_sp * h * s.act_bytes
     masks = 2 * drop * t_sp * h
     # TP-sharded: Q, K, V, attention output (input of the output projection).
-    qkv = t * (q_dim + k_dim + v_dim) * ACT_BYTES
-    attn_out = t * nh * (model.mla.v_head_dim if model.mla else hd) / tp * ACT_BYTES
+    qkv = t * (q_dim + k_dim + v_dim) * s.act_bytes
+    attn_out = t * nh * (model.mla.v_head_dim if model.mla else hd) / tp * s.act_bytes
     # Attention core: unfused keeps scores, softmax output and dropout mask (5 a s^2 b); fused keeps the
     # per-row log-sum-exp (fp32).
     heads_local = nh / tp
@@ -87,10 +86,10 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
         routed = model.moe.top_k * model.moe.expert_ffn_size * (t_sp / t)
         shared = model.moe.num_shared_experts * model.moe.shared_ffn_size / tp
         ffn = (1 - s.moe_fraction) * ffn + s.moe_fraction * (routed + shared)
-    mlp = t * ffn * (3 if model.gated_mlp else 2) * ACT_BYTES
+    mlp = t * ffn * (3 if model.gated_mlp else 2) * s.act_bytes
     full_layer = norm_in + block_in + masks + qkv + attn_out + core + mlp
     selective = full_layer - core
-    only_input = t_sp * h * ACT_BYTES
+    only_input = t_sp * h * s.act_bytes
     return np.select([p.recompute == 0, p.recompute == 1], [full_layer, selective], only_input)
 
 
@@ -118,11 +117,11 @@ def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanSh
     layers = s.layers_per_stage
     acts = per_layer * layers * in_flight_micro_batches(p, s)
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
-    logits = s.tokens * model.vocab_size / p.tp * (ACT_BYTES + 4.0)
+    logits = s.tokens * model.vocab_size / p.tp * (s.act_bytes + 4.0)
     acts = np.where(p.pp > 1, np.maximum(acts, per_layer * layers + logits), acts + logits)
     layer_full = s.layer_params_local * 2.0
     zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
-    tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * ACT_BYTES, 0.0)
+    tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
     dp_buffers = np.where(p.dp * p.cp > 1, DP_BUCKET_BYTES, 0.0)
     comm = zero3_buffers + tp_buffers + dp_buffers
     runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES)

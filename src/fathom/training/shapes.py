@@ -8,7 +8,10 @@ import numpy as np
 
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TRAIN_PRECISIONS
 from fathom.training.plans import PlanArrays
+
+ACT_BYTES = 2.0  # activations stay 16-bit even when GEMMs run in fp8 (Micikevicius et al. 2022)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class PlanShapes:
     stage_params_local: np.ndarray  # parameters on the fullest pipeline rank (incl. embedding or head)
     embed_params_local: np.ndarray
     head_params_local: np.ndarray
+    act_bytes: np.ndarray  # bytes per stored activation element: 4 when training in fp32, else 2
 
 
 def plan_shapes(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> PlanShapes:
@@ -59,4 +63,5 @@ def plan_shapes(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> PlanShapes
         stage_params_local=stage_local,
         embed_params_local=np.broadcast_to(embed_local, tp.shape),
         head_params_local=np.broadcast_to(head_local, tp.shape),
+        act_bytes=np.where(p.precision == TRAIN_PRECISIONS.index("fp32"), 4.0, ACT_BYTES),
     )
