@@ -51,6 +51,7 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
         "tdp_w": _CPU_TDP_W_PER_CORE * machine.threads,
         "num_compute_units": machine.threads,
         "host_link_GBps": 10.0,
+        "ops_run_inline": True,
         "default_system": "cpu-node",
         "efficiency": {},
         "source": "",

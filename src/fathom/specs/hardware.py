@@ -100,6 +100,9 @@ class DeviceSpec(_Frozen):
     tdp_w: PositiveFloat
     num_compute_units: PositiveInt  # SMs (NVIDIA) or CUs (AMD): sets GEMM wave quantisation
     host_link_GBps: PositiveFloat = 32.0  # per direction, GPU <-> host (PCIe / C2C)
+    # A CPU issues and executes each op on the same cores, so the per-op host cost adds to the op's time; a GPU
+    # queues kernels and runs behind the host, so host cost only matters when it exceeds the device's work.
+    ops_run_inline: bool = False
     default_system: str | None = None
     price_per_gpu_hour_usd: PositiveFloat | None = None
     efficiency: DeviceEfficiency = Field(default_factory=DeviceEfficiency)

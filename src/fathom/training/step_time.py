@@ -79,9 +79,13 @@ def step_time(
     # a layer takes at least the time to issue its ops (the CPU-bound regime of small layers).
     host_fwd = c.host_fwd
     host_bwd = c.host_bwd + np.where(full, c.host_fwd, 0.0)
-    launch_bound = np.maximum(host_fwd - layer_fwd, 0.0) + np.maximum(host_bwd - layer_bwd, 0.0)
-    layer_fwd = np.maximum(layer_fwd, host_fwd)
-    layer_bwd = np.maximum(layer_bwd, host_bwd)
+    if cluster.device.ops_run_inline:  # a CPU issues and runs each op itself: the issue cost adds
+        launch_bound = host_fwd + host_bwd
+        layer_fwd, layer_bwd = layer_fwd + host_fwd, layer_bwd + host_bwd
+    else:
+        launch_bound = np.maximum(host_fwd - layer_fwd, 0.0) + np.maximum(host_bwd - layer_bwd, 0.0)
+        layer_fwd = np.maximum(layer_fwd, host_fwd)
+        layer_bwd = np.maximum(layer_bwd, host_bwd)
     chunks = np.where(p.schedule == SCHEDULES.index("interleaved"), p.vpp, 1).astype(float)
     p2p = 2.0 * chunks * comm.pp_p2p  # forward activation and backward gradient per micro-batch
     layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
