@@ -9,6 +9,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from fathom.cli.budget_cmd import register as register_budget
 from fathom.cli.catalog_cmds import register as register_catalog
+from fathom.cli.export_cmds import register as register_export
 from fathom.cli.plan_cmd import plan_app
 from fathom.cli.profile_cmds import register as register_profile
 from fathom.cli.serve_cmd import register as register_serve
@@ -27,6 +28,7 @@ register_train(app)
 register_serve(app)
 register_catalog(app)
 register_budget(app)
+register_export(app)
 app.add_typer(validate_app, name="validate")
 app.add_typer(plan_app, name="plan")
 register_profile(app)

@@ -1,0 +1,1 @@
+"""One module per engine; each defines ``ENGINE`` (see ``fathom.export.registry``)."""

@@ -1,0 +1,168 @@
+"""DeepSpeed: a ``ds_config.json``.
+
+Keys as documented in https://www.deepspeed.ai/docs/config-json/ (batch sizes, ``zero_optimization``, offload,
+``bf16``/``fp16``, ``optimizer``, ``activation_checkpointing``) and DeepSpeed's AutoTP training
+(``tensor_parallel.autotp_size``) and Ulysses (``sequence_parallel_size``) keys. DeepSpeed checks
+train_batch_size = train_micro_batch_size_per_gpu * gradient_accumulation_steps * data-parallel world size, so the
+data-parallel degree reads back from the three batch numbers. Pipeline stages, expert parallelism and
+activation-recompute granularity live in the model code (PipelineModule, MoE layers, deepspeed.checkpointing),
+not in this file.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fathom.errors import FathomInputError
+from fathom.export.base import ImportedTraining
+from fathom.export.registry import TrainingEngine
+from fathom.specs.model import ModelSpec
+from fathom.specs.plan import TrainingPlan
+
+DOC_URL = "https://www.deepspeed.ai/docs/config-json/"
+# AdamW and Adam are DeepSpeed's own (FusedAdam); other names resolve to torch.optim.<name>.
+_OPTIMIZERS = {"adamw": "AdamW", "sgd": "SGD", "adafactor": "Adafactor"}
+_OPTIMIZER_PARAMS = {
+    "AdamW": {"lr": 3e-4, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1},
+    "SGD": {"lr": 1e-2, "momentum": 0.9, "weight_decay": 0.0},
+    "Adafactor": {"lr": 1e-2, "weight_decay": 0.0},
+}
+
+
+def _notes(p: TrainingPlan) -> dict[str, str]:
+    notes = {
+        "seq_len": "ds_config carries no sequence length (the data loader's); give it to `fathom import --seq-len`"
+    }
+    if p.pp > 1:
+        notes["pp"] = "DeepSpeed pipeline stages are set in code (PipelineModule(num_stages=...)), not in ds_config"
+    if p.vpp > 1 or p.schedule != "1f1b":
+        notes["schedule"] = "DeepSpeed's pipeline engine runs its own 1F1B-style TrainSchedule only"
+    if p.ep > 1:
+        notes["ep"] = "DeepSpeed-MoE takes ep_size in the model code (deepspeed.moe.layer.MoE), not in ds_config"
+    if p.cp > 1:
+        notes["cp"] = "written as DeepSpeed-Ulysses sequence_parallel_size (all-to-all over heads, set up in code)"
+    if p.tp > 1 and p.sequence_parallel:
+        notes["sequence_parallel"] = "DeepSpeed AutoTP has no Megatron-style sequence parallelism"
+    if p.recompute == "selective":
+        notes["recompute"] = "DeepSpeed checkpoints whole layers the model code wraps; selective recompute not written"
+    if p.precision == "fp8":
+        notes["precision"] = "ds_config has no FP8 switch (Transformer Engine layers in code); wrote bf16"
+    if p.optimizer == "adam-8bit":
+        notes["optimizer"] = "8-bit Adam (bitsandbytes) is passed to deepspeed.initialize in code; wrote AdamW"
+    if p.offload == "nvme" and p.zero < 3:
+        notes["zero"] = "DeepSpeed offloads optimizer states to NVMe (ZeRO-Infinity) under ZeRO stage 3 only"
+    if p.attention != "flash2":
+        notes["attention"] = "the attention kernel is the model code's choice; ds_config does not set it"
+    if p.overlap_moe_comm:
+        notes["overlap_moe_comm"] = "not a ds_config setting"
+    if p.moe_dispatcher != "alltoall":
+        notes["moe_dispatcher"] = "DeepSpeed-MoE dispatches with one all-to-all"
+    return notes
+
+
+def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node: int = 8) -> tuple[str, dict]:
+    p = plan
+    config: dict = {
+        "train_batch_size": p.global_batch,
+        "train_micro_batch_size_per_gpu": p.micro_batch,
+        "gradient_accumulation_steps": p.grad_accum_steps,
+        "gradient_clipping": 1.0,
+        "steps_per_print": 10,
+    }
+    if p.precision in ("bf16", "fp8"):
+        config["bf16"] = {"enabled": True}
+    elif p.precision == "fp16":
+        config["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16}
+    optimizer = _OPTIMIZERS.get(p.optimizer, "AdamW")
+    config["optimizer"] = {"type": optimizer, "params": _OPTIMIZER_PARAMS[optimizer]}
+    zero: dict = {"stage": p.zero, "overlap_comm": p.overlap_grad_reduce, "contiguous_gradients": True}
+    if p.offload == "cpu":
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    elif p.offload == "nvme":
+        zero["offload_optimizer"] = {"device": "nvme", "nvme_path": "/local_nvme", "pin_memory": True}
+    config["zero_optimization"] = zero
+    if p.tp > 1:
+        config["tensor_parallel"] = {"autotp_size": p.tp}
+    if p.cp > 1:
+        config["sequence_parallel_size"] = p.cp
+    if p.recompute == "full":
+        config["activation_checkpointing"] = {
+            "partition_activations": False,
+            "contiguous_memory_optimization": False,
+            "cpu_checkpointing": False,
+            "synchronize_checkpoint_boundary": False,
+            "profile": False,
+        }
+    return json.dumps(config, indent=2) + "\n", _notes(plan)
+
+
+def _int(config: dict, key: str, default: int | None = None) -> int | None:
+    value = config.get(key, default)
+    if value is None or value == "auto":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FathomInputError(f"ds_config: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = None) -> ImportedTraining:
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FathomInputError(f"ds_config: not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise FathomInputError("ds_config: expected a JSON object")
+    tp = _int(config.get("tensor_parallel") or {}, "autotp_size", 1)
+    cp = _int(config, "sequence_parallel_size", 1)
+    micro = _int(config, "train_micro_batch_size_per_gpu", 1)
+    accum = _int(config, "gradient_accumulation_steps", 1)
+    batch = _int(config, "train_batch_size")
+    warnings: list[str] = []
+    if batch is None:
+        if not num_gpus:
+            raise FathomInputError("ds_config: no train_batch_size; give --num-gpus to derive it")
+        batch = micro * accum * (num_gpus // (tp * cp))
+    if batch % (micro * accum):
+        raise FathomInputError(
+            f"ds_config: train_batch_size {batch} is not a multiple of micro-batch*accumulation {micro * accum}"
+        )
+    dp = batch // (micro * accum)
+    if num_gpus and num_gpus != dp * tp * cp:
+        warnings.append(f"dp: the batch sizes give dp={dp}, so {dp * tp * cp} GPUs, not {num_gpus}")
+    zero = config.get("zero_optimization") or {}
+    stage = zero.get("stage", 0)
+    if stage not in (0, 1, 2, 3):
+        raise FathomInputError(f"ds_config: zero_optimization.stage must be 0..3, got {stage!r}")
+    device = (zero.get("offload_optimizer") or {}).get("device", "none")
+    if device not in ("none", "cpu", "nvme"):
+        raise FathomInputError(f"ds_config: offload_optimizer.device must be cpu|nvme|none, got {device!r}")
+    if (zero.get("offload_param") or {}).get("device", "none") != "none":
+        warnings.append("offload: parameter offload (offload_param) is not modelled; optimizer offload only")
+    precision = "bf16" if (config.get("bf16") or {}).get("enabled") else "fp32"
+    if (config.get("fp16") or {}).get("enabled"):
+        precision = "fp16"
+    name = str((config.get("optimizer") or {}).get("type", "AdamW")).lower()
+    optimizer = {"adamw": "adamw", "adam": "adamw", "sgd": "sgd", "adafactor": "adafactor"}.get(name)
+    if optimizer is None:
+        warnings.append(f"optimizer: DeepSpeed's {name} read as adamw")
+        optimizer = "adamw"
+    plan = TrainingPlan(
+        seq_len=spec.max_seq_len if spec else 4096,
+        global_batch=batch,
+        micro_batch=micro,
+        tp=tp,
+        cp=cp,
+        dp=dp,
+        sequence_parallel=False,
+        zero=stage,
+        recompute="full" if "activation_checkpointing" in config else "none",
+        precision=precision,
+        optimizer=optimizer,
+        offload=device,
+        overlap_grad_reduce=bool(zero.get("overlap_comm", stage == 3)),
+    )
+    warnings.append("seq_len: ds_config has no sequence length; give --seq-len (default: the model's context)")
+    return ImportedTraining(plan=plan, warnings=warnings)
+
+
+ENGINE = TrainingEngine(name="deepspeed", title="DeepSpeed", doc_url=DOC_URL, write=write, read=read)
