@@ -55,7 +55,7 @@ def test_collectives_grow_with_bytes_and_vanish_for_one_rank(nbytes, n, stride):
     for op in (all_reduce_s, all_gather_s, all_to_all_s):
         assert op(DGX, nbytes, 1, stride) == 0.0
         assert op(DGX, 2 * nbytes, n, stride) > op(DGX, nbytes, n, stride) > 0.0
-    if nbytes >= 1e8:  # bandwidth-bound: an all-reduce moves twice an all-gather's bytes (tiny messages are
+    if nbytes >= 1e9:  # bandwidth-bound: an all-reduce moves twice an all-gather's bytes (tiny messages are
         # latency-bound, where NCCL's tree all-reduce can beat a ring all-gather, which has no tree)
         assert all_reduce_s(DGX, nbytes, n, stride) >= all_gather_s(DGX, nbytes, n, stride)
 
