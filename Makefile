@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0  # the CPU build on this machine's disk satisfies [profile]
-	$(BIN)/python -m pip install --quiet -e '.[dev,profile,web,engines]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,profile,web,engines,ray]'
 	bash scripts/install_browser.sh  # Debian's Chromium for tests/test_web_browser.py; never fails the install
 	touch $@
 

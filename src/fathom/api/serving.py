@@ -9,13 +9,14 @@ import numpy as np
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError
+from fathom.inference.speculative import speculative_step_model
 from fathom.inference.step_model import InferenceStepModel
 from fathom.serving.metrics import ServingReport, summarize
 from fathom.serving.request import Request
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
 from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
 from fathom.specs.hardware import GIB
-from fathom.specs.serving import ServingPlan
+from fathom.specs.serving import ServingPlan, SpeculativeSpec
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,21 @@ def simulate_serving(
     slo_tpot_s: float | None = None,
     seed: int = 0,
     price_per_gpu_hour: float | None = None,
+    speculative: SpeculativeSpec | None = None,
 ) -> ServingRun:
-    """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload."""
+    """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload.
+    ``speculative``: decode speculatively with a draft model or n-gram proposals on every replica."""
     spec = get_model(model)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
 
     def config(p: ServingPlan) -> ReplicaConfig:
-        cost = InferenceStepModel(spec, resolve_cluster(gpu, p.num_gpus, system=system), p)
+        replica_cluster = resolve_cluster(gpu, p.num_gpus, system=system)
+        cost = InferenceStepModel(spec, replica_cluster, p)
+        if speculative is not None:
+            cost = speculative_step_model(cost, speculative, replica_cluster, p)
         return ReplicaConfig(cost=cost, scheduler=scheduler, max_batch=p.max_batch,
                              max_batch_tokens=p.max_batch_tokens, preemption=preemption,
-                             prefix_caching=prefix_caching)  # fmt: skip
+                             prefix_caching=prefix_caching, speculative=speculative, seed=seed)  # fmt: skip
 
     rng = np.random.default_rng(seed)
     requests = _requests(workload, rng)

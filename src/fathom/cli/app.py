@@ -13,7 +13,9 @@ from fathom.cli.export_cmds import register as register_export
 from fathom.cli.plan_cmd import plan_app
 from fathom.cli.profile_cmds import register as register_profile
 from fathom.cli.serve_cmd import register as register_serve
+from fathom.cli.sweep_cmd import register as register_sweep
 from fathom.cli.train_cmd import register as register_train
+from fathom.cli.ui_cmd import register as register_ui
 from fathom.cli.validate_cmds import validate_app
 from fathom.errors import FathomInputError
 
@@ -31,7 +33,9 @@ register_budget(app)
 register_export(app)
 app.add_typer(validate_app, name="validate")
 app.add_typer(plan_app, name="plan")
+register_sweep(app)
 register_profile(app)
+register_ui(app)
 
 
 def _fail(message: str) -> int:

@@ -1,4 +1,5 @@
-"""``fathom plan ...``: search plan spaces. ``plan train`` ranks every training plan of a model on a cluster."""
+"""``fathom plan ...``: search plan spaces. ``plan train`` ranks every training plan of a model on a cluster;
+``plan serve`` finds the cheapest serving deployment meeting latency SLOs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from rich.table import Table
 
 from fathom.cli.options import AttentionChoice, MoEDispatcherChoice, OptimizerChoice, PrecisionChoice
 from fathom.cli.render import print_json
+from fathom.errors import FathomInputError
 from fathom.search.objectives import OBJECTIVES
 from fathom.search.training_report import RankedPlan, TrainingSearchResult, describe
 
 plan_app = typer.Typer(
-    help="Search plan spaces: the best training plans for a model and cluster.", no_args_is_help=True
+    help="Search plan spaces: the best training plans, the cheapest serving deployments.", no_args_is_help=True
 )
 
 ObjectiveChoice = StrEnum("ObjectiveChoice", {v: v for v in OBJECTIVES})  # type: ignore[misc]
@@ -26,6 +28,7 @@ Strs = Annotated[list[str] | None, typer.Option(help="Only these values (repeat 
 
 @plan_app.command("train")
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Preset name, HF config.json or ModelSpec YAML.")],
     gpu: Annotated[str, typer.Option(help="GPU name or device YAML (see `fathom gpus`).")],
     seq_len: Annotated[int, typer.Option(min=1, help="Tokens per sequence.")],
@@ -61,11 +64,16 @@ def train(
     recompute: Strs = None,
     schedule: Strs = None,
     offload: Strs = None,
+    report: Annotated[str | None, typer.Option(help="Self-contained HTML report: ranking, Pareto plot.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Rank every valid training plan by throughput, time, cost or energy; show the best and why they win."""
     from fathom.api.search import search_training_plans
+    from fathom.reports.output import REPORT_SUFFIXES, check_output_path
     from fathom.search.training_space import SearchAxes
+
+    if report is not None:
+        check_output_path(report, "--report", REPORT_SUFFIXES)  # before searching: a typo must not cost a search
 
     def pick(values):
         return tuple(values) if values else None
@@ -115,6 +123,10 @@ def train(
         moe_dispatcher=moe_dispatcher.value,
         overlap_moe_comm=overlap_moe_comm,
     )
+    if report is not None:
+        from fathom.reports.training_report import write_search_report
+
+        write_search_report(report, result, {o.opts[0]: ctx.params[o.name] for o in ctx.command.params})
     if json_out:
         print_json(result.model_dump(mode="json", exclude_none=False))
     else:
@@ -168,3 +180,91 @@ def render_search(r: TrainingSearchResult, console: Console | None = None) -> No
         console.print(f"- {line}")
     if r.pareto:
         console.print(_plan_table("Pareto front: throughput vs cost vs GPU count", r.pareto, r))
+
+
+def _prices(values: list[str] | None) -> dict[str, float]:
+    out = {}
+    for item in values or []:
+        name, _, usd = item.partition("=")
+        try:
+            out[name.strip()] = float(usd)
+        except ValueError:
+            raise FathomInputError(f"--price: expected GPU=USD like l40s=1.2, got {item!r}") from None
+        if not out[name.strip()] > 0:
+            raise FathomInputError(f"--price: {item!r} must be a positive USD per GPU-hour")
+    return out
+
+
+@plan_app.command("serve")
+def serve(
+    model: Annotated[str, typer.Option(help="Preset name, HF config.json or ModelSpec YAML.")],
+    gpus: Annotated[str, typer.Option(help="GPU types to consider, comma-separated (see `fathom gpus`).")],
+    slo_ttft: Annotated[float, typer.Option(min=0.0, help="TTFT SLO, seconds (at --percentile).")],
+    slo_tpot: Annotated[float, typer.Option(min=0.0, help="TPOT SLO, seconds (at --percentile).")],
+    rate: Annotated[float | None, typer.Option(min=0.0, help="Poisson requests per second.")] = None,
+    input_len: Annotated[int | None, typer.Option(min=1)] = None,
+    input_dist: Annotated[str | None, typer.Option(help="e.g. lognormal:mean=300,sigma=0.8")] = None,
+    output_len: Annotated[int | None, typer.Option(min=1)] = None,
+    output_dist: Annotated[str | None, typer.Option()] = None,
+    trace: Annotated[str | None, typer.Option(help="JSONL/CSV trace instead of --rate.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="Seconds simulated per candidate.")] = None,
+    num_requests: Annotated[int | None, typer.Option(min=1, help="Requests simulated per candidate.")] = None,
+    percentile: Annotated[int, typer.Option(help="SLO percentile: 50, 90, 95 or 99.")] = 90,
+    objective: Annotated[str, typer.Option(help="cost (USD/hour) or gpus.")] = "cost",
+    max_gpus_per_replica: Annotated[int, typer.Option(min=1)] = 8,
+    tp: Ints = None,
+    pp: Ints = None,
+    precision: Strs = None,
+    scheduler: Strs = None,
+    max_batch: Ints = None,
+    max_batch_tokens: Ints = None,
+    disaggregate: Annotated[bool, typer.Option("--disaggregate/--no-disaggregate", help="Also try P/D pools.")] = True,
+    price: Annotated[list[str] | None, typer.Option(help="GPU=USD per GPU-hour (repeat); default: catalog.")] = None,
+    buckets: Annotated[int, typer.Option(min=1, help="Prompt-length buckets of the heterogeneous fleet.")] = 3,
+    system: Annotated[str | None, typer.Option(help="System for every GPU type (default: each one's own).")] = None,
+    max_simulations: Annotated[int, typer.Option(min=1)] = 80,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    top: Annotated[int, typer.Option(min=1, help="How many deployments to show.")] = 5,
+    plot: Annotated[str | None, typer.Option(help="Cost vs latency front: .png or .html.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The cheapest deployment meeting TTFT/TPOT SLOs: GPU type, TP/PP, precision, engine, replicas, P/D split."""
+    from fathom.api.search import search_serving_deployments
+    from fathom.reports.output import PLOT_SUFFIXES, check_output_path
+    from fathom.search.serving_space import ServingAxes
+    from fathom.search.serving_view import render_serving_search, write_pareto
+
+    if plot is not None:
+        check_output_path(plot, "--plot", PLOT_SUFFIXES)
+    if input_len is not None and input_dist is not None:
+        raise FathomInputError("give --input-len or --input-dist, not both")
+    if output_len is not None and output_dist is not None:
+        raise FathomInputError("give --output-len or --output-dist, not both")
+    defaults = ServingAxes()
+
+    def pick(values, default):
+        return tuple(values) if values else default
+
+    axes = ServingAxes(
+        tp=pick(tp, defaults.tp),
+        pp=pick(pp, defaults.pp),
+        precision=pick(precision, defaults.precision),
+        scheduler=pick(scheduler, defaults.scheduler),
+        max_batch=pick(max_batch, defaults.max_batch),
+        max_batch_tokens=pick(max_batch_tokens, defaults.max_batch_tokens),
+        disaggregate=disaggregate,
+        max_gpus_per_replica=max_gpus_per_replica,
+    )
+    result = search_serving_deployments(
+        model=model, gpus=[g.strip() for g in gpus.split(",") if g.strip()], slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot,
+        rate=rate, input_len=input_dist or str(input_len or 1024), output_len=output_dist or str(output_len or 256),
+        trace=trace, duration_s=duration, num_requests=num_requests, percentile=percentile, objective=objective,
+        top=top, axes=axes, prices=_prices(price), buckets=buckets, seed=seed, system=system,
+        max_simulations=max_simulations,
+    )  # fmt: skip
+    if plot is not None:
+        write_pareto(result, plot)
+    if json_out:
+        print_json(result.model_dump(mode="json"))
+    else:
+        render_serving_search(result)

@@ -46,6 +46,7 @@ def _split(spec: str | None) -> tuple[int, int] | None:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
+        ctx: typer.Context,
         model: Annotated[str, Opt(help="Preset name, HF config.json or ModelSpec YAML.")],
         gpu: Annotated[str, Opt(help="GPU name or device YAML.")],
         tp: Annotated[int, Opt(min=1)] = 1,
@@ -80,14 +81,20 @@ def register(app: typer.Typer) -> None:
         memory_utilization: Annotated[float, Opt(min=0.05, max=1.0)] = 0.9,
         slo_ttft: Annotated[float | None, Opt(min=0.0, help="Seconds.")] = None,
         slo_tpot: Annotated[float | None, Opt(min=0.0, help="Seconds.")] = None,
+        speculative: Annotated[str | None, Opt(help="Speculative decoding: draft:MODEL or ngram.")] = None,
+        spec_tokens: Annotated[int | None, Opt(help="Speculative tokens proposed per step (default 4).")] = None,
+        spec_acceptance: Annotated[float | None, Opt(help="Acceptance rate of each proposal, 0..1.")] = None,
         seed: Annotated[int, Opt()] = 0,
         price_per_gpu_hour: Annotated[float | None, Opt(min=0.0)] = None,
         out: Annotated[str | None, Opt(help="Per-request results: .csv or .parquet")] = None,
+        plot: Annotated[str | None, Opt(help="Figures: .png (one image) or .html (with the metrics).")] = None,
+        report: Annotated[str | None, Opt(help="Self-contained HTML report: inputs, metrics, figures.")] = None,
         json_out: Annotated[bool, Opt("--json")] = False,
     ) -> None:
         """Simulate serving: TTFT, TPOT, end-to-end latency percentiles, throughput, goodput and cost."""
         from fathom.api.serving import Workload, simulate_serving
         from fathom.cli.render import render_serving
+        from fathom.reports.output import PLOT_SUFFIXES, REPORT_SUFFIXES, check_output_path
         from fathom.serving.metrics import write_requests
         from fathom.specs.hardware import validate_or_explain
         from fathom.specs.serving import ServingPlan
@@ -97,6 +104,12 @@ def register(app: typer.Typer) -> None:
         if output_len is not None and output_dist is not None:
             raise FathomInputError("give --output-len or --output-dist, not both")
         kind = _arrival(rate, concurrency, offline, trace, arrival)
+        from fathom.inference.speculative import parse_speculative
+
+        spec = parse_speculative(speculative, spec_tokens, spec_acceptance)
+        for path, option, suffixes in ((plot, "--plot", PLOT_SUFFIXES), (report, "--report", REPORT_SUFFIXES)):
+            if path is not None:
+                check_output_path(path, option, suffixes)  # before simulating: a typo must not cost a run
         fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, max_batch=max_batch,
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
                       kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"))  # fmt: skip
@@ -133,9 +146,16 @@ def register(app: typer.Typer) -> None:
             slo_tpot_s=slo_tpot,
             seed=seed,
             price_per_gpu_hour=price_per_gpu_hour,
+            speculative=spec,
         )
         if out:
             write_requests(run.result.requests, out)
+        if plot or report:
+            from fathom.reports.serving_report import write_serving_files
+
+            write_serving_files(run.report, run.result, plot_path=plot, report_path=report, slo_ttft_s=slo_ttft,
+                                slo_tpot_s=slo_tpot, title=f"fathom serve: {model} on {gpu}",
+                                inputs={o.opts[0]: ctx.params[o.name] for o in ctx.command.params})  # fmt: skip
         if json_out:
             print_json(run.report.model_dump(mode="json"))
         else:

@@ -29,6 +29,7 @@ Pos = dict(min=1)
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
+        ctx: typer.Context,
         model: Annotated[str, typer.Option(help="Preset name, HF config.json or ModelSpec YAML.")],
         gpu: Annotated[str, typer.Option(help="GPU name or device YAML (see `fathom gpus`).")],
         num_gpus: Annotated[int, typer.Option(min=1, help="Total GPUs.")],
@@ -76,10 +77,17 @@ def register(app: typer.Typer) -> None:
         checkpoint_interval: Annotated[
             float | None, typer.Option(min=0.001, help="Minutes between checkpoints (default: Young/Daly optimum).")
         ] = None,
+        report: Annotated[
+            str | None, typer.Option(help="Self-contained HTML report: inputs, results, figures.")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Estimate one training plan: memory per GPU, step time, tokens/s, MFU and cost."""
         from fathom.api import estimate_training_plan
+        from fathom.reports.output import REPORT_SUFFIXES, check_output_path
+
+        if report is not None:
+            check_output_path(report, "--report", REPORT_SUFFIXES)  # before estimating: a typo must not cost a run
 
         if schedule is None:
             schedule = ScheduleChoice("interleaved" if vpp > 1 else "1f1b")
@@ -131,6 +139,10 @@ def register(app: typer.Typer) -> None:
             restart_min=restart_min,
             checkpoint_interval_min=checkpoint_interval,
         )
+        if report is not None:
+            from fathom.reports.training_report import write_training_report
+
+            write_training_report(report, result, {o.opts[0]: ctx.params[o.name] for o in ctx.command.params})
         if json_out:
             print_json(result.model_dump(mode="json"))
         else:

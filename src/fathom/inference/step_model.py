@@ -21,8 +21,9 @@ import numpy as np
 
 from fathom.costmodel.collectives import all_reduce_s, p2p_s
 from fathom.costmodel.kernels import linear_s, memory_bound_s
+from fathom.errors import FathomInputError
 from fathom.inference.memory import WEIGHT_BYTES, replica_memory
-from fathom.specs.hardware import Cluster
+from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
 
@@ -34,6 +35,17 @@ def _math_precision(weight_dtype: str) -> str:
     return "fp8" if weight_dtype == "fp8" else ("fp16" if weight_dtype == "fp16" else "bf16")
 
 
+def context_limit(model: ModelSpec, plan: ServingPlan) -> int:
+    """Longest prompt + output a replica accepts: the engine's ``max_model_len`` when set, else the model's own."""
+    if plan.max_model_len is None:
+        return model.max_seq_len
+    if plan.max_model_len > model.max_seq_len and model.position_embedding == "learned":
+        raise FathomInputError(
+            f"max_model_len={plan.max_model_len} exceeds {model.name}'s {model.max_seq_len} learned positions"
+        )
+    return plan.max_model_len
+
+
 class InferenceStepModel:
     """The ``StepCostModel`` of one replica (see ``fathom.serving.cost``)."""
 
@@ -42,9 +54,11 @@ class InferenceStepModel:
         self.memory = replica_memory(model, cluster.device, plan)
         self.kv_capacity_tokens = self.memory.kv_capacity_tokens
         self.block_size = plan.block_size
-        self.max_context = model.max_seq_len
+        self.max_context = context_limit(model, plan)
         self.kv_bytes_per_token = self.memory.kv_bytes_per_token  # each GPU moves its share in parallel
         self.host_link_bytes_per_s = cluster.device.host_link_bytes_per_s
+        host_share = cluster.system.host_memory_gib * GIB / cluster.system.gpus_per_node  # this GPU's share
+        self.host_swap_tokens = int(min(plan.swap_space_gib * GIB, host_share) // self.kv_bytes_per_token)
         self.layers = -(-model.num_layers // plan.pp)
         self._linear = self._token_linear_table()
         self._head = self._lm_head_table()
@@ -131,11 +145,12 @@ class InferenceStepModel:
         self._window = float(m.sliding_window or 0)
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
-        self._attn_launch_s = self.layers * p.pp * 2 * launch
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
-        self._host_floor_s = (
-            0.0 if p.cuda_graphs else self.layers * p.pp * ops_per_layer * dev.efficiency.host_op_us * 1e-6
-        )
+        host_s = self.layers * p.pp * ops_per_layer * dev.efficiency.host_op_us * 1e-6
+        # Every step pays the attention kernels' launches; a device that runs ops inline (a CPU) also pays the
+        # host's per-op cost, CUDA graphs or not. A GPU's host cost is a floor, removed by CUDA graphs.
+        self._fixed_s = self.layers * p.pp * 2 * launch + (host_s if dev.ops_run_inline else 0.0)
+        self._host_floor_s = 0.0 if (p.cuda_graphs or dev.ops_run_inline) else host_s
 
     def _keys(self, context: np.ndarray) -> np.ndarray:
         if not self._window:
@@ -175,5 +190,36 @@ class InferenceStepModel:
         linear = dense[i - 1] if i == new_tokens and i <= 4096 else self._table(self._linear, dense, new_tokens)
         seqs = n_decode + n_prefill  # logits for each sequence's last token
         head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
-        gpu = linear + head + prefill_attn + float(decode_attn) + self._attn_launch_s
+        gpu = linear + head + prefill_attn + float(decode_attn) + self._fixed_s
         return gpu if gpu > self._host_floor_s else self._host_floor_s
+
+    # ---- hooks for the simulator's swap preemption and speculative decoding ----------------------------------
+    def swap_time_s(self, blocks: int) -> float:
+        """Seconds to copy ``blocks`` whole KV blocks one way over the host link (PCIe / C2C). Engines copy whole
+        blocks (vLLM's ``swap_blocks``); each GPU of the replica moves its share over its own link in parallel."""
+        return blocks * self.block_size * self.kv_bytes_per_token / self.host_link_bytes_per_s
+
+    def verify_step_time_s(self, prefill_tokens, prefill_context, decode_context, queries: int) -> float:
+        """An iteration in which each decode entry computes ``queries`` tokens at once (speculative verification
+        of ``queries - 1`` proposals plus one token, Leviathan et al. 2023): ``queries`` tokens of token-linear work
+        and LM head per sequence, and attention of ``queries`` queries over its context, the larger of reading its
+        KV once and the query-key pairs at the attention rate. ``queries=1`` is ``step_time_s``."""
+        d = np.asarray(decode_context, dtype=float)
+        if queries == 1 or not d.size:
+            return self.step_time_s(prefill_tokens, prefill_context, d)
+        q = float(queries)
+        read = float(self._keys(d + (q - 1.0)).sum()) * self._kv_read_s
+        pairs = float((q * (self._keys(d) + q / 2.0)).sum()) * self._prefill_pair_s
+        prefill_sum = prefill_attn = 0.0
+        if len(prefill_tokens):
+            p = np.asarray(prefill_tokens, dtype=float)
+            keys = self._keys(np.asarray(prefill_context, dtype=float))
+            prefill_sum = float(p.sum())
+            prefill_attn = max(float((p * (keys + p / 2.0)).sum()) * self._prefill_pair_s,
+                               float(keys.sum()) * self._kv_read_s)  # fmt: skip
+        tokens = prefill_sum + d.size * q
+        seqs = len(prefill_tokens) + d.size * queries
+        linear = self._table(self._linear, self._linear_dense, tokens)
+        head = self._table(self._head, self._head_dense, float(seqs))
+        gpu = linear + head + prefill_attn + max(read, pairs) + self._fixed_s
+        return max(gpu, self._host_floor_s)

@@ -96,6 +96,7 @@ class ReplicaStats:
     prefix_hit_tokens: int
     swap_out_bytes: float
     swap_in_bytes: float
+    kv_capacity_blocks: int  # the denominator of ``timeseries["kv_blocks_used"]``
     timeseries: dict[str, np.ndarray] = field(repr=False)
 
 
@@ -295,7 +296,7 @@ def _stats(rep: Replica) -> ReplicaStats:
         index=rep.index, role=rep.role, scheduler=rep.scheduler.name, busy_s=rep.busy_s, iterations=rep.it,
         preemptions=rep.preemptions, prefill_tokens=rep.prefill_tokens, decode_tokens=rep.decode_tokens,
         prefix_hit_tokens=rep.prefix_hit_tokens, swap_out_bytes=rep.kv.swap_out_bytes,
-        swap_in_bytes=rep.kv.swap_in_bytes, timeseries=rep.timeseries(),
+        swap_in_bytes=rep.kv.swap_in_bytes, kv_capacity_blocks=rep.kv.capacity_blocks, timeseries=rep.timeseries(),
     )  # fmt: skip
 
 

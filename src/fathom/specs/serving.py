@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 KVDtype = Literal["bf16", "fp16", "fp8"]
@@ -36,7 +36,38 @@ class ServingPlan(BaseModel):
     # TensorRT-LLM sizes the KV cache as a fraction of the memory left free after loading the model
     # (kv_cache_free_gpu_mem_fraction); when set, this replaces memory_utilization's share-of-total rule (vLLM).
     kv_free_fraction: float | None = Field(None, gt=0, le=1)
+    # Host memory per GPU for KV swapped out by ``swap`` preemption: vLLM's --swap-space (GiB per GPU, default 4),
+    # at most the GPU's share of its node's host memory.
+    swap_space_gib: float = Field(4.0, gt=0)
+    # The engine's context limit (vLLM --max-model-len, TensorRT-LLM max_seq_len); None = the model's own. Rotary
+    # and ALiBi models may be built for longer contexts than their config states; learned positions may not.
+    max_model_len: PositiveInt | None = None
 
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp
+
+
+class SpeculativeSpec(BaseModel):
+    """Speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding").
+
+    ``method``: ``draft`` (a smaller model ``draft_model`` proposes ``num_tokens`` tokens, one decode step each) or
+    ``ngram`` (prompt lookup: proposals copied from an earlier occurrence of the last n-gram in the context, found
+    on the host). The target verifies the ``num_tokens`` proposals plus one token of its own in one step; each
+    proposal is accepted with probability ``acceptance`` (the paper's alpha, independent per token).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["draft", "ngram"]
+    draft_model: str | None = None
+    num_tokens: int = Field(4, ge=1, le=64)
+    acceptance: float = Field(0.7, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SpeculativeSpec:
+        if self.method == "draft" and not self.draft_model:
+            raise ValueError("method 'draft' needs a draft_model")
+        if self.method == "ngram" and self.draft_model:
+            raise ValueError("method 'ngram' takes no draft_model")
+        return self

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from fathom.api.serving import ServingRun, Workload, simulate_serving
+from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError
 from fathom.specs.serving import ServingPlan
 from fathom.validation.summary import error_summary
@@ -59,6 +60,18 @@ def _length(row: dict, fixed: str, dist: str) -> str:
     return spec or row[fixed]
 
 
+def _engine_context(row: dict) -> int | None:
+    """A benchmark that ran fixed lengths past the model's stated context had its engine built for them.
+
+    (TensorRT-LLM's benchmarks build each engine with max_seq_len = input + output; rotary models such as GPT-J
+    and Falcon accept it.) Otherwise the model's own limit stands.
+    """
+    if not (row["input_len"].isdigit() and row["output_len"].isdigit()) or row["input_dist"] or row["output_dist"]:
+        return None
+    need = int(row["input_len"]) + int(row["output_len"])
+    return need if need > get_model(row["model"]).max_seq_len else None
+
+
 def _simulate(row: dict) -> ServingRun:
     batch, tokens = ENGINE_DEFAULTS.get(row["engine"], (256, 8192))
     mode = row["mode"]
@@ -74,6 +87,7 @@ def _simulate(row: dict) -> ServingRun:
         max_batch=max_batch,
         max_batch_tokens=max(_int(row, "max_batch_tokens", tokens), max_batch),
         kv_free_fraction=KV_FREE_FRACTION.get(row["engine"]),
+        max_model_len=_engine_context(row),
     )
     arrival = {"offline": "offline", "batch": "offline", "rate": "poisson", "concurrency": "closed-loop"}[mode]
     num = _int(row, "num_requests") or (concurrency if mode == "batch" else None)
