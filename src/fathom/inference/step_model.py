@@ -172,12 +172,15 @@ class InferenceStepModel:
         """
         n_prefill, n_decode = len(prefill_tokens), len(decode_context)
         prefill_sum = prefill_attn = 0.0
-        if n_prefill:
-            p = np.asarray(prefill_tokens, dtype=float)
-            keys = self._keys(np.asarray(prefill_context, dtype=float))
-            prefill_sum = float(p.sum())
-            pairs = float((p * (keys + p / 2.0)).sum())
-            prefill_attn = max(pairs * self._prefill_pair_s, float(keys.sum()) * self._kv_read_s)
+        if n_prefill:  # a handful of chunks: plain Python beats numpy's per-call overhead here
+            w, frac = self._window, self._sw_frac
+            pairs = keys_sum = 0.0
+            for n, c in zip(prefill_tokens, prefill_context, strict=True):
+                k = (1 - frac) * c + frac * min(c, w) if w else c
+                prefill_sum += n
+                keys_sum += k
+                pairs += n * (k + n / 2.0)
+            prefill_attn = max(pairs * self._prefill_pair_s, keys_sum * self._kv_read_s)
         decode_attn = 0.0
         if n_decode:
             d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)

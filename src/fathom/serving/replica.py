@@ -145,9 +145,9 @@ class Replica(Admission, Preemption, DecodeSlots):
         n_dec = self.n_dec
         if chunks or n_dec:
             if chunks:
-                pt = np.array([n for _, n in chunks], dtype=float)
-                pc = np.array([s.done for s, _ in chunks], dtype=float)
-                self.prefill_tokens += sum(n for _, n in chunks)
+                pt = [n for _, n in chunks]  # lists: a few chunks per iteration, cheaper than arrays
+                pc = [s.done for s, _ in chunks]
+                self.prefill_tokens += sum(pt)
             else:
                 pt = pc = _EMPTY
             if not n_dec:
