@@ -65,6 +65,9 @@ def train(
     schedule: Strs = None,
     offload: Strs = None,
     report: Annotated[str | None, typer.Option(help="Self-contained HTML report: ranking, Pareto plot.")] = None,
+    export: Annotated[
+        str | None, typer.Option(help="Print the best plan as an engine's config: megatron, deepspeed, torchtitan.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Rank every valid training plan by throughput, time, cost or energy; show the best and why they win."""
@@ -74,6 +77,10 @@ def train(
 
     if report is not None:
         check_output_path(report, "--report", REPORT_SUFFIXES)  # before searching: a typo must not cost a search
+    if export is not None:
+        from fathom.cli.plan_export import check_engine
+
+        check_engine(export, "training")
 
     def pick(values):
         return tuple(values) if values else None
@@ -127,7 +134,13 @@ def train(
         from fathom.reports.training_report import write_search_report
 
         write_search_report(report, result, {o.opts[0]: ctx.params[o.name] for o in ctx.command.params})
-    if json_out:
+    if export is not None:
+        from fathom.catalog.hardware import resolve_cluster
+        from fathom.cli.plan_export import export_best_training
+
+        per_node = gpus_per_node or resolve_cluster(gpu, 1, system=system).system.gpus_per_node
+        export_best_training(result.plans[0] if result.plans else None, model, export, per_node)
+    elif json_out:
         print_json(result.model_dump(mode="json", exclude_none=False))
     else:
         render_search(result)
@@ -226,6 +239,9 @@ def serve(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     top: Annotated[int, typer.Option(min=1, help="How many deployments to show.")] = 5,
     plot: Annotated[str | None, typer.Option(help="Cost vs latency front: .png or .html.")] = None,
+    export: Annotated[
+        str | None, typer.Option(help="Print the best deployment as an engine's launch command: vllm, sglang.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The cheapest deployment meeting TTFT/TPOT SLOs: GPU type, TP/PP, precision, engine, replicas, P/D split."""
@@ -236,6 +252,10 @@ def serve(
 
     if plot is not None:
         check_output_path(plot, "--plot", PLOT_SUFFIXES)
+    if export is not None:
+        from fathom.cli.plan_export import check_engine
+
+        check_engine(export, "serving")
     if input_len is not None and input_dist is not None:
         raise FathomInputError("give --input-len or --input-dist, not both")
     if output_len is not None and output_dist is not None:
@@ -264,7 +284,11 @@ def serve(
     )  # fmt: skip
     if plot is not None:
         write_pareto(result, plot)
-    if json_out:
+    if export is not None:
+        from fathom.cli.plan_export import export_best_deployment
+
+        export_best_deployment(result.deployments[0] if result.deployments else None, model, export)
+    elif json_out:
         print_json(result.model_dump(mode="json"))
     else:
         render_serving_search(result)
