@@ -9,6 +9,8 @@ from enum import StrEnum
 
 from fathom.specs.plan import (
     ATTENTION_KERNELS,
+    FINETUNES,
+    LORA_TARGETS,
     MOE_DISPATCHERS,
     OFFLOADS,
     OPTIMIZERS,
@@ -29,3 +31,5 @@ OptimizerChoice = _choices("OptimizerChoice", OPTIMIZERS)
 OffloadChoice = _choices("OffloadChoice", OFFLOADS)
 AttentionChoice = _choices("AttentionChoice", ATTENTION_KERNELS)
 MoEDispatcherChoice = _choices("MoEDispatcherChoice", MOE_DISPATCHERS)
+FinetuneChoice = _choices("FinetuneChoice", FINETUNES)
+LoraTargetsChoice = _choices("LoraTargetsChoice", LORA_TARGETS)

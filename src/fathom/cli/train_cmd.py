@@ -9,6 +9,8 @@ import typer
 
 from fathom.cli.options import (
     AttentionChoice,
+    FinetuneChoice,
+    LoraTargetsChoice,
     MoEDispatcherChoice,
     OffloadChoice,
     OptimizerChoice,
@@ -53,6 +55,18 @@ def register(app: typer.Typer) -> None:
         precision: Annotated[PrecisionChoice, typer.Option()] = PrecisionChoice.bf16,
         optimizer: Annotated[OptimizerChoice, typer.Option()] = OptimizerChoice.adamw,
         offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
+        finetune: Annotated[
+            FinetuneChoice, typer.Option(help="Full training, LoRA adapters, or QLoRA (4-bit frozen base).")
+        ] = FinetuneChoice.none,
+        lora_rank: Annotated[int, typer.Option(help="Rank of the LoRA/QLoRA adapters.")] = 16,
+        lora_targets: Annotated[
+            LoraTargetsChoice, typer.Option(help="Linear layers that get adapters.")
+        ] = LoraTargetsChoice.all_linear,
+        frozen_layers: Annotated[int, typer.Option(help="Leading layers (and the embedding) kept frozen.")] = 0,
+        galore_rank: Annotated[int, typer.Option(help="Rank of GaLore's projected gradients.")] = 128,
+        master_weights: Annotated[
+            bool, typer.Option("--master-weights/--no-master-weights", help="fp32 master weights; off: pure 16-bit.")
+        ] = True,
         attention: Annotated[AttentionChoice, typer.Option(help="Attention kernel class.")] = AttentionChoice.flash2,
         moe_dispatcher: Annotated[
             MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
@@ -124,6 +138,12 @@ def register(app: typer.Typer) -> None:
             precision=precision.value,
             optimizer=optimizer.value,
             offload=offload.value,
+            finetune=finetune.value,
+            lora_rank=lora_rank,
+            lora_targets=lora_targets.value,
+            frozen_layers=frozen_layers,
+            galore_rank=galore_rank,
+            master_weights=master_weights,
             attention=attention.value,
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,

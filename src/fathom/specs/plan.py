@@ -13,18 +13,22 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 Schedule = Literal["1f1b", "interleaved", "zero-bubble"]
 Recompute = Literal["none", "selective", "full"]
 TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
-Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd"]
+Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit"]
 Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 MoEDispatcher = Literal["alltoall", "deepep"]
+Finetune = Literal["none", "lora", "qlora"]
+LoraTargets = Literal["all-linear", "attention"]
 
 SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit")
 OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
+FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
+LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
 
 
 class TrainingPlan(BaseModel):
@@ -61,6 +65,19 @@ class TrainingPlan(BaseModel):
     moe_dispatcher: MoEDispatcher = "alltoall"
     overlap_moe_comm: bool = False  # hide EP all-to-all under another micro-batch's compute (DualPipe-style)
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
+    # Fine-tuning levers (fathom.training.finetune). "none" trains every weight; LoRA (Hu et al. 2021) freezes the
+    # base weights and trains rank-``lora_rank`` adapters on ``lora_targets``; QLoRA (Dettmers et al. 2023) also
+    # stores the frozen base in 4-bit NF4 and pages optimizer states to the host under memory pressure.
+    finetune: Finetune = "none"
+    lora_rank: int = 16
+    lora_targets: LoraTargets = "all-linear"  # every linear layer of the blocks, or the attention projections
+    frozen_layers: int = 0  # leading transformer layers (and the embedding) kept frozen
+    # GaLore (Zhao et al. 2024, arXiv:2403.03507): rank of the projected gradients; 128 is the reference code's
+    # default (the paper uses 128-512 up to 1B and 1024 for LLaMA 7B).
+    galore_rank: int = 128
+    # fp32 master weights and gradient accumulation (mixed precision); False trains in pure 16-bit (weights,
+    # gradients and optimizer moments in the 16-bit type), the "BF16 baseline" of the GaLore paper.
+    master_weights: bool = True
 
     @property
     def num_gpus(self) -> int:

@@ -33,6 +33,8 @@ class LayerCompute:
     head_bwd: np.ndarray
     host_fwd: np.ndarray  # time for the host to issue the layer's forward ops (the CPU-bound floor)
     host_bwd: np.ndarray
+    gemm_wgrad: np.ndarray  # the weight-gradient share of gemm_bwd (skipped for frozen weights)
+    head_wgrad: np.ndarray  # the same for the LM head
 
     @property
     def fwd(self) -> np.ndarray:
@@ -52,13 +54,15 @@ def _gemm_by_precision(dev: DeviceSpec, codes: np.ndarray, m, n, k, batch=1.0) -
     return out
 
 
-def _gemm_set(dev, codes, shapes: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Forward and backward time of a list of (m, n, k, batch) GEMM kernels."""
-    fwd = bwd = 0.0
+def _gemm_set(dev, codes, shapes: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward, backward and weight-gradient (part of backward) time of a list of (m, n, k, batch) GEMMs."""
+    fwd = bwd = wgrad = 0.0
     for m, n, k, batch in shapes:
         fwd = fwd + _gemm_by_precision(dev, codes, m, n, k, batch)
-        bwd = bwd + _gemm_by_precision(dev, codes, m, k, n, batch) + _gemm_by_precision(dev, codes, k, n, m, batch)
-    return np.asarray(fwd), np.asarray(bwd)
+        w = _gemm_by_precision(dev, codes, k, n, m, batch)
+        bwd = bwd + _gemm_by_precision(dev, codes, m, k, n, batch) + w
+        wgrad = wgrad + w
+    return np.asarray(fwd), np.asarray(bwd), np.asarray(wgrad)
 
 
 def _attention_gemms(model: ModelSpec, t: np.ndarray, tp: np.ndarray) -> list[tuple]:
@@ -117,7 +121,7 @@ def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanSha
     # and probabilities, write grad: 6 B).
     bh = p.micro_batch * heads
     sq = seq / p.cp
-    gf, gb = _gemm_set(dev, codes, [(sq, seq, qk_dim, bh), (sq, v_dim, seq, bh)])
+    gf, gb, _ = _gemm_set(dev, codes, [(sq, seq, qk_dim, bh), (sq, v_dim, seq, bh)])
     scores = bh * sq * seq
     drop = 1.0 if model.hidden_dropout else 0.0
     fwd_bytes, bwd_bytes = (4.0 + 5.0 * drop) * scores, (6.0 + 5.0 * drop) * scores
@@ -153,9 +157,9 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     codes = p.precision
     tp = p.tp.astype(float)
     t = s.tokens
-    attn_f, attn_b = _gemm_set(dev, codes, _attention_gemms(model, t, tp))
-    dense_f, dense_b = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp))
-    mlp_f, mlp_b = dense_f, dense_b
+    attn_f, attn_b, attn_w = _gemm_set(dev, codes, _attention_gemms(model, t, tp))
+    dense_f, dense_b, dense_w = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp))
+    mlp_f, mlp_b, mlp_w = dense_f, dense_b, dense_w
     ffn_avg = model.ffn_size / tp
     if model.moe is not None:
         moe = model.moe
@@ -163,18 +167,19 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         # Each local expert multiplies only its own tokens: many small GEMMs (a grouped GEMM), not one big one.
         local_experts = moe.num_experts / p.ep.astype(float)
         per_expert = routed_tokens / local_experts
-        experts_f, experts_b = _gemm_set(
+        experts_f, experts_b, experts_w = _gemm_set(
             dev, codes, _mlp_gemms(model, per_expert, moe.expert_ffn_size, batch=local_experts)
         )
-        router_f, router_b = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
-        shared_f = shared_b = 0.0
+        router_f, router_b, router_w = _gemm_set(dev, codes, [(s.tokens_sp, moe.num_experts, model.hidden_size, 1.0)])
+        shared_f = shared_b = shared_w = 0.0
         if moe.num_shared_experts:
-            shared_f, shared_b = _gemm_set(
+            shared_f, shared_b, shared_w = _gemm_set(
                 dev, codes, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp)
             )
         fr = s.moe_fraction
         mlp_f = (1 - fr) * dense_f + fr * (experts_f + router_f + shared_f)
         mlp_b = (1 - fr) * dense_b + fr * (experts_b + router_b + shared_b)
+        mlp_w = (1 - fr) * dense_w + fr * (experts_w + router_w + shared_w)
         ffn_avg = (1 - fr) * ffn_avg + fr * (routed_tokens / t * moe.expert_ffn_size)
     core_f, core_b = _attention_core(model, dev, p, s, codes)
     ew_bytes, ew_kernels = _elementwise_bytes(model, p, s, ffn_avg)
@@ -182,7 +187,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     other_b = memory_bound_s(dev, 2 * ew_bytes, 2 * ew_kernels)
     # LM head and loss on the last stage: logits GEMM (vocab sharded by TP) and fp32 softmax-cross-entropy.
     v_local = model.vocab_size / tp
-    head_f, head_b = _gemm_set(dev, codes, [(t, v_local, model.hidden_size, 1.0)])
+    head_f, head_b, head_w = _gemm_set(dev, codes, [(t, v_local, model.hidden_size, 1.0)])
     logits_bytes = t * v_local * (s.act_bytes + 3 * BYTES["fp32"])
     head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
     head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
@@ -193,6 +198,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     comm_ops = np.where(p.tp > 1, 2, 0)
     ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
     host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6
+    gemm_f, gemm_b = attn_f + mlp_f, attn_b + mlp_b
     return LayerCompute(
-        attn_f + mlp_f, attn_b + mlp_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, 2.0 * host_f
+        gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, 2.0 * host_f, attn_w + mlp_w, head_w
     )

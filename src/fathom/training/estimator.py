@@ -16,6 +16,8 @@ from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TRAIN_PRECISIONS, TrainingPlan
 from fathom.training.communication import data_parallel_comm, layer_comm
 from fathom.training.compute import LayerCompute, layer_compute
+from fathom.training.finetune import parameter_bytes
+from fathom.training.finetune_time import finetune_compute, page_optimizer
 from fathom.training.memory import MemoryBreakdown, training_memory
 from fathom.training.plans import PlanArrays, check_plan
 from fathom.training.result import TrainingEstimate, build_result
@@ -71,11 +73,17 @@ def estimate_arrays(
 ) -> TrainingArrays:
     """Price every plan at once. ``memory_headroom`` is the fraction of device memory kept free."""
     shapes = plan_shapes(model, cluster, plans)
+    pb = parameter_bytes(model, plans, shapes)
     compute = _layer_compute_once(model, cluster.device, plans, shapes)
+    compute = finetune_compute(model, cluster.device, plans, shapes, compute)
     comm = layer_comm(model, cluster.system, plans, shapes, compute.attn_fwd, compute.attn_bwd)
-    dp = data_parallel_comm(cluster.system, plans, shapes)
-    times = step_time(model, cluster, plans, shapes, compute, comm, dp)
-    mem = training_memory(model, cluster, plans, shapes)
+    # Gradients and updated parameters of the trainable part cross the DP group (ZeRO-3 gathers them all).
+    dp_params = np.where(plans.zero >= 3, shapes.stage_params_local, pb.trainable)
+    dp = data_parallel_comm(cluster.system, plans, replace(shapes, stage_params_local=dp_params))
+    times = step_time(model, cluster, plans, shapes, compute, comm, dp, pb)
+    mem = training_memory(model, cluster, plans, shapes, pb)
+    on_gpu, paging_s = page_optimizer(mem.optimizer, mem.total, cluster, plans)
+    mem, times = replace(mem, optimizer=on_gpu), replace(times, optimizer=times.optimizer + paging_s)
     step = times.total
     tokens = plans.global_batch.astype(float) * plans.seq_len
     model_flops = tokens * model_flops_per_token(model, plans.seq_len)

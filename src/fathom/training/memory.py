@@ -12,6 +12,8 @@
   attention-core terms; full recomputation keeps only each layer's input.
 - 1F1B keeps ``min(pp, m)`` micro-batches in flight on the first stage; interleaving multiplies that by
   ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 keeps the 1F1B peak (Qi et al. 2024).
+- Fine-tuning levers (LoRA/QLoRA adapters, frozen layers, GaLore, pure 16-bit) change which parameters carry
+  gradients and states and how wide they are: ``fathom.training.finetune.parameter_bytes``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import ATTENTION_KERNELS, OPTIMIZERS, SCHEDULES, TRAIN_PRECISIONS
+from fathom.specs.plan import ATTENTION_KERNELS, SCHEDULES
+from fathom.training.finetune import ParameterBytes, adapter_activation_bytes, frozen_in_stage, parameter_bytes
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -32,6 +35,10 @@ OPTIMIZER_STATE_BYTES = {
     "adam-8bit": 6.0,  # fp32 master, 8-bit m and v (Dettmers et al. 2022)
     "adafactor": 8.0,  # fp32 master, factored second moment and bf16 momentum (Shazeer & Stern 2018)
     "sgd": 8.0,  # fp32 master and momentum
+    # GaLore (Zhao et al. 2024): for the parameters it does not project (embeddings, norms, head), Adam or 8-bit
+    # Adam; the projected matrices' low-rank states come from fathom.training.finetune.
+    "galore": 12.0,
+    "galore-8bit": 6.0,
 }
 # CUDA context, cuBLAS/cuDNN workspaces and NCCL channel buffers that every rank holds (measured ~1 GiB).
 RUNTIME_RESERVED_BYTES = 1.0 * GIB
@@ -47,10 +54,13 @@ class MemoryBreakdown:
     activations: np.ndarray
     comm_buffers: np.ndarray
     runtime: np.ndarray
+    adapters: np.ndarray  # LoRA/QLoRA adapter weights (their gradients and states are in the columns above)
 
     @property
     def total(self) -> np.ndarray:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.comm_buffers + self.runtime
+        return (
+            self.weights + self.gradients + self.optimizer + self.activations + self.comm_buffers + self.runtime
+        ) + self.adapters
 
 
 def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
@@ -101,20 +111,19 @@ def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
     return np.where(p.schedule == SCHEDULES.index("interleaved"), base * interleave, base)
 
 
-def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes) -> MemoryBreakdown:
-    params = s.stage_params_local
+def training_memory(
+    model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanShapes, pb: ParameterBytes | None = None
+) -> MemoryBreakdown:
+    # 16-bit weights (fp32 in fp32 training), fp32 main gradients and the optimizer's state bytes (fp32 master
+    # included) of every trainable parameter, unless a fine-tuning lever says otherwise.
+    pb = pb if pb is not None else parameter_bytes(model, p, s)
     shard = (p.dp * p.cp).astype(float)
-    fp32 = p.precision == TRAIN_PRECISIONS.index("fp32")
-    weight_bytes = np.where(fp32, 4.0, 2.0)  # fp32 training keeps fp32 weights
-    weights = params * weight_bytes / np.where(p.zero >= 3, shard, 1.0)
-    grad_bytes = GRAD_BYTES  # fp32 main gradients in every precision
-    gradients = params * grad_bytes / np.where(p.zero >= 2, shard, 1.0)
-    state = np.array([OPTIMIZER_STATE_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
-    state = np.where(fp32, state - 4.0, state)  # no separate master copy in fp32 training
-    optimizer = params * state / np.where(p.zero >= 1, shard, 1.0)
+    weights = pb.weights / np.where(p.zero >= 3, shard, 1.0)
+    gradients = pb.gradients / np.where(p.zero >= 2, shard, 1.0)
+    optimizer = pb.optimizer / np.where(p.zero >= 1, shard, 1.0)
     optimizer = np.where(p.offload > 0, 0.0, optimizer)
-    per_layer = activation_bytes_per_layer(model, p, s)
-    layers = s.layers_per_stage
+    per_layer = activation_bytes_per_layer(model, p, s) + adapter_activation_bytes(model, p, s)
+    layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
     acts = per_layer * layers * in_flight_micro_batches(p, s)
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
     logits = s.tokens * model.vocab_size / p.tp * (s.act_bytes + 4.0)
@@ -125,4 +134,4 @@ def training_memory(model: ModelSpec, cluster: Cluster, p: PlanArrays, s: PlanSh
     dp_buffers = np.where(p.dp * p.cp > 1, DP_BUCKET_BYTES, 0.0)
     comm = zero3_buffers + tp_buffers + dp_buffers
     runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES)
-    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime)
+    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters)

@@ -18,6 +18,8 @@ from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import (
     ATTENTION_KERNELS,
+    FINETUNES,
+    LORA_TARGETS,
     MOE_DISPATCHERS,
     OFFLOADS,
     OPTIMIZERS,
@@ -35,6 +37,8 @@ _CODED = {
     "offload": OFFLOADS,
     "attention": ATTENTION_KERNELS,
     "moe_dispatcher": MOE_DISPATCHERS,
+    "finetune": FINETUNES,
+    "lora_targets": LORA_TARGETS,
 }
 
 
@@ -62,6 +66,12 @@ class PlanArrays:
     moe_dispatcher: np.ndarray
     overlap_grad_reduce: np.ndarray
     overlap_moe_comm: np.ndarray
+    finetune: np.ndarray
+    lora_rank: np.ndarray
+    lora_targets: np.ndarray
+    frozen_layers: np.ndarray
+    galore_rank: np.ndarray
+    master_weights: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])
@@ -133,6 +143,20 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             "ep={ep} does not divide the {experts} experts",
         ),
         ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
+        (
+            (p.finetune == FINETUNES.index("qlora")) & (p.precision == TRAIN_PRECISIONS.index("fp8")),
+            "--finetune qlora dequantises its 4-bit weights to bf16 for the GEMMs: use --precision bf16, not fp8",
+        ),
+        (p.lora_rank <= 0, "--lora-rank {lora_rank} must be a positive integer"),
+        (p.galore_rank <= 0, "--galore-rank {galore_rank} must be a positive integer"),
+        (
+            (p.frozen_layers < 0) | (p.frozen_layers >= model.num_layers),
+            "--frozen-layers {frozen} must be 0..{last} (the model has {layers} layers)",
+        ),
+        (
+            (p.finetune > 0) & np.isin(p.optimizer, [OPTIMIZERS.index("galore"), OPTIMIZERS.index("galore-8bit")]),
+            "--optimizer galore projects full weight gradients: use it with --finetune none",
+        ),
     ]
 
 
@@ -172,6 +196,10 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     cp=plan.cp,
                     ep=plan.ep,
                     experts=model.moe.num_experts if model.moe else 0,
+                    lora_rank=plan.lora_rank,
+                    galore_rank=plan.galore_rank,
+                    frozen=plan.frozen_layers,
+                    last=model.num_layers - 1,
                 )
             )
 

@@ -7,25 +7,31 @@ Pipeline schedules (per optimizer step, m micro-batches, p stages, v chunks per 
   bubble except (p - 1)(t_F + t_B - t_W), about one forward per stage.
 Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward (bucketed reduction); ZeRO-3
 gathers overlap each micro-batch's compute except the first layer's. The optimizer step is memory-bound.
+Frozen leading layers neither recompute nor communicate backward; the optimizer step covers the trainable
+parameters only (``fathom.training.finetune``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fathom.costmodel.kernels import memory_bound_s
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import OPTIMIZERS, SCHEDULES
+from fathom.specs.plan import SCHEDULES
 from fathom.training.communication import DataParallelComm, LayerComm
 from fathom.training.compute import LayerCompute
+from fathom.training.finetune import ParameterBytes, galore_plans, parameter_bytes, trainable_layer_fraction
+from fathom.training.finetune_time import galore_step_s
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
 # HBM bytes touched per parameter by one optimizer step (reads and writes of grads, master, states, weights).
-OPTIMIZER_STEP_BYTES = {"adamw": 30.0, "adam-8bit": 18.0, "adafactor": 22.0, "sgd": 22.0}
+# GaLore's entries are for the parameters it does not project (fathom.training.finetune prices the rest).
+OPTIMIZER_STEP_BYTES = {"adamw": 30.0, "adam-8bit": 18.0, "adafactor": 22.0, "sgd": 22.0, "galore": 30.0,
+                        "galore-8bit": 18.0}  # fmt: skip
 HOST_OPTIMIZER_BW = 20e9  # bytes/s per GPU share of host DDR for CPU Adam (DeepSpeed CPU-Adam, ZeRO-Offload)
 
 
@@ -59,14 +65,18 @@ def step_time(
     c: LayerCompute,
     comm: LayerComm,
     dp: DataParallelComm,
+    pb: ParameterBytes | None = None,
 ) -> TimeBreakdown:
+    pb = pb if pb is not None else parameter_bytes(model, p, s)
+    live = trainable_layer_fraction(p, s)  # frozen leading layers have no backward pass
     L = s.layers_per_stage
     m = s.micro_batches
     pp = p.pp.astype(float)
     sel, full = p.recompute == 1, p.recompute == 2
     # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
-    recompute_compute = np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
-    recompute_comm = np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
+    recompute_compute = live * np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
+    recompute_comm = live * np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
+    comm = replace(comm, tp_bwd=live * comm.tp_bwd, cp_bwd=live * comm.cp_bwd, ep_bwd=live * comm.ep_bwd)
     # EP all-to-all overlapped with another micro-batch's compute (DeepSeek-V3's DualPipe, Megatron's 1F1B
     # all-to-all overlap): only what the layer's compute cannot cover stays exposed, split like the traffic.
     ep_total = comm.ep_fwd + comm.ep_bwd
@@ -78,7 +88,7 @@ def step_time(
     # The GPU runs ahead of the host only while the host issues ops faster than the GPU retires them:
     # a layer takes at least the time to issue its ops (the CPU-bound regime of small layers).
     host_fwd = c.host_fwd
-    host_bwd = c.host_bwd + np.where(full, c.host_fwd, 0.0)
+    host_bwd = c.host_bwd + live * np.where(full, c.host_fwd, 0.0)
     if cluster.device.ops_run_inline:  # a CPU issues and runs each op itself: the issue cost adds
         launch_bound = host_fwd + host_bwd
         layer_fwd, layer_bwd = layer_fwd + host_fwd, layer_bwd + host_bwd
@@ -108,12 +118,15 @@ def step_time(
     hideable = np.where(p.overlap_grad_reduce, layers_bwd, 0.0)
     dp_exposed = np.maximum(dp.per_step - hideable, dp.per_step / np.maximum(L, 1.0))
     dp_exposed = np.where(dp.per_step > 0, dp_exposed, 0.0)
-    opt_bytes = np.array([OPTIMIZER_STEP_BYTES[o] for o in OPTIMIZERS])[p.optimizer]
-    opt_params = s.stage_params_local / np.where(p.zero >= 1, (p.dp * p.cp).astype(float), 1.0)
-    optimizer = memory_bound_s(cluster.device, opt_params * opt_bytes, 4)
+    opt_bytes = pb.step_bytes_per_param
+    opt_shard = np.where(p.zero >= 1, (p.dp * p.cp).astype(float), 1.0)
+    opt_params = pb.trainable / opt_shard
+    optimizer = memory_bound_s(cluster.device, opt_params * opt_bytes + pb.galore_extra / opt_shard, 4)
+    optimizer = optimizer + galore_step_s(model, cluster.device, p, s) / opt_shard
     host = opt_params * opt_bytes / HOST_OPTIMIZER_BW + opt_params * 6.0 / cluster.device.host_link_bytes_per_s
     nvme_bw = cluster.system.nvme_bw_GBps * 1e9 / cluster.system.gpus_per_node
     optimizer = np.select([p.offload == 1, p.offload == 2], [host, host + opt_params * 24.0 / nvme_bw], optimizer)
+    optimizer = np.where(galore_plans(p), m * optimizer, optimizer)  # per-layer updates in every backward pass
     return TimeBreakdown(
         gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head),
         attention=m * L * (c.attn_fwd + c.attn_bwd),
