@@ -33,3 +33,9 @@ AttentionChoice = _choices("AttentionChoice", ATTENTION_KERNELS)
 MoEDispatcherChoice = _choices("MoEDispatcherChoice", MOE_DISPATCHERS)
 FinetuneChoice = _choices("FinetuneChoice", FINETUNES)
 LoraTargetsChoice = _choices("LoraTargetsChoice", LORA_TARGETS)
+
+
+def system_overrides(gpus_per_node: int | None, intra_node_bw: float | None, inter_node_bw: float | None) -> dict:
+    """The system fields a user set on the command line (GB/s per GPU per direction), for ``resolve_cluster``."""
+    given = {"gpus_per_node": gpus_per_node, "intra_node_bw_GBps": intra_node_bw, "inter_node_bw_GBps": inter_node_bw}
+    return {k: v for k, v in given.items() if v is not None}

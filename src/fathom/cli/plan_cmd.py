@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from fathom.cli.options import AttentionChoice, MoEDispatcherChoice, OptimizerChoice, PrecisionChoice
+from fathom.cli.options import AttentionChoice, MoEDispatcherChoice, OptimizerChoice, PrecisionChoice, system_overrides
 from fathom.cli.render import print_json
 from fathom.errors import FathomInputError
 from fathom.search.objectives import OBJECTIVES
@@ -98,15 +98,7 @@ def train(
         offload=pick(offload),
         max_micro_batch=max_micro_batch,
     )
-    overrides = {
-        k: v
-        for k, v in {
-            "gpus_per_node": gpus_per_node,
-            "intra_node_bw_GBps": intra_node_bw,
-            "inter_node_bw_GBps": inter_node_bw,
-        }.items()
-        if v is not None
-    }
+    overrides = system_overrides(gpus_per_node, intra_node_bw, inter_node_bw)
     result = search_training_plans(
         model=model,
         gpu=gpu,

@@ -17,6 +17,7 @@ from fathom.cli.options import (
     PrecisionChoice,
     RecomputeChoice,
     ScheduleChoice,
+    system_overrides,
 )
 from fathom.cli.render import print_json, render_training
 from fathom.cli.render_energy import render_energy_and_reliability
@@ -107,15 +108,7 @@ def register(app: typer.Typer) -> None:
             schedule = ScheduleChoice("interleaved" if vpp > 1 else "1f1b")
         if schedule == "interleaved" and vpp == 1:
             raise FathomInputError("--schedule interleaved needs --vpp 2 or more")
-        overrides = {
-            k: v
-            for k, v in {
-                "gpus_per_node": gpus_per_node,
-                "intra_node_bw_GBps": intra_node_bw,
-                "inter_node_bw_GBps": inter_node_bw,
-            }.items()
-            if v is not None
-        }
+        overrides = system_overrides(gpus_per_node, intra_node_bw, inter_node_bw)
         result = estimate_training_plan(
             model=model,
             gpu=gpu,
