@@ -41,3 +41,12 @@ def test_best_deployment_exports_as_a_vllm_command(capsys):
     assert run([*SERVE, "--export", "vllm"]) == 0
     out = capsys.readouterr().out
     assert "vllm serve" in out and "--max-num-seqs 64" in out and "--max-num-batched-tokens 2048" in out
+
+
+def test_plot_writes_a_png_or_refuses_other_suffixes(tmp_path, capsys):
+    png = tmp_path / "front.png"
+    assert run([*TRAIN, "--pareto", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = tmp_path / "front.svg"
+    assert run([*TRAIN, "--plot", str(bad)]) == 2
+    assert "--plot" in capsys.readouterr().err and not bad.exists()

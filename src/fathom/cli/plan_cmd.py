@@ -65,6 +65,9 @@ def train(
     schedule: Strs = None,
     offload: Strs = None,
     report: Annotated[str | None, typer.Option(help="Self-contained HTML report: ranking, Pareto plot.")] = None,
+    plot: Annotated[
+        str | None, typer.Option(help="Throughput of the ranked plans and the Pareto front: .png or .html.")
+    ] = None,
     export: Annotated[
         str | None, typer.Option(help="Print the best plan as an engine's config: megatron, deepspeed, torchtitan.")
     ] = None,
@@ -77,6 +80,10 @@ def train(
 
     if report is not None:
         check_output_path(report, "--report", REPORT_SUFFIXES)  # before searching: a typo must not cost a search
+    if plot is not None:
+        from fathom.reports.output import PLOT_SUFFIXES
+
+        check_output_path(plot, "--plot", PLOT_SUFFIXES)
     if export is not None:
         from fathom.cli.plan_export import check_engine
 
@@ -126,6 +133,10 @@ def train(
         from fathom.reports.training_report import write_search_report
 
         write_search_report(report, result, {o.opts[0]: ctx.params[o.name] for o in ctx.command.params})
+    if plot is not None:
+        from fathom.reports.training_report import write_search_plot
+
+        write_search_plot(plot, result, {o.opts[0]: ctx.params[o.name] for o in ctx.command.params})
     if export is not None:
         from fathom.catalog.hardware import resolve_cluster
         from fathom.cli.plan_export import export_best_training

@@ -210,3 +210,16 @@ def write_search_report(
         for s in estimate_sections(best):
             sections.append(Section(f"Best plan: {s.heading.lower()}", s.paragraphs, s.tables, s.images))
     write_html(path, title, sections, subtitle="Training plan search report")
+
+
+def write_search_plot(
+    path: str | Path, result: TrainingSearchResult, inputs: Mapping[str, object] | None = None
+) -> None:
+    """``--plot``: the Pareto figure alone as ``.png``, or the search report (figure and tables) as ``.html``."""
+    if str(path).lower().endswith(".png"):
+        from fathom.reports.output import write_atomic
+        from fathom.reports.serving_figures import figure_png
+
+        write_atomic(path, figure_png(pareto_figure(result)))
+    else:
+        write_search_report(path, result, inputs)
