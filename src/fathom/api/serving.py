@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError
+from fathom.inference.lora_cost import LoRAStepModel
+from fathom.inference.offload import OffloadStepModel
 from fathom.inference.speculative import speculative_step_model
 from fathom.inference.step_model import InferenceStepModel
+from fathom.serving.lora_pool import draw_adapters
 from fathom.serving.metrics import ServingReport, summarize
 from fathom.serving.request import Request
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
 from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
 from fathom.specs.hardware import GIB
-from fathom.specs.serving import ServingPlan, SpeculativeSpec
+from fathom.specs.serving import LoRAServingSpec, ServingPlan, SpeculativeSpec
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Workload:
 class ServingRun:
     report: ServingReport
     result: SimulationResult
+    extras: dict = field(default_factory=dict)  # new JSON keys of optional levers: memory_placement, lora, samples
 
 
 def _requests(w: Workload, rng: np.random.Generator) -> list[Request] | ClosedLoop:
@@ -86,23 +90,34 @@ def simulate_serving(
     seed: int = 0,
     price_per_gpu_hour: float | None = None,
     speculative: SpeculativeSpec | None = None,
+    lora: LoRAServingSpec | None = None,
+    samples: int = 1,
 ) -> ServingRun:
     """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload.
-    ``speculative``: decode speculatively with a draft model or n-gram proposals on every replica."""
+    ``speculative``: decode speculatively with a draft model or n-gram proposals on every replica. ``plan``'s
+    ``offload_weights``/``offload_kv``: offloaded inference (``fathom.inference.offload``); ``lora``: every request
+    runs one of many LoRA adapters (``fathom.inference.lora_cost``); ``samples``: parallel samples per request."""
     spec = get_model(model)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
+    offload = plan.offload_weights != "none" or plan.offload_kv != "none"
+    _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching)
+    deployed = replicas * plan.num_gpus if not disaggregate else sum(disaggregate) * plan.num_gpus
 
     def config(p: ServingPlan) -> ReplicaConfig:
         replica_cluster = resolve_cluster(gpu, p.num_gpus, system=system)
         cost = InferenceStepModel(spec, replica_cluster, p)
         if speculative is not None:
             cost = speculative_step_model(cost, speculative, replica_cluster, p)
+        if offload:
+            cost = OffloadStepModel(cost, replica_cluster, deployed)
+        if lora is not None:
+            cost = LoRAStepModel(cost, replica_cluster, lora, deployed)
         return ReplicaConfig(cost=cost, scheduler=scheduler, max_batch=p.max_batch,
                              max_batch_tokens=p.max_batch_tokens, preemption=preemption,
                              prefix_caching=prefix_caching, speculative=speculative, seed=seed)  # fmt: skip
 
     rng = np.random.default_rng(seed)
-    requests = _requests(workload, rng)
+    requests = _tag(_requests(workload, rng), lora, samples, seed)
     disaggregation = None
     gpus = replicas * plan.num_gpus
     if disaggregate:
@@ -132,4 +147,64 @@ def simulate_serving(
         else cluster.device.price_per_gpu_hour_usd,
         kv_cache_gib=first_cost.memory.kv_cache_bytes / GIB,
     )
-    return ServingRun(report=report, result=result)
+    return ServingRun(report=report, result=result, extras=_extras(first_cost, result, lora, samples))
+
+
+def _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching) -> None:
+    """Combinations of levers the simulator does not model: a one-line error naming the flags."""
+    if samples < 1:
+        raise FathomInputError(f"--samples: parallel samples per request must be >= 1, got {samples}")
+    if speculative is not None and (offload or lora is not None or samples > 1):
+        raise FathomInputError("--speculative: not modelled with --offload-weights/--offload-kv, --lora-adapters or "
+                               "--samples")  # fmt: skip
+    if disaggregate and (lora is not None or samples > 1):
+        raise FathomInputError("--disaggregate: not modelled with --lora-adapters or --samples")
+    if samples > 1 and prefix_caching:
+        raise FathomInputError("--samples: not modelled with --prefix-caching (the samples already share the prompt)")
+
+
+def _tag(requests, lora: LoRAServingSpec | None, samples: int, seed: int):
+    """Give each request its adapter (drawn from a generator of its own, so the workload's draws are unchanged)
+    and its number of samples. A prefix cached under one adapter is not another's: prefix ids get the adapter."""
+    if lora is None and samples == 1:
+        return requests
+
+    def tag(reqs: list[Request], adapters) -> list[Request]:
+        for r, a in zip(reqs, adapters, strict=True):
+            r.samples = samples
+            if a is not None:
+                r.adapter = int(a)
+                if r.prefix_id is not None:
+                    r.prefix_id = f"{r.prefix_id}@lora{r.adapter}"
+        return reqs
+
+    if isinstance(requests, ClosedLoop):
+        make = requests.make_request
+
+        def make_tagged(i: int, at: float, rng: np.random.Generator) -> Request:
+            req = make(i, at, rng)
+            return tag([req], draw_adapters(lora, rng, 1) if lora is not None else [None])[0]
+
+        return ClosedLoop(requests.concurrency, requests.num_requests, make_tagged, requests.think_time_s)
+    ids = draw_adapters(lora, np.random.default_rng([seed, 1]), len(requests)) if lora else [None] * len(requests)
+    return tag(requests, ids)
+
+
+def _extras(cost, result: SimulationResult, lora: LoRAServingSpec | None, samples: int) -> dict:
+    extras: dict = {}
+    node = cost
+    while node is not None and not isinstance(node, OffloadStepModel):
+        node = getattr(node, "base", None)
+    if node is not None:
+        extras["memory_placement"] = node.placement()
+    if lora is not None:
+        pools = [r.lora for r in result.replicas if r.lora]
+        extras["lora"] = {
+            **lora.model_dump(),
+            "adapter_mib": cost.adapter_bytes / 2**20,
+            "pool_gib": lora.max_loras_per_batch * cost.adapter_bytes / GIB,
+            **{k: sum(p[k] for p in pools) for k in ("adapter_loads", "adapter_disk_loads", "adapter_load_s")},
+        }
+    if samples > 1:
+        extras["samples"] = samples
+    return extras

@@ -43,6 +43,22 @@ def _split(spec: str | None) -> tuple[int, int] | None:
     return prefill, decode
 
 
+def _offload_fields(weights: str, kv: str, resident: float | None) -> dict:
+    """ServingPlan fields of ``--offload-weights --offload-kv --resident-weight-fraction``, checked."""
+    from fathom.errors import unknown_name_error
+
+    if weights not in ("none", "cpu", "nvme"):
+        raise unknown_name_error("--offload-weights", weights, ("none", "cpu", "nvme"))
+    if kv not in ("none", "cpu"):
+        raise unknown_name_error("--offload-kv", kv, ("none", "cpu"))
+    if resident is not None:
+        if weights == "none":
+            raise FathomInputError("--resident-weight-fraction needs --offload-weights cpu|nvme")
+        if not 0.0 <= resident <= 1.0:
+            raise FathomInputError(f"--resident-weight-fraction: must be within 0..1, got {resident}")
+    return {"offload_weights": weights, "offload_kv": kv, "resident_weight_fraction": resident}
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
@@ -84,6 +100,17 @@ def register(app: typer.Typer) -> None:
         speculative: Annotated[str | None, Opt(help="Speculative decoding: draft:MODEL or ngram.")] = None,
         spec_tokens: Annotated[int | None, Opt(help="Speculative tokens proposed per step (default 4).")] = None,
         spec_acceptance: Annotated[float | None, Opt(help="Acceptance rate of each proposal, 0..1.")] = None,
+        offload_weights: Annotated[str, Opt(help="Weights off the GPU, streamed each step: none|cpu|nvme.")] = "none",
+        resident_weight_fraction: Annotated[float | None, Opt(help="Share of weights kept on the GPU (default: "
+                                                               "the most that leaves KV for one sequence).")] = None,
+        offload_kv: Annotated[str, Opt(help="KV cache in host memory, read over PCIe: none|cpu.")] = "none",
+        lora_adapters: Annotated[int | None, Opt(help="Multi-LoRA serving: number of adapters.")] = None,
+        adapter_rank: Annotated[int | None, Opt(help="LoRA rank of every adapter (default 16).")] = None,
+        adapter_dist: Annotated[str | None, Opt(help="Adapter popularity: uniform|zipf:a=1.2.")] = None,
+        max_loras_per_batch: Annotated[int | None, Opt(help="Adapters on the GPU / in one batch (default 4).")] = None,
+        max_cpu_loras: Annotated[int | None, Opt(help="Adapters cached in host memory (default: all).")] = None,
+        adapter_targets: Annotated[str | None, Opt(help="Adapted matrices: attention|all-linear.")] = None,
+        samples: Annotated[int, Opt(help="Parallel samples per request (best-of-N), sharing the prompt's KV.")] = 1,
         seed: Annotated[int, Opt()] = 0,
         price_per_gpu_hour: Annotated[float | None, Opt(min=0.0)] = None,
         out: Annotated[str | None, Opt(help="Per-request results: .csv or .parquet")] = None,
@@ -107,12 +134,19 @@ def register(app: typer.Typer) -> None:
         from fathom.inference.speculative import parse_speculative
 
         spec = parse_speculative(speculative, spec_tokens, spec_acceptance)
+        from fathom.serving.lora_pool import parse_lora
+
+        lora = parse_lora(lora_adapters, adapter_rank, adapter_dist, max_loras_per_batch, max_cpu_loras,
+                          adapter_targets)  # fmt: skip
+        offload = _offload_fields(offload_weights, offload_kv, resident_weight_fraction)
+        if samples < 1:
+            raise FathomInputError(f"--samples: parallel samples per request must be >= 1, got {samples}")
         for path, option, suffixes in ((plot, "--plot", PLOT_SUFFIXES), (report, "--report", REPORT_SUFFIXES)):
             if path is not None:
                 check_output_path(path, option, suffixes)  # before simulating: a typo must not cost a run
         fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, max_batch=max_batch,
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
-                      kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"))  # fmt: skip
+                      kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"), **offload)  # fmt: skip
         plan = validate_or_explain(ServingPlan, fields, "serving plan")
         decode_plan = (
             validate_or_explain(ServingPlan, {**fields, "tp": decode_tp}, "decode plan") if decode_tp else None
@@ -147,6 +181,8 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             price_per_gpu_hour=price_per_gpu_hour,
             speculative=spec,
+            lora=lora,
+            samples=samples,
         )
         if out:
             write_requests(run.result.requests, out)
@@ -157,6 +193,6 @@ def register(app: typer.Typer) -> None:
                                 slo_tpot_s=slo_tpot, title=f"fathom serve: {model} on {gpu}",
                                 inputs={o.opts[0]: ctx.params[o.name] for o in ctx.command.params})  # fmt: skip
         if json_out:
-            print_json(run.report.model_dump(mode="json"))
+            print_json({**run.report.model_dump(mode="json"), **run.extras})
         else:
             render_serving(run.report)

@@ -156,3 +156,22 @@ def energy(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
                       f"{c.co2e_error_pct:+.1f}%")  # fmt: skip
     console.print(table)
     _print_summary(console, summary)
+
+
+@validate_app.command("claims")
+def claims(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    claim: Annotated[list[str] | None, typer.Option("--claim", help="Only this claim id (repeatable).")] = None,
+) -> None:
+    """The field's headline claims: each claim's scenario pair, predicted vs claimed figure, pass/fail."""
+    from fathom.validation.claims import as_dict, summarize_claims, validate_claims
+    from fathom.validation.claims_table import claims_table, summary_line
+
+    results = validate_claims(claim)
+    summary = summarize_claims(results)
+    if json_out:
+        print_json({"claims": [as_dict(r) for r in results], "summary": summary})
+        return
+    console = Console()
+    console.print(claims_table(results))
+    console.print(summary_line(summary))

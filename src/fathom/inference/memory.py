@@ -6,7 +6,7 @@ peak activations of the largest iteration (``max_batch_tokens``) and the runtime
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fathom.costmodel.kernels import BYTES
 from fathom.errors import FathomInputError
@@ -26,6 +26,10 @@ class ReplicaMemory:
     runtime_bytes: float
     kv_bytes_per_token: float  # per GPU: this GPU's layers and heads
     kv_capacity_tokens: int  # per replica (every GPU holds its share of each token)
+    # offloaded inference (``ServingPlan.offload_weights/offload_kv``): weights kept off the device, per GPU
+    offloaded_weights_bytes: float = field(default=0.0, kw_only=True)
+    resident_weight_fraction: float = field(default=1.0, kw_only=True)
+    kv_on_host: bool = field(default=False, kw_only=True)
 
     @property
     def kv_cache_bytes(self) -> float:
@@ -68,6 +72,8 @@ def replica_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan) -> R
     weights = weight_bytes_per_gpu(model, plan)
     acts = activation_peak_bytes(model, plan)
     kv_token = kv_bytes_per_token_per_gpu(model, plan)
+    if plan.offload_weights != "none" or plan.offload_kv != "none":
+        return _offloaded_memory(model, device, plan, weights, acts, kv_token)
     if plan.kv_free_fraction is not None:
         free = plan.kv_free_fraction * (device.memory_bytes - weights - acts - RUNTIME_RESERVED_BYTES)
     else:
@@ -78,6 +84,58 @@ def replica_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan) -> R
         raise FathomInputError(
             f"model does not fit: {model.name} needs {need:.1f} GiB per GPU before any KV cache, "
             f"{device.name} offers {device.memory_gib * plan.memory_utilization:.1f} GiB at "
-            f"memory utilization {plan.memory_utilization:g}; raise --tp/--pp or quantise the weights"
+            f"memory utilization {plan.memory_utilization:g}; raise --tp/--pp, quantise the weights or offload them"
         )
     return ReplicaMemory(weights, acts, RUNTIME_RESERVED_BYTES, kv_token, tokens)
+
+
+def _kv_room(device: DeviceSpec, plan: ServingPlan, weights: float, acts: float) -> float:
+    """Device bytes left for the KV cache once ``weights`` bytes of weights are resident (the same rule as above)."""
+    if plan.kv_free_fraction is not None:
+        return plan.kv_free_fraction * (device.memory_bytes - weights - acts - RUNTIME_RESERVED_BYTES)
+    return device.memory_bytes * plan.memory_utilization - weights - acts - RUNTIME_RESERVED_BYTES
+
+
+def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, weights: float, acts: float,
+                      kv_token: float) -> ReplicaMemory:  # fmt: skip
+    """Placement of FlexGen (Sheng et al. 2023, section 4): a fraction ``f`` of every layer's weights stays on the
+    device, the rest streams in layer by layer into a double buffer (two layers' streamed share); KV kept in host
+    memory streams the same way (two layers of the batch's KV staged on the device). Without a given ``f`` the
+    largest one that leaves room for the KV of one longest sequence is chosen. Host capacity is checked by
+    ``fathom.inference.offload``, which knows the node."""
+    if device.ops_run_inline:
+        raise FathomInputError(
+            f"--offload-weights/--offload-kv: {device.name} computes out of host memory already, nothing to offload;"
+            " drop the flags"
+        )
+    layers = -(-model.num_layers // plan.pp)
+    kv_dev = kv_token * 2.0 / layers if plan.offload_kv != "none" else kv_token  # device bytes per KV token
+    longest = plan.max_model_len or model.max_seq_len
+    need_kv = -(-longest // plan.block_size) * plan.block_size * kv_dev
+    staging = min(2.0 / layers, 1.0) * weights  # the double buffer of streamed layers
+
+    def resident(f: float) -> float:
+        return weights if plan.offload_weights == "none" else f * weights + (1.0 - f) * staging
+
+    f = 1.0 if plan.offload_weights == "none" else plan.resident_weight_fraction
+    if f is None:
+        room0, room1 = _kv_room(device, plan, resident(0.0), acts), _kv_room(device, plan, resident(1.0), acts)
+        if room1 >= need_kv:
+            f = 1.0
+        elif room0 < need_kv:
+            f = 0.0  # even fully streamed the longest sequence does not fit: the error below says by how much
+        else:  # room falls linearly in f
+            f = max(0.0, (room0 - need_kv) / (room0 - room1) - 1e-9)  # rounding must not lose the last block
+    free = _kv_room(device, plan, resident(f), acts)
+    tokens = int(free // kv_dev) // plan.block_size * plan.block_size if free > 0 else 0
+    if tokens < plan.block_size:
+        need = (resident(f) + acts + RUNTIME_RESERVED_BYTES) / GIB
+        raise FathomInputError(
+            f"model does not fit: {model.name} needs {need:.1f} GiB per GPU before any KV cache even with "
+            f"{1 - f:.0%} of its weights offloaded ({plan.offload_weights}); {device.name} offers "
+            f"{device.memory_gib * plan.memory_utilization:.1f} GiB; lower --resident-weight-fraction, raise --tp/--pp "
+            f"or quantise"
+        )
+    return ReplicaMemory(resident(f), acts, RUNTIME_RESERVED_BYTES, kv_token, tokens,
+                         offloaded_weights_bytes=weights - f * weights if plan.offload_weights != "none" else 0.0,
+                         resident_weight_fraction=f, kv_on_host=plan.offload_kv != "none")  # fmt: skip

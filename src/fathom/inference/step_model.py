@@ -23,6 +23,7 @@ from fathom.costmodel.collectives import all_reduce_s, p2p_s
 from fathom.costmodel.kernels import linear_s, memory_bound_s
 from fathom.errors import FathomInputError
 from fathom.inference.memory import WEIGHT_BYTES, replica_memory
+from fathom.inference.shared_prefix import per_sequence_prefix_attention_s, prefix_groups, shared_prefix_attention_s
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
@@ -164,11 +165,12 @@ class InferenceStepModel:
             return dense[i - 1]
         return float(np.interp(tokens, _GRID, table))
 
-    def step_time_s(self, prefill_tokens, prefill_context, decode_context) -> float:
+    def step_time_s(self, prefill_tokens, prefill_context, decode_context, shared_prefix=None) -> float:
         """Seconds of one iteration; arrays as in ``fathom.serving.cost``.
 
-        Called once per simulated iteration, so it avoids numpy work on empty arrays and looks tables up in
-        Python lists.
+        ``shared_prefix``: optional ``(prefix_len, sequences)`` groups of the decoding requests whose contexts
+        begin with a prefix they share (see ``decode_attention_s``). Called once per simulated iteration, so it
+        avoids numpy work on empty arrays and looks tables up in Python lists.
         """
         n_prefill, n_decode = len(prefill_tokens), len(decode_context)
         prefill_sum = prefill_attn = 0.0
@@ -184,7 +186,10 @@ class InferenceStepModel:
         decode_attn = 0.0
         if n_decode:
             d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
-            decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
+            if shared_prefix is None:
+                decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
+            else:
+                decode_attn = self.decode_attention_s(d, shared_prefix)
         new_tokens = prefill_sum + n_decode
         if new_tokens <= 0:
             return 0.0
@@ -195,6 +200,26 @@ class InferenceStepModel:
         head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
         gpu = linear + head + prefill_attn + float(decode_attn) + self._fixed_s
         return gpu if gpu > self._host_floor_s else self._host_floor_s
+
+    # ---- decode batches whose sequences share prefixes (Hydragen) --------------------------------------------
+    def decode_attention_s(self, decode_context, shared_prefix=()) -> float:
+        """Seconds of decode attention for contexts ``decode_context`` of which ``shared_prefix`` groups
+        ``(prefix_len, sequences)`` share a leading prefix. Without ``plan.shared_prefix_attention`` each sequence
+        reads its whole context (paged attention stores a shared prefix once but reads it per sequence); with
+        it, each group's prefix is attended to once for the whole group (``fathom.inference.shared_prefix``).
+        Sliding-window layers read at most the window per sequence either way."""
+        d = np.asarray(decode_context, dtype=float)
+        lengths, counts = prefix_groups(shared_prefix)
+        if counts.sum() > d.size:
+            raise FathomInputError(f"shared_prefix: {int(counts.sum())} sequences in groups, {d.size} decoding")
+        full_share = 1.0 - (self._sw_frac if self._window else 0.0)
+        windowed = (d.size and self._window) and self._sw_frac * float(np.minimum(d, self._window).sum())
+        suffix = float(d.sum() - (lengths * counts).sum())
+        if self.plan.shared_prefix_attention:
+            prefix = shared_prefix_attention_s(lengths, counts, self._kv_read_s, self._prefill_pair_s)
+        else:
+            prefix = per_sequence_prefix_attention_s(lengths, counts, self._kv_read_s)
+        return full_share * (suffix * self._kv_read_s + prefix) + float(windowed) * self._kv_read_s
 
     # ---- hooks for the simulator's swap preemption and speculative decoding ----------------------------------
     def swap_time_s(self, blocks: int) -> float:

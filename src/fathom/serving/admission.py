@@ -26,12 +26,16 @@ class Admission:
         is within ``max_tokens`` (None: no limit), else ``max_tokens`` if ``allow_partial``, else nothing. Needs a
         free slot and free blocks (never preempts); nothing is admitted while swapped or landed requests wait or
         after a preemption in this iteration."""
-        if not self.waiting or len(self.running) >= self.max_batch or self.swapped or self.arrived_kv:
+        if not self.waiting or len(self.running) + self._reserved >= self.max_batch or self.swapped or self.arrived_kv:
             return None
         if self._preempted_now and self.running:
             return None
         seq = self.waiting[0]
         req, bs = seq.req, self.bs
+        if self.lora is not None and not self.lora.can_take(req.adapter):
+            return None  # its adapter cannot join the batch's (fathom.serving.lora_pool)
+        if req.samples > 1 and len(self.running) + self._reserved + req.samples > self.max_batch:
+            return None  # its samples need their slots (fathom.serving.samples)
         pid = req.prefix_id if self.prefix_caching else None
         hit = 0
         if pid is not None and req.prefix_len >= bs:

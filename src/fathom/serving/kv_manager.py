@@ -9,6 +9,9 @@ shared prefix are keyed by ``(prefix_id, block index)`` once computed, reference
 and kept after their last user leaves until space is needed, then evicted least-recently-released first. A block
 counts as a hit only if every earlier block of the same prefix is cached too (the hash chain of vLLM's blocks).
 
+Parallel samples (``fork``): the prompt's full blocks are shared by the samples of one request the same way, keyed
+by the request, and freed (not cached) when the last sample leaves.
+
 Swapping (vLLM's ``swap`` preemption): the KV of a preempted request moves over the host link, taking
 ``tokens * kv_bytes_per_token / host_link_bytes_per_s`` seconds each way; blocks come back private (no sharing).
 """
@@ -150,7 +153,23 @@ class KVCacheManager:
             ref = self._ref[key] - 1
             self._ref[key] = ref
             if ref == 0:
-                self._evictable[key] = None
+                if type(pid) is tuple:  # a forked prompt's block: nobody else can reuse it
+                    del self._ref[key]
+                    self._free += 1
+                else:
+                    self._evictable[key] = None
+
+    def fork(self, rid: int, children: list[int], shared_blocks: int, extra_blocks: int) -> None:
+        """Parallel samples (vLLM's sequence-group fork): the first ``shared_blocks`` (full) blocks of request
+        ``rid`` become shared by the ``children`` ids, reference-counted, freed when the last child frees them; its
+        other blocks pass to the first child, and ``extra_blocks`` more are taken for the others' copies of the
+        partial last block (copy-on-write). Call with ``extra_blocks <= available``."""
+        pid = ("fork", rid)
+        for i in range(shared_blocks):
+            self._ref[(pid, i)] = len(children)  # type: ignore[index]
+        for child in children:
+            self._shared[child] = (pid, shared_blocks)  # type: ignore[assignment]
+        self._take(extra_blocks)
 
     # -- swapping ----------------------------------------------------------------------------------------------
     def transfer_s(self, tokens: int) -> float:

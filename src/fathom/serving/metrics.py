@@ -8,6 +8,9 @@ Conventions (the report's keys are a contract: scripts depend on them):
 - Latencies, throughput and goodput count FINISHED requests only; requests still in flight when the run ended are
   neither completed nor rejected. Throughput and goodput divide by the makespan: first arrival to last completion.
 - Energy and cost are per OUTPUT token.
+- Parallel samples (``Request.samples`` = N, best-of-N): a request's TTFT is its first token (every sample gets its
+  first token from the one prefill), its E2E ends with its last sample, its TPOT spans first token to last sample's
+  end, its ITL gaps are its first sample's; throughput, energy and cost count the tokens of all N samples.
 """
 
 from __future__ import annotations
@@ -174,7 +177,8 @@ def summarize(
     reasons = Counter(r.reject_reason or "unspecified" for r in compress(requests, rejected.tolist()))
     ttft, tpot, e2e = table["ttft_s"][done], table["tpot_s"][done], table["e2e_s"][done]
     completed = int(done.sum())
-    output_tokens = int(table["output_tokens"][done].sum())
+    samples = np.fromiter((r.samples for r in requests), dtype=np.int64, count=len(requests))
+    output_tokens = int((table["output_tokens"][done] * samples[done]).sum())  # every sample's tokens
     total_tokens = output_tokens + int(table["input_tokens"][done].sum())
     duration = 0.0
     if completed and table["arrival_s"].size:

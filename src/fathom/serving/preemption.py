@@ -87,8 +87,10 @@ class Preemption:
     def _swap_in(self: Replica, t: int) -> None:
         """Bring swapped requests back, oldest first, while slots and blocks allow (before any new admission)."""
         kv = self.kv
-        while self.swapped and len(self.running) < self.max_batch:
+        while self.swapped and len(self.running) + self._reserved < self.max_batch:
             seq = self.swapped[0]
+            if self.lora is not None and not self.lora.can_take(seq.req.adapter):
+                break  # its adapter cannot join the batch's (fathom.serving.lora_pool)
             decoding = seq.done >= seq.target
             alloc = self._decode_alloc(seq, seq.kv) if decoding else seq.kv  # a decode also needs this iteration
             if kv.blocks_for(alloc) > kv.available:

@@ -24,9 +24,11 @@ from fathom.errors import unknown_name_error
 from fathom.serving.admission import Admission
 from fathom.serving.decode_slots import DecodeSlots
 from fathom.serving.kv_manager import KVCacheManager
+from fathom.serving.lora_pool import LoRAPool
 from fathom.serving.preemption import Preemption
 from fathom.serving.replica_config import PREEMPTION_MODES, ReplicaConfig
 from fathom.serving.request import Request, RequestState
+from fathom.serving.samples import ParallelSamples
 from fathom.serving.schedulers import get_scheduler
 from fathom.serving.seq import Seq
 from fathom.serving.speculative_slots import SpeculativeSlots
@@ -40,10 +42,12 @@ _NONE: list[Request] = []  # shared empty result: callers only iterate it
 _RUNNING, _WAITING = RequestState.RUNNING, RequestState.WAITING
 
 
-class Replica(Admission, Preemption, DecodeSlots):
+class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
     """One engine replica. ``role``: ``both``, or ``prefill``/``decode`` for disaggregated serving, where a
     request leaves a prefill replica after its first token and its KV stays pinned there until ``release``.
-    A config with ``speculative`` set makes a ``SpeculativeReplica``."""
+    A config with ``speculative`` set makes a ``SpeculativeReplica``. A cost model with a ``lora`` spec (multi-LoRA
+    serving, ``fathom.inference.lora_cost``) gives the replica an adapter pool (``fathom.serving.lora_pool``);
+    requests with ``samples`` > 1 fork after their prefill (``fathom.serving.samples``)."""
 
     def __new__(cls, index: int, config: ReplicaConfig, *args, **kwargs) -> Replica:
         if cls is Replica and config.speculative is not None:
@@ -70,6 +74,8 @@ class Replica(Admission, Preemption, DecodeSlots):
         self._pinned: dict[int, int] = {}  # request id -> tokens held after hand-off (prefill role)
         self._init_decodes()
         self._init_preemption()
+        self._init_samples()
+        self.lora = LoRAPool.for_cost(config.cost)
         # the iteration in flight
         self.it = 0
         self.now = 0.0
@@ -92,6 +98,8 @@ class Replica(Admission, Preemption, DecodeSlots):
         if req.input_tokens < 1 or req.output_tokens < 1:
             return f"input_tokens and output_tokens must be >= 1 (got {req.input_tokens}, {req.output_tokens})"
         total = req.input_tokens + req.output_tokens
+        if req.samples > self.max_batch:
+            return f"samples {req.samples} exceed max_batch {self.max_batch}"
         if total > self.cost.max_context:
             return f"input+output tokens {total} exceed max_context {self.cost.max_context}"
         held = min(req.input_tokens + 1, total) if self.role == "prefill" else total
@@ -108,7 +116,7 @@ class Replica(Admission, Preemption, DecodeSlots):
             return False
         req.replica, req.state = self.index, _WAITING
         self.waiting.append(Seq(req, req.input_tokens))
-        self.outstanding += req.input_tokens + (1 if self.role == "prefill" else req.output_tokens)
+        self.outstanding += req.input_tokens + (1 if self.role == "prefill" else req.output_tokens * req.samples)
         return True
 
     def expect(self, req: Request) -> None:
@@ -159,7 +167,9 @@ class Replica(Admission, Preemption, DecodeSlots):
                 dc = self._active + self._t0d
             else:
                 dc = self._decode_contexts(t)
-            dur = self._swap_s + float(self.cost.step_time_s(pt, pc, dc))
+            lora = self.lora
+            step = self.cost.step_time_s(pt, pc, dc) if lora is None else self.cost.step_time_s(pt, pc, dc, lora.active)
+            dur = self._swap_s + float(step)
             if not 0.0 <= dur < _INF:
                 raise ValueError(f"cost model returned an invalid iteration time {dur}")
         elif self._swap_s:
@@ -215,8 +225,10 @@ class Replica(Admission, Preemption, DecodeSlots):
             self.outstanding -= 1
             if req.generated_tokens >= req.output_tokens:
                 del self.running[seq.order]
-                self._finish(seq, now, seq.kv)
-                finished.append(req)
+                if (done_req := self._finish(seq, now, seq.kv)) is not None:
+                    finished.append(done_req)
+            elif req.samples > 1:
+                self._fork(seq, t + 1, now)
             elif self.role == "prefill":
                 del self.running[seq.order]
                 self._pinned[req.id] = seq.kv
@@ -228,8 +240,8 @@ class Replica(Admission, Preemption, DecodeSlots):
             self._sync(seq, t + 1)
             self._drop_decoder(seq, listed=False)
             del self.running[seq.order]
-            self._finish(seq, now, seq.c0)
-            finished.append(seq.req)
+            if (done_req := self._finish(seq, now, seq.c0)) is not None:
+                finished.append(done_req)
         return finished, handoffs
 
     def flush(self) -> None:
@@ -243,11 +255,32 @@ class Replica(Admission, Preemption, DecodeSlots):
         self._order += 1
         seq.order = self._order
         self.running[seq.order] = seq
-        seq.req.state = _RUNNING
+        req = seq.req
+        req.state = _RUNNING
+        if req.samples > 1:
+            self._reserved += req.samples - 1
+        if self.lora is not None:
+            self._swap_s += self.lora.acquire(req.adapter)  # loading it delays this iteration, as a KV swap does
 
-    def _finish(self, seq: Seq, now: float, held_tokens: int) -> None:
-        self.kv.free(seq.req.id, held_tokens)
-        seq.req.state, seq.req.finished_s = RequestState.FINISHED, now
+    def _leave_running(self, req: Request) -> None:
+        """Undo ``_enter_running``'s reservations (the caller removes it from ``running``)."""
+        if req.samples > 1:
+            self._reserved -= req.samples - 1
+        if self.lora is not None:
+            self.lora.release(req.adapter)
+
+    def _finish(self, seq: Seq, now: float, held_tokens: int) -> Request | None:
+        """Free a finished request's KV: the request to report finished (a sample's once its last sample ends)."""
+        req = seq.req
+        self.kv.free(req.id, held_tokens)
+        req.state, req.finished_s = RequestState.FINISHED, now
+        if req.samples > 1 or self.lora is not None:
+            self._leave_running(req)
+        return req if req.parent is None else self._sample_finished(req, now)
+
+    def _preempt(self, victim: Seq) -> None:
+        self._leave_running(victim.req)
+        super()._preempt(victim)
 
     # -- results -----------------------------------------------------------------------------------------------
     def timeseries(self) -> dict[str, np.ndarray]:

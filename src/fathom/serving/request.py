@@ -19,7 +19,8 @@ class Request:
     """One inference request. Times are simulation seconds; token counts exclude nothing (prompt + generated).
 
     ``prefix_id``/``prefix_len``: requests sharing ``prefix_id`` share their first ``prefix_len`` prompt tokens
-    (system prompt, few-shot examples), which a prefix cache can reuse.
+    (system prompt, few-shot examples), which a prefix cache can reuse. With ``samples`` > 1, ``output_tokens`` is
+    per sample and ``generated_tokens``/``token_times_s`` follow the first sample.
     """
 
     id: int
@@ -38,6 +39,9 @@ class Request:
     token_times_s: list[float] = field(default_factory=list)  # emission time of every output token
     preemptions: int = 0
     reject_reason: str | None = None
+    adapter: int | None = None  # multi-LoRA serving: the adapter this request runs with (None: the base model)
+    samples: int = 1  # parallel samples (best-of-N) sharing the prompt's KV; the request ends when all have
+    parent: Request | None = field(default=None, repr=False)  # a sample's request (see fathom.serving.samples)
 
     @property
     def context_tokens(self) -> int:

@@ -98,6 +98,7 @@ class ReplicaStats:
     swap_in_bytes: float
     kv_capacity_blocks: int  # the denominator of ``timeseries["kv_blocks_used"]``
     timeseries: dict[str, np.ndarray] = field(repr=False)
+    lora: dict[str, float] | None = None  # multi-LoRA serving: adapter loads (``LoRAPool.stats``)
 
 
 @dataclass
@@ -127,7 +128,10 @@ def _fresh(r: Request) -> Request:
         raise FathomInputError(f"request {r.id}: prefix_len {r.prefix_len} must be within 0..{r.input_tokens}")
     if not r.arrival_s >= 0.0 or math.isinf(r.arrival_s):
         raise FathomInputError(f"request {r.id}: arrival_s must be finite and >= 0, got {r.arrival_s}")
-    return Request(r.id, r.arrival_s, r.input_tokens, r.output_tokens, r.prefix_id, r.prefix_len)
+    if r.samples < 1:
+        raise FathomInputError(f"request {r.id}: samples must be >= 1, got {r.samples}")
+    return Request(r.id, r.arrival_s, r.input_tokens, r.output_tokens, r.prefix_id, r.prefix_len, adapter=r.adapter,
+                   samples=r.samples)  # fmt: skip
 
 
 class _Simulation:
@@ -297,6 +301,7 @@ def _stats(rep: Replica) -> ReplicaStats:
         preemptions=rep.preemptions, prefill_tokens=rep.prefill_tokens, decode_tokens=rep.decode_tokens,
         prefix_hit_tokens=rep.prefix_hit_tokens, swap_out_bytes=rep.kv.swap_out_bytes,
         swap_in_bytes=rep.kv.swap_in_bytes, kv_capacity_blocks=rep.kv.capacity_blocks, timeseries=rep.timeseries(),
+        lora=rep.lora.stats() if rep.lora is not None else None,
     )  # fmt: skip
 
 

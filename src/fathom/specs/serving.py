@@ -42,6 +42,16 @@ class ServingPlan(BaseModel):
     # The engine's context limit (vLLM --max-model-len, TensorRT-LLM max_seq_len); None = the model's own. Rotary
     # and ALiBi models may be built for longer contexts than their config states; learned positions may not.
     max_model_len: PositiveInt | None = None
+    # Hydragen (Juravsky et al. 2024, arXiv:2402.05099): decode attention over a prefix that several sequences of
+    # the batch share reads the prefix's KV once per batch, as one matrix-matrix product over their queries.
+    shared_prefix_attention: bool = False
+    # Offloaded inference (FlexGen, Sheng et al. 2023; "LLM in a flash", Alizadeh et al. 2024): the weights not
+    # resident on the device stay in host memory (``cpu``) or on the node's NVMe (``nvme``) and stream over the
+    # host link every step; ``resident_weight_fraction`` None = the largest share that leaves room for the KV of one
+    # longest sequence. ``offload_kv: cpu`` keeps the KV cache in host memory, read over the host link for attention.
+    offload_weights: Literal["none", "cpu", "nvme"] = "none"
+    resident_weight_fraction: float | None = Field(None, ge=0, le=1)
+    offload_kv: Literal["none", "cpu"] = "none"
 
     @property
     def num_gpus(self) -> int:
@@ -71,3 +81,22 @@ class SpeculativeSpec(BaseModel):
         if self.method == "ngram" and self.draft_model:
             raise ValueError("method 'ngram' takes no draft_model")
         return self
+
+
+class LoRAServingSpec(BaseModel):
+    """Many LoRA adapters over one base model (S-LoRA, Sheng et al. 2023; Punica, Chen et al. 2023).
+
+    Each request names one of ``num_adapters`` rank-``rank`` adapters, drawn from ``distribution`` (``uniform`` or
+    ``zipf:a=A``: adapter i of 1..N with probability proportional to i^-A). The device holds a pool of
+    ``max_loras_per_batch`` adapters (vLLM's ``--max-loras``), so a batch mixes at most that many; host memory caches
+    ``max_cpu_loras`` (vLLM's ``--max-cpu-loras``), the others are read from NVMe when needed. ``targets``: the
+    adapted matrices, ``attention`` (q, k, v, o; S-LoRA's experiments) or ``all-linear`` (also the MLP's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_adapters: PositiveInt
+    rank: PositiveInt = 16
+    distribution: str = "uniform"
+    max_loras_per_batch: PositiveInt = 4
+    max_cpu_loras: PositiveInt | None = None  # None: every adapter fits in host memory
+    targets: Literal["attention", "all-linear"] = "attention"
