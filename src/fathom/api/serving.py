@@ -161,6 +161,12 @@ def _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefi
         raise FathomInputError("--disaggregate: not modelled with --lora-adapters or --samples")
     if samples > 1 and prefix_caching:
         raise FathomInputError("--samples: not modelled with --prefix-caching (the samples already share the prompt)")
+    if plan.shared_prefix_attention:
+        if not prefix_caching:
+            raise FathomInputError("--shared-prefix-attention needs --prefix-caching (the prefix's KV must be shared)")
+        if speculative is not None or offload or lora is not None:
+            raise FathomInputError("--shared-prefix-attention: not modelled with --speculative, --offload-weights/"
+                                   "--offload-kv or --lora-adapters")  # fmt: skip
 
 
 def _tag(requests, lora: LoRAServingSpec | None, samples: int, seed: int):

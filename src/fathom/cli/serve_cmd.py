@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
         max_batch_tokens: Annotated[int, Opt(min=1, help="Token budget per iteration.")] = 8192,
         preemption: Annotated[str, Opt(help="recompute|swap")] = "recompute",
         prefix_caching: Annotated[bool, Opt("--prefix-caching")] = False,
+        shared_prefix_attention: Annotated[
+            bool, Opt("--shared-prefix-attention", help="Hydragen: decoders sharing a cached prefix attend to it once.")
+        ] = False,
         router: Annotated[str, Opt(help="round-robin|least-loaded|prefix-affinity")] = "round-robin",
         disaggregate: Annotated[str | None, Opt(help="PREFILL:DECODE replica counts, e.g. 2:1.")] = None,
         decode_tp: Annotated[int | None, Opt(min=1, help="TP of decode replicas when disaggregated.")] = None,
@@ -146,7 +149,8 @@ def register(app: typer.Typer) -> None:
                 check_output_path(path, option, suffixes)  # before simulating: a typo must not cost a run
         fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, max_batch=max_batch,
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
-                      kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"), **offload)  # fmt: skip
+                      kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"),
+                      shared_prefix_attention=shared_prefix_attention, **offload)  # fmt: skip
         plan = validate_or_explain(ServingPlan, fields, "serving plan")
         decode_plan = (
             validate_or_explain(ServingPlan, {**fields, "tp": decode_tp}, "decode plan") if decode_tp else None

@@ -76,6 +76,12 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self._init_preemption()
         self._init_samples()
         self.lora = LoRAPool.for_cost(config.cost)
+        # Hydragen: decoders that share a cached prefix attend to it once per batch (the step model's lever)
+        self._hydragen = bool(
+            self.prefix_caching
+            and hasattr(self.cost, "decode_attention_s")  # the step model itself, not a wrapper around it
+            and self.cost.plan.shared_prefix_attention
+        )
         # the iteration in flight
         self.it = 0
         self.now = 0.0
@@ -168,7 +174,12 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             else:
                 dc = self._decode_contexts(t)
             lora = self.lora
-            step = self.cost.step_time_s(pt, pc, dc) if lora is None else self.cost.step_time_s(pt, pc, dc, lora.active)
+            if self._hydragen and n_dec:
+                step = self.cost.step_time_s(pt, pc, dc, shared_prefix=self._shared_prefix_groups())
+            elif lora is None:
+                step = self.cost.step_time_s(pt, pc, dc)
+            else:
+                step = self.cost.step_time_s(pt, pc, dc, lora.active)
             dur = self._swap_s + float(step)
             if not 0.0 <= dur < _INF:
                 raise ValueError(f"cost model returned an invalid iteration time {dur}")
@@ -187,6 +198,16 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             self._ts.append((now, len(self.running), len(self.waiting) + len(self.swapped) + len(self.arrived_kv),
                              kv.capacity_blocks - kv._free - len(kv._evictable)))  # fmt: skip
         return dur
+
+    def _shared_prefix_groups(self) -> list[tuple[int, int]]:
+        """``(prefix_len, decoders)`` for each cached prefix that two or more decoding requests share."""
+        groups: dict[str, list[int]] = {}
+        for seq in self.running.values():
+            req = seq.req
+            if seq.slot >= 0 and req.prefix_id is not None:
+                group = groups.setdefault(req.prefix_id, [req.prefix_len, 0])
+                group[1] += 1
+        return [(length, n) for length, n in groups.values() if n > 1]
 
     def _sample(self, now: float) -> None:
         kv = self.kv
