@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fathom.errors import FathomInputError
 from fathom.export.base import ServingSetup
 
 TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
@@ -33,3 +34,20 @@ def common_notes(setup: ServingSetup, engine: str) -> dict[str, str]:
     if setup.scheduler in ("static", "decode-priority"):
         notes["scheduler"] = f"{engine} has no {setup.scheduler} scheduler; wrote continuous batching"
     return notes
+
+
+# Quantisation methods both vLLM and SGLang name with --quantization, as fathom's weight dtypes.
+FROM_QUANT = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4"}
+
+
+def read_weights(o, source: str, warnings: list[str]) -> tuple[str, str]:
+    """``(model dtype, weight dtype)`` from ``--dtype`` and ``--quantization`` (vLLM and SGLang spell them alike)."""
+    dtype = FROM_TORCH_DTYPE.get(o.text("--dtype", default="auto"), "bf16")
+    quant = o.text("--quantization", "-q")
+    if not quant:
+        return dtype, dtype
+    if quant not in FROM_QUANT:
+        raise FathomInputError(f"{source}: --quantization {quant!r}: fathom knows {', '.join(FROM_QUANT)}")
+    if quant.startswith("gptq"):
+        warnings.append("weight_dtype: GPTQ's bit width is in the checkpoint; read as 4-bit")
+    return dtype, FROM_QUANT[quant]

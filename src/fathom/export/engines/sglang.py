@@ -12,13 +12,12 @@ from fathom.errors import FathomInputError
 from fathom.export.base import ImportedServing, ServingSetup
 from fathom.export.cmdline import Options, parse_script, render_command
 from fathom.export.registry import ServingEngine
-from fathom.export.serving_common import FROM_TORCH_DTYPE, common_notes, model_dtype
+from fathom.export.serving_common import FROM_TORCH_DTYPE, common_notes, model_dtype, read_weights
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
 
 DOC_URL = "https://docs.sglang.ai/advanced_features/server_arguments.html"
 _QUANT = {"fp8": "fp8", "int8": "gptq", "int4": "awq"}
-_FROM_QUANT = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4"}
 # FlashAttention 3 is SGLang's fa3 backend; FlashInfer's prefill/decode kernels are the FlashAttention-2 class.
 _ATTENTION = {"flash3": "fa3", "flash2": "flashinfer", "flash1": "flashinfer"}
 _FROM_ATTENTION = {"fa3": "flash3", "flashinfer": "flash2", "triton": "flash2", "fa4": "flash3"}
@@ -64,15 +63,7 @@ def read(text: str) -> ImportedServing:
         raise FathomInputError(f"{source}: no `python -m sglang.launch_server` command found")
     o = Options(found[1], source, BARE_FLAGS)
     warnings: list[str] = []
-    quant = o.text("--quantization")
-    dtype = FROM_TORCH_DTYPE.get(o.text("--dtype", default="auto"), "bf16")
-    weight = dtype
-    if quant:
-        if quant not in _FROM_QUANT:
-            raise FathomInputError(f"{source}: --quantization {quant!r}: fathom knows {', '.join(_FROM_QUANT)}")
-        weight = _FROM_QUANT[quant]
-        if quant.startswith("gptq"):
-            warnings.append("weight_dtype: GPTQ's bit width is in the checkpoint; read as 4-bit")
+    dtype, weight = read_weights(o, source, warnings)
     kv = o.text("--kv-cache-dtype", default="auto")
     backend = o.text("--attention-backend", default="flashinfer")
     if backend not in _FROM_ATTENTION:

@@ -13,13 +13,12 @@ from fathom.errors import FathomInputError
 from fathom.export.base import ImportedServing, ServingSetup
 from fathom.export.cmdline import Options, parse_script, render_command
 from fathom.export.registry import ServingEngine
-from fathom.export.serving_common import FROM_TORCH_DTYPE, common_notes, model_dtype
+from fathom.export.serving_common import FROM_TORCH_DTYPE, common_notes, model_dtype, read_weights
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
 
 DOC_URL = "https://docs.vllm.ai/en/latest/configuration/engine_args.html"
 _QUANT = {"fp8": "fp8", "int8": "gptq", "int4": "awq"}  # fp8: online W8A8; awq/gptq: pre-quantized checkpoints
-_FROM_QUANT = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4"}
 BARE_FLAGS = (
     "--enforce-eager",
     "--enable-expert-parallel",
@@ -72,15 +71,7 @@ def read(text: str) -> ImportedServing:
     model = o.text("--model") or (after[0] if after else None)
     warnings: list[str] = []
     tp = o.number("--tensor-parallel-size", "-tp", default=1)
-    quant = o.text("--quantization", "-q")
-    dtype = FROM_TORCH_DTYPE.get(o.text("--dtype", default="auto"), "bf16")
-    weight = dtype
-    if quant:
-        if quant not in _FROM_QUANT:
-            raise FathomInputError(f"{source}: --quantization {quant!r}: fathom knows {', '.join(_FROM_QUANT)}")
-        weight = _FROM_QUANT[quant]
-        if quant.startswith("gptq"):
-            warnings.append("weight_dtype: GPTQ's bit width is in the checkpoint; read as 4-bit")
+    dtype, weight = read_weights(o, source, warnings)
     kv = o.text("--kv-cache-dtype", default="auto")
     attention = (
         "flash3"
