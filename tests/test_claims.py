@@ -94,3 +94,28 @@ def test_shared_prefix_reads_the_prefix_once_per_group():
     assert four_groups > 3 * one_group  # each group reads its prefix once (suffixes: 1/5 of one group's reads)
     with pytest.raises(FathomInputError, match="shared_prefix"):
         on.decode_attention_s(d[:10], [(4096, 16)])
+
+
+@settings(max_examples=12, deadline=None)
+@given(pp=st.sampled_from([2, 4, 8]), accum=st.integers(1, 6))
+def test_zero_bubble_2p_never_slower_than_zb_h1_and_holds_more_activations(pp, accum):
+    """ZB-H2 (Qi et al. 2024) fills the bubble ZB-H1 leaves, with up to 2p - 1 micro-batches in flight."""
+    from fathom.api import estimate_training_plan
+
+    common = dict(model="llama-2-7b", gpu="a100-80gb", num_gpus=pp, pp=pp, seq_len=1024,
+                  global_batch=pp * accum, micro_batch=1, recompute="none")  # fmt: skip
+    one, zb1, zb2 = (estimate_training_plan(**common, schedule=s) for s in ("1f1b", "zero-bubble", "zero-bubble-2p"))
+    assert zb2.step_time_s <= zb1.step_time_s + 1e-12 <= one.step_time_s + 2e-12
+    assert zb2.memory.peak_gib >= zb1.memory.peak_gib == pytest.approx(one.memory.peak_gib)
+    if pp * accum > pp:  # more micro-batches than stages: ZB-H2 warms up with more of them than 1F1B
+        assert zb2.memory.peak_gib > one.memory.peak_gib
+
+
+@pytest.mark.parametrize("engine", ["megatron", "deepspeed", "torchtitan"])
+def test_zero_bubble_2p_export_warns_where_the_engine_cannot_run_it(engine):
+    from fathom.export import export_training_plan
+    from fathom.specs.plan import TrainingPlan
+
+    plan = TrainingPlan(seq_len=1024, global_batch=16, pp=4, schedule="zero-bubble-2p")
+    _, warnings = export_training_plan(plan, get_model("llama-2-7b"), engine)
+    assert any(w.startswith("schedule:") for w in warnings), warnings

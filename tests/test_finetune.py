@@ -151,6 +151,10 @@ def test_lower_lora_rank_never_needs_more_memory(model, cols, finetune):
 @SETTINGS
 @given(model=st.sampled_from(list(MODELS)), cols=plan_columns(3))
 def test_lora_never_needs_more_memory_than_full_fine_tuning(model, cols):
+    # Where full fine-tuning keeps its gradients on the GPU unsharded. With ZeRO-2/3 over 8 ranks plus optimizer
+    # offload, full fine-tuning holds little beyond its weights, and a rank-256 adapter's own weights and
+    # activations can outweigh that (llama-2-7b, seq 4096: 32.2 vs 32.0 GiB) — a real crossover, not a bug.
+    cols = {**cols, "zero": [1] * 3, "offload": ["none"] * 3}
     peaks = _peaks(model, {**cols, "finetune": ["none", "lora", "qlora"]})
     assert peaks[1] <= peaks[0] and peaks[2] <= peaks[1]
 

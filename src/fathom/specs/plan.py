@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-Schedule = Literal["1f1b", "interleaved", "zero-bubble"]
+Schedule = Literal["1f1b", "interleaved", "zero-bubble", "zero-bubble-2p"]
 Recompute = Literal["none", "selective", "full"]
 TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit"]
@@ -20,7 +20,7 @@ MoEDispatcher = Literal["alltoall", "deepep"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
 
-SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble")
+SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble", "zero-bubble-2p")
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit")

@@ -104,11 +104,17 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
 
 
 def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
-    """Micro-batches whose activations the first pipeline stage holds at its peak."""
+    """Micro-batches whose activations the first pipeline stage holds at its peak (ZB-H2 warms up with
+    2p - 1 of them, Qi et al. 2024 Sec. 2.2)."""
     pp = p.pp.astype(float)
     base = np.minimum(pp, s.micro_batches)
     interleave = 1.0 + (pp - 1.0) / (pp * p.vpp)
-    return np.where(p.schedule == SCHEDULES.index("interleaved"), base * interleave, base)
+    zb2 = np.minimum(2.0 * pp - 1.0, s.micro_batches)
+    return np.select(
+        [p.schedule == SCHEDULES.index("interleaved"), p.schedule == SCHEDULES.index("zero-bubble-2p")],
+        [base * interleave, zb2],
+        base,
+    )
 
 
 def training_memory(

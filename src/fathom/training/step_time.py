@@ -5,6 +5,9 @@ Pipeline schedules (per optimizer step, m micro-batches, p stages, v chunks per 
 - Interleaved 1F1B: the bubble shrinks to (p - 1)/v stage-times; p2p sends grow v-fold.
 - Zero bubble ZB-H1 (Qi et al. 2024): splitting backward into input- and weight-gradient passes fills the
   bubble except (p - 1)(t_F + t_B - t_W), about one forward per stage.
+- Zero bubble ZB-H2 (``zero-bubble-2p``, Qi et al. 2024 Sec. 2.2/3): extra warm-up forwards (2p - 1 micro-batches
+  in flight) leave (p - 1)(t_F + t_B - 2 t_W), not below 0; t_B is the input-gradient pass, t_W the
+  weight-gradient GEMMs (``LayerCompute.gemm_wgrad``).
 Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward (bucketed reduction); ZeRO-3
 gathers overlap each micro-batch's compute except the first layer's. The optimizer step is memory-bound.
 Frozen leading layers neither recompute nor communicate backward; the optimizer step covers the trainable
@@ -108,9 +111,18 @@ def step_time(
     zero3_exposed = np.where(p.zero == 3, zero3_exposed, 0.0)
     # Bubble, in units of the average stage time.
     fwd_share = layers_fwd / np.maximum(layers_fwd + layers_bwd, 1e-30)
+    # ZB-H2: t_F + t_B - 2 t_W per stage with t_B = backward minus t_W, as a share of the stage's F + B + W.
+    layers_wgrad = L * c.gemm_wgrad
+    zb2_share = np.maximum(layers_fwd + layers_bwd - 3.0 * layers_wgrad, 0.0) / np.maximum(
+        layers_fwd + layers_bwd, 1e-30
+    )
     bubble_units = np.select(
-        [p.schedule == SCHEDULES.index("interleaved"), p.schedule == SCHEDULES.index("zero-bubble")],
-        [(pp - 1.0) / chunks, (pp - 1.0) * fwd_share],
+        [
+            p.schedule == SCHEDULES.index("interleaved"),
+            p.schedule == SCHEDULES.index("zero-bubble"),
+            p.schedule == SCHEDULES.index("zero-bubble-2p"),
+        ],
+        [(pp - 1.0) / chunks, (pp - 1.0) * fwd_share, (pp - 1.0) * zb2_share],
         pp - 1.0,
     )
     bubble = bubble_units * (stage_avg + zero3_exposed)

@@ -56,8 +56,8 @@ def _plan_flags(p: TrainingPlan, spec: ModelSpec) -> tuple[list[tuple[str, objec
             f.append(("--num-layers-per-virtual-pipeline-stage", spec.num_layers // (p.pp * p.vpp)))
         else:
             f.append(("--num-virtual-stages-per-pipeline-rank", p.vpp))
-    if p.schedule == "zero-bubble":
-        notes["schedule"] = "Megatron-LM has no zero-bubble pipeline schedule; wrote 1F1B"
+    if p.schedule.startswith("zero-bubble"):
+        notes["schedule"] = f"Megatron-LM has no {p.schedule} pipeline schedule; wrote 1F1B"
     if p.sequence_parallel and p.tp > 1:  # Megatron-Core refuses sequence parallelism without TP
         f.append(("--sequence-parallel", None))
     f += [("--micro-batch-size", p.micro_batch), ("--global-batch-size", p.global_batch)]

@@ -75,6 +75,8 @@ def _notes(p: TrainingPlan, spec: ModelSpec) -> dict[str, str]:
         notes["zero"] = "FSDP2 has no optimizer-only sharding; wrote ZeRO-2 (fsdp_reshard_after_forward = never)"
     if p.schedule == "zero-bubble":
         notes["schedule"] = "torchtitan's zero-bubble schedules need several stages per rank; wrote 1F1B"
+    if p.schedule == "zero-bubble-2p":
+        notes["schedule"] = "torchtitan has no ZB-H2 / ZB-2p schedule; wrote 1F1B"
     if p.tp > 1 and not p.sequence_parallel:
         notes["sequence_parallel"] = "torchtitan's tensor parallelism always shards norms over the sequence"
     if p.precision == "fp16":

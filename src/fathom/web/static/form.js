@@ -18,7 +18,7 @@ export const TRAIN_FIELDS = [
   { name: "vpp", label: "VPP", type: "int", value: 1, plan: true },
   { name: "zero", label: "ZeRO stage", type: "select", options: opt(["0", "1", "2", "3"]), value: "1", int: true, plan: true },
   { name: "recompute", label: "Recompute", type: "select", options: opt(["selective", "none", "full"]), value: "selective", plan: true },
-  { name: "schedule", label: "Schedule", type: "select", options: [["", "auto"], ...opt(["1f1b", "interleaved", "zero-bubble"])], value: "", plan: true },
+  { name: "schedule", label: "Schedule", type: "select", options: [["", "auto"], ...opt(["1f1b", "interleaved", "zero-bubble", "zero-bubble-2p"])], value: "", plan: true },
   { name: "precision", label: "Precision", type: "select", options: opt(["bf16", "fp16", "fp8", "fp32"]), value: "bf16" },
   { name: "optimizer", label: "Optimizer", type: "select", options: opt(["adamw", "adam-8bit", "adafactor", "sgd"]), value: "adamw" },
   { name: "tokens", label: "Tokens to train (optional)", type: "float", value: "" },
