@@ -19,14 +19,19 @@ from fathom.specs.hardware import SystemSpec
 ArrayLike = np.ndarray | float | int
 
 
+def _members(span: float, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """How many members of a group of ``size`` ranks, ``stride`` apart, fall within ``span`` consecutive GPUs."""
+    per_span = np.clip(np.floor(span / np.maximum(np.asarray(stride, dtype=float), 1.0)), 1.0, None)
+    return np.minimum(per_span, np.asarray(size, dtype=float))
+
+
 def group_link(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Effective per-rank bandwidth (bytes/s) and per-step latency (s) for a group of ``size`` ranks."""
     size = np.asarray(size, dtype=float)
     stride = np.asarray(stride, dtype=float)
     domain = float(system.domain_size)
     inside = size * stride <= domain
-    members_per_domain = np.clip(np.floor(domain / np.maximum(stride, 1.0)), 1.0, None)
-    members_per_domain = np.minimum(members_per_domain, size)
+    members_per_domain = _members(domain, size, stride)
     network_bw = np.minimum(system.intra_bytes_per_s, members_per_domain * system.inter_bytes_per_s)
     bw = np.where(inside, system.intra_bytes_per_s, network_bw)
     latency = np.where(inside, system.intra_node_latency_us, system.inter_node_latency_us) * 1e-6
@@ -35,8 +40,7 @@ def group_link(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> tuple[
 
 def ranks_per_node(system: SystemSpec, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
     """How many members of a group of ``size`` ranks (``stride`` apart) share one node."""
-    per_node = np.floor(system.gpus_per_node / np.maximum(np.asarray(stride, dtype=float), 1.0))
-    return np.clip(np.minimum(per_node, np.asarray(size, dtype=float)), 1.0, None)
+    return _members(float(system.gpus_per_node), size, stride)
 
 
 def _all_reduce_steps(system: SystemSpec, n: np.ndarray, stride: ArrayLike) -> np.ndarray:
@@ -84,7 +88,7 @@ def all_to_all_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride:
     n = np.asarray(size, dtype=float)
     stride = np.asarray(stride, dtype=float)
     domain = float(system.domain_size)
-    local = np.minimum(np.clip(np.floor(domain / np.maximum(stride, 1.0)), 1.0, None), n)
+    local = _members(domain, n, stride)
     data = np.asarray(nbytes, dtype=float)
     intra = data * (local - 1.0) / n / system.intra_bytes_per_s
     inter = data * (n - local) / n / system.inter_bytes_per_s

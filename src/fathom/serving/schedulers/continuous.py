@@ -21,7 +21,7 @@ class ContinuousScheduler:
     name = "continuous"
 
     def plan(self, r: Replica) -> list[Chunk]:
-        chunks, _ = continue_prefills(r, None) if r.prefilling else ([], None)
+        chunks, _ = continue_prefills(r, None)
         budget = r.max_batch_tokens - r.n_dec
         for _, n in chunks:
             budget -= n
