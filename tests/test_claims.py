@@ -16,8 +16,8 @@ from fathom.cli.app import run
 from fathom.errors import FathomInputError
 from fathom.inference.step_model import InferenceStepModel
 from fathom.specs.serving import ServingPlan
+from fathom.validation.claim_runners import MISSING_KINDS, RUNNERS
 from fathom.validation.claims import COMPUTES, band, load_claims, summarize_claims, validate_claims
-from fathom.validation.claims_runners import MISSING_KINDS, RUNNERS
 
 
 def _figures():

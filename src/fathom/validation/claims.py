@@ -1,7 +1,7 @@
 """``fathom validate claims``: the field's headline claims, predicted from first principles.
 
-Each claim of ``data/claims.yaml`` holds one or more figures; each figure is a scenario pair run by a runner of
-``fathom.validation.claims_runners``. The tolerance is one rule for every figure (no per-claim constants): the
+Each claim of ``data/claims/*.yaml`` holds one or more figures; each figure is a scenario pair run by a runner of
+``fathom.validation.claim_runners``. The tolerance is one rule for every figure (no per-claim constants): the
 claimed value +-25%, or the claimed range; a claim stated as a bound ("10+%", "up to 23%") keeps its open side
 open only where the claim is one-sided in that direction. A figure passes when the prediction lies in its band
 and its direction (technique better or worse than baseline) is the claimed one. A claim passes when every figure
@@ -18,7 +18,7 @@ from importlib import resources
 import yaml
 
 from fathom.errors import FathomInputError
-from fathom.validation.claims_runners import MISSING_KINDS, RUNNERS
+from fathom.validation.claim_runners import MISSING_KINDS, RUNNERS
 
 TOLERANCE = 0.25  # the issue's acceptance rule, the same for every figure
 COMPUTES = ("ratio", "gain_pct", "reduction_pct", "value")
@@ -27,9 +27,10 @@ NEUTRAL = {"ratio": 1.0, "gain_pct": 0.0, "reduction_pct": 0.0}
 
 @functools.cache
 def load_claims() -> list[dict]:
-    """The claims file, parsed once per process."""
-    text = resources.files("fathom.validation").joinpath("data").joinpath("claims.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    """Every claim file (``data/claims/NN-id.yaml``, one claim each, in number order), parsed once per process."""
+    folder = resources.files("fathom.validation").joinpath("data").joinpath("claims")
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    return [yaml.safe_load(f.read_text("utf-8")) for f in files]
 
 
 def band(claimed: dict) -> tuple[float, float]:
