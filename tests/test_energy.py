@@ -95,3 +95,39 @@ def test_validate_energy_runs_and_reports(capsys):
     summary = out["summary"]["energy | all sources"]
     assert summary["rows"] == len(errors) and summary["mean_abs_error_pct"] == pytest.approx(np.abs(errors).mean())
     assert summary["mean_abs_error_pct"] < 20.0
+
+
+def _row_405b() -> dict[str, str]:
+    from fathom.validation.energy import load_footprints
+
+    return next(r for r in load_footprints() if r["id"] == "llama-3.1-405b")
+
+
+def test_published_layout_with_fathoms_knobs():
+    from fathom.catalog.models import get_model
+    from fathom.specs.plan import TrainingPlan
+    from fathom.training.estimator import estimate_training
+    from fathom.validation.energy import best_plan_for_layout
+
+    row, model = _row_405b(), get_model("llama-3.1-405b")
+    cluster = resolve_cluster("h100-sxm", 16384)
+    best = best_plan_for_layout(row, model, cluster)
+    assert (best.tp, best.pp, best.cp, best.dp, best.schedule) == (8, 16, 1, 128, "interleaved")
+    assert 8 % best.vpp == 0 and best.vpp > 1  # splits the fullest (8-layer) stage evenly
+    chosen = estimate_training(model, cluster, best)
+    assert chosen.fits
+    # No fitting plan of the same layout and schedule trains faster.
+    for vpp in (2, 4):
+        for recompute in ("none", "selective", "full"):
+            other = best.model_copy(update={"vpp": vpp, "recompute": recompute})
+            est = estimate_training(model, cluster, TrainingPlan(**other.model_dump()))
+            assert not est.fits or est.tokens_per_s <= chosen.tokens_per_s * (1 + 1e-9)
+    pinned = best_plan_for_layout({**row, "micro_batch": "2", "zero": "3"}, model, cluster)
+    assert pinned.micro_batch == 2 and pinned.zero == 3  # stated knobs are kept, not searched
+
+
+def test_unknown_plan_source_is_a_one_line_error():
+    from fathom.validation.energy import check_row
+
+    with pytest.raises(FathomInputError, match="plan_source.*published-search"):
+        check_row({**_row_405b(), "plan_source": "guessed"})

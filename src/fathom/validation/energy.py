@@ -4,6 +4,8 @@ Per row: fathom estimates one step of the row's plan, the phase-aware power mode
 into an average board power per GPU (plus the host's share for rows that count whole servers), and
 ``energy = GPU-hours x power x PUE`` (PUE only where the published figure includes it); CO2e multiplies by the
 row's grid intensity. The error is ``(predicted - published) / published``. Nothing is fitted per row.
+A row's plan is the published one, the published layout with the knobs the source leaves out chosen by fathom
+(``published-search``), or fathom's own throughput-best plan (``search``); see ``data/ENERGY_SOURCES.md``.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
+
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.energy.carbon import operational_co2e_t
 from fathom.energy.power import power_profile, step_power
-from fathom.specs.plan import TrainingPlan
-from fathom.training.estimator import estimate_training
+from fathom.errors import FathomInputError
+from fathom.search.training_space import divisors
+from fathom.specs.plan import RECOMPUTES, TrainingPlan
+from fathom.training.estimator import estimate_arrays, estimate_training
+from fathom.training.plans import PlanArrays, validity
 from fathom.validation.summary import error_summary
+
+PLAN_SOURCES = ("published", "published-search", "search")
 
 
 @dataclass(frozen=True)
@@ -47,24 +56,66 @@ def load_footprints() -> list[dict[str, str]]:
 
 
 def _breakdown(row: dict[str, str], model, cluster) -> tuple[dict[str, float], str]:
-    """The step-time breakdown of the row's plan: the published one, or fathom's throughput-best plan."""
-    if row["plan_source"] == "search":
+    """The step-time breakdown of the row's plan: published, published layout with fathom's knobs, or searched."""
+    source = row["plan_source"]
+    if source == "search":
         from fathom.search.training_search import search_training
 
         best = search_training(model, cluster, seq_len=int(row["seq_len"]), global_batch=int(row["global_batch"]),
                                top=1, precision=row["precision"]).plans[0]  # fmt: skip
         p = best.plan
         return best.time_breakdown, f"search: tp{p['tp']} pp{p['pp']} cp{p['cp']} zero{p['zero']} {p['recompute']}"
+    if source == "published-search":
+        plan = best_plan_for_layout(row, model, cluster)
+        text = (f"published layout tp{plan.tp} pp{plan.pp} cp{plan.cp} {plan.schedule}, fathom's knobs: "
+                f"vpp{plan.vpp} mb{plan.micro_batch} zero{plan.zero} {plan.recompute}")  # fmt: skip
+        return estimate_training(model, cluster, plan).time_breakdown, text
+    if source != "published":
+        raise FathomInputError(f"plan_source: {source!r} (row {row['id']}) is not one of {', '.join(PLAN_SOURCES)}")
     plan = _plan(row)
     text = f"published: tp{plan.tp} pp{plan.pp} cp{plan.cp} vpp{plan.vpp} {plan.recompute}"
     return estimate_training(model, cluster, plan).time_breakdown, text
+
+
+def _candidates(row: dict[str, str], name: str, default: list) -> list:
+    """The row's value of a knob when the source states it, else every candidate fathom tries."""
+    value = row[name].strip()
+    return [type(default[0])(value)] if value else default
+
+
+def best_plan_for_layout(row: dict[str, str], model, cluster) -> TrainingPlan:
+    """Fathom's throughput-best plan among those that fit memory, with the source's TP/PP/CP/DP and schedule.
+
+    The knobs the source leaves blank (interleaving depth, micro-batch, ZeRO stage, recomputation) are searched.
+    Unlike ``fathom.search`` this allows interleaving over uneven stages: the estimator prices the fullest stage
+    (``ceil(layers / pp)`` layers), and the depths tried split that stage evenly. Dubey et al. 2024 (Llama 3,
+    Sec. 3.3.2) run such a schedule: fewer layers on the first and last stages, any number of micro-batches.
+    """
+    gpus, tp, pp, cp = (int(row[k]) for k in ("plan_gpus", "tp", "pp", "cp"))
+    dp, schedule = gpus // (tp * pp * cp), row["schedule"].strip() or "1f1b"
+    per_replica = int(row["global_batch"]) // dp
+    stage = -(-model.num_layers // pp)
+    depths = [v for v in range(2, stage + 1) if stage % v == 0] if schedule == "interleaved" else [1]
+    fixed = dict(seq_len=int(row["seq_len"]), global_batch=int(row["global_batch"]), tp=tp, pp=pp, cp=cp, dp=dp,
+                 schedule=schedule, precision=row["precision"])  # fmt: skip
+    plans = PlanArrays.grid(
+        vpp=_candidates(row, "vpp", depths),
+        micro_batch=_candidates(row, "micro_batch", [int(b) for b in divisors(per_replica)]),
+        zero=_candidates(row, "zero", [0, 1, 2, 3]),
+        recompute=_candidates(row, "recompute", list(RECOMPUTES)),
+        **{k: [v] for k, v in fixed.items()},
+    )
+    plans = plans.take(validity(model, cluster, plans))
+    if len(plans) == 0 or not (est := estimate_arrays(model, cluster, plans)).fits.any():
+        raise FathomInputError(f"plan_source: no plan with row {row['id']}'s published layout fits in memory")
+    return plans.plan(int(np.argmax(np.where(est.fits, est.tokens_per_s, -np.inf))))
 
 
 def _plan(row: dict[str, str]) -> TrainingPlan:
     gpus, tp, pp, cp, vpp = (int(row[k]) for k in ("plan_gpus", "tp", "pp", "cp", "vpp"))
     return TrainingPlan(
         vpp=vpp,
-        schedule="interleaved" if vpp > 1 else "1f1b",
+        schedule=row["schedule"].strip() or ("interleaved" if vpp > 1 else "1f1b"),
         seq_len=int(row["seq_len"]),
         global_batch=int(row["global_batch"]),
         micro_batch=int(row["micro_batch"]),
