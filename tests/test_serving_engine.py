@@ -13,6 +13,7 @@ from fathom.errors import FathomInputError
 from fathom.serving.cost import LinearCostModel
 from fathom.serving.events import ARRIVAL, ITERATION_DONE, STEP, EventHeap
 from fathom.serving.kv_manager import KVCacheManager
+from fathom.serving.replica_config import CAPACITY_POLICIES
 from fathom.serving.request import Request, RequestState
 from fathom.serving.router import get_router, list_routers
 from fathom.serving.schedulers import get_scheduler, list_schedulers
@@ -142,6 +143,18 @@ def test_recompute_preemption_when_kv_is_tiny_and_everything_still_finishes():
     victim = max(res.requests, key=lambda r: r.preemptions)
     assert victim.id != 0  # the most recently admitted request goes first; the oldest is never the victim
     assert len(victim.token_times_s) == 30 and victim.token_times_s == sorted(victim.token_times_s)
+
+
+def test_guaranteed_no_evict_admits_only_what_its_whole_output_fits_and_never_preempts():
+    cost = flat(kv_capacity_tokens=64, block_size=16)  # 4 blocks; each request reserves 3 (16 + 30 tokens)
+    reqs = [req(i, 0.0, 16, 30) for i in range(3)]
+    res = simulate(reqs, [ReplicaConfig(cost, scheduler="continuous", capacity_policy="guaranteed-no-evict")])
+    assert res.replicas[0].preemptions == 0
+    assert all(r.state is RequestState.FINISHED and r.generated_tokens == 30 for r in res.requests)
+    first, second = sorted(res.requests, key=lambda r: r.first_scheduled_s)[:2]
+    assert second.first_scheduled_s >= first.finished_s  # one reservation at a time: the second waits for the first
+    with pytest.raises(FathomInputError, match="capacity_policy"):
+        ReplicaConfig(cost, capacity_policy="guaranteed")
 
 
 def test_swap_preemption_adds_host_link_time_to_the_iterations():
@@ -314,7 +327,7 @@ def scenarios(draw):
         return ReplicaConfig(
             cost, scheduler=draw(st.sampled_from(SCHEDULERS)), max_batch=max_batch,
             max_batch_tokens=draw(st.integers(max_batch, 64)), preemption=draw(st.sampled_from(["recompute", "swap"])),
-            prefix_caching=draw(st.booleans()),
+            prefix_caching=draw(st.booleans()), capacity_policy=draw(st.sampled_from(CAPACITY_POLICIES)),
         )  # fmt: skip
 
     if draw(st.booleans()):
@@ -342,5 +355,8 @@ def test_every_request_finishes_or_is_rejected_and_nothing_leaks(scenario, seed)
     for rep in sim.all:  # every block and every outstanding token is accounted for once the run is over
         assert rep.kv.used_blocks == 0 and rep.outstanding == 0 and not rep.running and not rep._pinned
         assert rep.kv.available == rep.kv.capacity_blocks
+        assert rep._kv_reserved == 0 and not rep._kv_reservations
+        if rep.config.capacity_policy == "guaranteed-no-evict" and rep.role != "prefill":
+            assert rep.preemptions == 0  # whole outputs were reserved at admission: nothing is ever evicted
     again = simulate(reqs, replicas, router=router, seed=seed, disaggregation=dis)
     assert again.requests == res.requests and again.total_time_s == res.total_time_s

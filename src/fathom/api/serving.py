@@ -80,6 +80,7 @@ def simulate_serving(
     system: str | None = None,
     scheduler: str = "continuous",
     preemption: str = "recompute",
+    capacity_policy: str = "max-utilization",
     prefix_caching: bool = False,
     router: str = "round-robin",
     disaggregate: tuple[int, int] | None = None,
@@ -96,7 +97,9 @@ def simulate_serving(
     """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload.
     ``speculative``: decode speculatively with a draft model or n-gram proposals on every replica. ``plan``'s
     ``offload_weights``/``offload_kv``: offloaded inference (``fathom.inference.offload``); ``lora``: every request
-    runs one of many LoRA adapters (``fathom.inference.lora_cost``); ``samples``: parallel samples per request."""
+    runs one of many LoRA adapters (``fathom.inference.lora_cost``); ``samples``: parallel samples per request;
+    ``capacity_policy``: ``max-utilization`` (vLLM: admit while the prompt fits, preempt when blocks run out) or
+    ``guaranteed-no-evict`` (TensorRT-LLM's default: admit only when the whole output's KV is reserved)."""
     spec = get_model(model)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
     offload = plan.offload_weights != "none" or plan.offload_kv != "none"
@@ -114,7 +117,8 @@ def simulate_serving(
             cost = LoRAStepModel(cost, replica_cluster, lora, deployed)
         return ReplicaConfig(cost=cost, scheduler=scheduler, max_batch=p.max_batch,
                              max_batch_tokens=p.max_batch_tokens, preemption=preemption,
-                             prefix_caching=prefix_caching, speculative=speculative, seed=seed)  # fmt: skip
+                             capacity_policy=capacity_policy, prefix_caching=prefix_caching,
+                             speculative=speculative, seed=seed)  # fmt: skip
 
     rng = np.random.default_rng(seed)
     requests = _tag(_requests(workload, rng), lora, samples, seed)

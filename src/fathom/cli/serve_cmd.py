@@ -88,6 +88,9 @@ def register(app: typer.Typer) -> None:
         max_batch: Annotated[int, Opt(min=1, help="Most sequences running at once.")] = 256,
         max_batch_tokens: Annotated[int, Opt(min=1, help="Token budget per iteration.")] = 8192,
         preemption: Annotated[str, Opt(help="recompute|swap")] = "recompute",
+        capacity_policy: Annotated[
+            str, Opt(help="max-utilization (vLLM) | guaranteed-no-evict (TensorRT-LLM: reserve the whole output)")
+        ] = "max-utilization",
         prefix_caching: Annotated[bool, Opt("--prefix-caching")] = False,
         shared_prefix_attention: Annotated[
             bool, Opt("--shared-prefix-attention", help="Hydragen: decoders sharing a cached prefix attend to it once.")
@@ -175,6 +178,7 @@ def register(app: typer.Typer) -> None:
             system=system,
             scheduler=scheduler,
             preemption=preemption,
+            capacity_policy=capacity_policy,
             prefix_caching=prefix_caching,
             router=router,
             disaggregate=_split(disaggregate),

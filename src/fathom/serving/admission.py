@@ -36,6 +36,8 @@ class Admission:
             return None  # its adapter cannot join the batch's (fathom.serving.lora_pool)
         if req.samples > 1 and len(self.running) + self._reserved + req.samples > self.max_batch:
             return None  # its samples need their slots (fathom.serving.samples)
+        if self._reserve_output and self._kv_reserved + self.kv_blocks_reserved_for(req) > self.kv.capacity_blocks:
+            return None  # guaranteed-no-evict: its whole output must fit beside the running requests' reservations
         pid = req.prefix_id if self.prefix_caching else None
         hit = 0
         if pid is not None and req.prefix_len >= bs:
@@ -100,6 +102,8 @@ class Admission:
             alloc = self._decode_alloc(seq, c0)
             need = kv.blocks_for(alloc)
             if need > kv.available:
+                break
+            if self._reserve_output and self._kv_reserved + self.kv_blocks_reserved_for(req) > kv.capacity_blocks:
                 break
             self.arrived_kv.popleft()
             kv.grow(need)

@@ -64,6 +64,10 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self.scheduler = get_scheduler(config.scheduler)
         self.max_batch, self.max_batch_tokens = config.max_batch, config.max_batch_tokens
         self.swap = config.preemption == "swap"
+        # a prefill replica hands requests off after their first token: only decoding replicas reserve outputs
+        self._reserve_output = config.capacity_policy == "guaranteed-no-evict" and role != "prefill"
+        self._kv_reservations: dict[int, int] = {}  # request id -> blocks of prompt + all output (no-evict policy)
+        self._kv_reserved = 0
         self.prefix_caching = config.prefix_caching
         self.waiting: deque[Seq] = deque()
         self.swapped: deque[Seq] = deque()
@@ -109,7 +113,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         if total > self.cost.max_context:
             return f"input+output tokens {total} exceed max_context {self.cost.max_context}"
         held = min(req.input_tokens + 1, total) if self.role == "prefill" else total
-        need = self.kv.blocks_for(held)
+        need = self.kv_blocks_reserved_for(req) if self._reserve_output else self.kv.blocks_for(held)
         if need > self.kv.capacity_blocks:
             return f"needs {need} KV blocks of {self.bs} tokens, replica {self.index} holds {self.kv.capacity_blocks}"
         return None
@@ -282,6 +286,10 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             self._reserved += req.samples - 1
         if self.lora is not None:
             self._swap_s += self.lora.acquire(req.adapter)  # loading it delays this iteration, as a KV swap does
+        if self._reserve_output:
+            blocks = self.kv_blocks_reserved_for(req)
+            self._kv_reservations[req.id] = blocks
+            self._kv_reserved += blocks
 
     def _leave_running(self, req: Request) -> None:
         """Undo ``_enter_running``'s reservations (the caller removes it from ``running``)."""
@@ -289,13 +297,19 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             self._reserved -= req.samples - 1
         if self.lora is not None:
             self.lora.release(req.adapter)
+        if self._reserve_output:
+            self._kv_reserved -= self._kv_reservations.pop(req.id, 0)
+
+    def kv_blocks_reserved_for(self, req: Request) -> int:
+        """Blocks the no-evict policy sets aside for ``req``: its prompt and every output token of every sample."""
+        return self.kv.blocks_for(req.input_tokens + req.output_tokens * req.samples)
 
     def _finish(self, seq: Seq, now: float, held_tokens: int) -> Request | None:
         """Free a finished request's KV: the request to report finished (a sample's once its last sample ends)."""
         req = seq.req
         self.kv.free(req.id, held_tokens)
         req.state, req.finished_s = RequestState.FINISHED, now
-        if req.samples > 1 or self.lora is not None:
+        if req.samples > 1 or self.lora is not None or self._reserve_output:
             self._leave_running(req)
         return req if req.parent is None else self._sample_finished(req, now)
 

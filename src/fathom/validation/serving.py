@@ -25,6 +25,9 @@ ENGINE_DEFAULTS = {"tensorrt-llm": (2048, 8192), "sglang": (2048, 8192), "vllm":
 # TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction = 0.9 of the memory free after the weights;
 # vLLM (gpu_memory_utilization) and SGLang (mem_fraction_static) size everything as a share of the total.
 KV_FREE_FRACTION = {"tensorrt-llm": 0.9}
+# TensorRT-LLM's in-flight batching admits with CapacitySchedulerPolicy GUARANTEED_NO_EVICT unless told otherwise
+# (executor SchedulerConfig default); vLLM and SGLang allocate KV as requests grow and preempt when it runs out.
+CAPACITY_POLICY = {"tensorrt-llm": "guaranteed-no-evict"}
 THROUGHPUT_METRICS = ("output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
                       "output_tokens_per_s_per_gpu", "decode_tokens_per_s")  # fmt: skip
 SCENARIO_FIELDS = ("model", "gpu", "system", "num_gpus", "tp", "pp", "ep", "replicas", "weight_dtype", "kv_dtype",
@@ -97,7 +100,8 @@ def _simulate(row: dict) -> ServingRun:
                         output_len=_length(row, "output_len", "output_dist"))  # fmt: skip
     return simulate_serving(model=row["model"], gpu=row["gpu"], plan=plan, workload=workload,
                             replicas=_int(row, "replicas", 1), system=row["system"] or None,
-                            scheduler=row["scheduler"] or "continuous")  # fmt: skip
+                            scheduler=row["scheduler"] or "continuous",
+                            capacity_policy=CAPACITY_POLICY.get(row["engine"], "max-utilization"))  # fmt: skip
 
 
 def _metric(run: ServingRun, row: dict) -> float:
