@@ -83,3 +83,14 @@ def test_eager_mode_has_a_host_floor():
 def test_model_that_does_not_fit_is_a_clear_error():
     with pytest.raises(FathomInputError, match="does not fit"):
         replica_memory(get_model("llama-2-70b"), H100.device, ServingPlan())
+
+
+def test_sliding_window_caps_decode_attention_unless_the_engine_attends_over_the_whole_context():
+    mistral = get_model("mistral-7b")  # window 4096 on every layer
+    windowed, full = _model(model=mistral), _model(ServingPlan(sliding_window=False), model=mistral)
+    short, long_ = [2048.0] * 64, [20000.0] * 64
+    assert windowed.step_time_s([], [], short) == pytest.approx(full.step_time_s([], [], short))
+    assert windowed.step_time_s([], [], long_) < full.step_time_s([], [], long_)
+    # past the window, a windowed decode costs what a decode at the window costs; a full one keeps growing
+    assert windowed.step_time_s([], [], long_) == pytest.approx(windowed.step_time_s([], [], [4096.0] * 64))
+    assert full.step_time_s([], [], long_) > full.step_time_s([], [], [4096.0] * 64)

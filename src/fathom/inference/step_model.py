@@ -143,7 +143,7 @@ class InferenceStepModel:
         bw = dev.mem_bw_bytes_per_s * dev.efficiency.memory
         kv_token_bytes = self.memory.kv_bytes_per_token / self.layers  # one layer, this GPU
         self._kv_read_s = self.layers * p.pp * kv_token_bytes / bw
-        self._window = float(m.sliding_window or 0)
+        self._window = float(m.sliding_window or 0) if p.sliding_window else 0.0
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)

@@ -45,6 +45,10 @@ class ServingPlan(BaseModel):
     # Hydragen (Juravsky et al. 2024, arXiv:2402.05099): decode attention over a prefix that several sequences of
     # the batch share reads the prefix's KV once per batch, as one matrix-matrix product over their queries.
     shared_prefix_attention: bool = False
+    # Apply the model's sliding-window attention (Mistral, Gemma 2): decode reads and prefill attends at most the
+    # window on those layers. False: the engine attends over the whole context, as TensorRT-LLM does unless
+    # max_attention_window_size is set (its default is the full sequence).
+    sliding_window: bool = True
     # Offloaded inference (FlexGen, Sheng et al. 2023; "LLM in a flash", Alizadeh et al. 2024): the weights not
     # resident on the device stay in host memory (``cpu``) or on the node's NVMe (``nvme``) and stream over the
     # host link every step; ``resident_weight_fraction`` None = the largest share that leaves room for the KV of one

@@ -28,6 +28,9 @@ KV_FREE_FRACTION = {"tensorrt-llm": 0.9}
 # TensorRT-LLM's in-flight batching admits with CapacitySchedulerPolicy GUARANTEED_NO_EVICT unless told otherwise
 # (executor SchedulerConfig default); vLLM and SGLang allocate KV as requests grow and preempt when it runs out.
 CAPACITY_POLICY = {"tensorrt-llm": "guaranteed-no-evict"}
+# TensorRT-LLM attends over the whole sequence unless max_attention_window_size is set (its default is
+# max_sequence_length; the benchmarks here do not set it), so a sliding-window model runs as full attention.
+SLIDING_WINDOW = {"tensorrt-llm": False}
 THROUGHPUT_METRICS = ("output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
                       "output_tokens_per_s_per_gpu", "decode_tokens_per_s")  # fmt: skip
 SCENARIO_FIELDS = ("model", "gpu", "system", "num_gpus", "tp", "pp", "ep", "replicas", "weight_dtype", "kv_dtype",
@@ -91,6 +94,7 @@ def _simulate(row: dict) -> ServingRun:
         max_batch_tokens=max(_int(row, "max_batch_tokens", tokens), max_batch),
         kv_free_fraction=KV_FREE_FRACTION.get(row["engine"]),
         max_model_len=_engine_context(row),
+        sliding_window=SLIDING_WINDOW.get(row["engine"], True),
     )
     arrival = {"offline": "offline", "batch": "offline", "rate": "poisson", "concurrency": "closed-loop"}[mode]
     num = _int(row, "num_requests") or (concurrency if mode == "batch" else None)
