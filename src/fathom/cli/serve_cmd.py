@@ -95,6 +95,9 @@ def register(app: typer.Typer) -> None:
         shared_prefix_attention: Annotated[
             bool, Opt("--shared-prefix-attention", help="Hydragen: decoders sharing a cached prefix attend to it once.")
         ] = False,
+        nano_batches: Annotated[
+            int, Opt(min=1, help="NanoFlow: overlap compute, memory and network work over N nano-batches (1 = off).")
+        ] = 1,
         router: Annotated[str, Opt(help="round-robin|least-loaded|prefix-affinity")] = "round-robin",
         disaggregate: Annotated[str | None, Opt(help="PREFILL:DECODE replica counts, e.g. 2:1.")] = None,
         decode_tp: Annotated[int | None, Opt(min=1, help="TP of decode replicas when disaggregated.")] = None,
@@ -153,7 +156,8 @@ def register(app: typer.Typer) -> None:
         fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, max_batch=max_batch,
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
                       kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"),
-                      shared_prefix_attention=shared_prefix_attention, **offload)  # fmt: skip
+                      shared_prefix_attention=shared_prefix_attention, nano_batches=nano_batches,
+                      **offload)  # fmt: skip
         plan = validate_or_explain(ServingPlan, fields, "serving plan")
         decode_plan = (
             validate_or_explain(ServingPlan, {**fields, "tp": decode_tp}, "decode plan") if decode_tp else None

@@ -23,6 +23,7 @@ from fathom.costmodel.collectives import all_reduce_s, p2p_s
 from fathom.costmodel.kernels import linear_s, memory_bound_s
 from fathom.errors import FathomInputError
 from fathom.inference.memory import WEIGHT_BYTES, replica_memory
+from fathom.inference.overlap import NanoBatchOverlap
 from fathom.inference.shared_prefix import per_sequence_prefix_attention_s, prefix_groups, shared_prefix_attention_s
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
@@ -66,6 +67,7 @@ class InferenceStepModel:
         self._linear_dense = self._linear[:4096].tolist()  # _GRID starts 1, 2, ..., 4096
         self._head_dense = self._head[:4096].tolist()
         self._attention_constants()
+        self._overlap = NanoBatchOverlap(self, _GRID, ACT_BYTES) if plan.nano_batches > 1 else None
 
     # ---- token-linear work, tabulated over the number of new tokens ------------------------------------
     def _layer_linear_s(self, t: np.ndarray) -> np.ndarray:
@@ -199,6 +201,8 @@ class InferenceStepModel:
         seqs = n_decode + n_prefill  # logits for each sequence's last token
         head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
         gpu = linear + head + prefill_attn + float(decode_attn) + self._fixed_s
+        if self._overlap is not None:  # NanoFlow nano-batches (fathom.inference.overlap)
+            gpu = self._overlap.step_s(linear, head, prefill_attn, float(decode_attn), new_tokens) + self._fixed_s
         return gpu if gpu > self._host_floor_s else self._host_floor_s
 
     # ---- decode batches whose sequences share prefixes (Hydragen) --------------------------------------------

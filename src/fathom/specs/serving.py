@@ -56,6 +56,9 @@ class ServingPlan(BaseModel):
     offload_weights: Literal["none", "cpu", "nvme"] = "none"
     resident_weight_fraction: float | None = Field(None, ge=0, le=1)
     offload_kv: Literal["none", "cpu"] = "none"
+    # NanoFlow (Zhu et al. 2024, arXiv:2408.12757): split each iteration into this many nano-batches whose compute-,
+    # memory- and network-bound operations overlap on the device (``fathom.inference.overlap``); 1 = run in sequence.
+    nano_batches: PositiveInt = 1
 
     @property
     def num_gpus(self) -> int:
