@@ -122,6 +122,8 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     cluster = resolve_cluster(str(tiny_profile), 1)
     assert cluster.device.num_compute_units == 1
     assert cluster.device.efficiency.gemm["fp32"] > 0
+    assert cluster.device.runtime_reserved_gib > 0 and cluster.device.efficiency.optimizer > 0
+    assert cluster.device.efficiency.host_op_us > 0
     prof = yaml.safe_load(tiny_profile.read_text())["profile"]
     assert {"cpu_model", "cores", "threads", "torch_version", "date"} <= set(prof["machine"])
     assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]
@@ -185,3 +187,133 @@ def test_check_refuses_moe(tiny_profile) -> None:
     from fathom.cli.app import run
 
     assert run(["check", "train", "--model", "mixtral-8x7b", "--gpu", str(tiny_profile)]) == 2
+
+
+def test_fit_measures_optimizer_host_op_and_runtime_memory() -> None:
+    """The AdamW step, the eager per-op cost and the process footprint become their own device parameters."""
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(3))
+    dev = DeviceSpec.model_validate({**NOMINAL, "mem_bw_GBps": 12.0, "efficiency": {**TRUE_EFF, "memory": 0.6}})
+    for n in (1e6, 8e6):  # an optimizer streaming at 0.6 of the peak, against elementwise ops at 0.7
+        meas["memory"].append(
+            {
+                "op": "adamw",
+                "params": n,
+                "bytes": 30 * n,
+                "kernels": 4,
+                "seconds": float(memory_bound_s(dev, 30 * n, 4)),
+            }
+        )
+    meas["overhead"].append({"op": "eager_layer_op", "ops": 676, "seconds": 676 * 7e-6, "seconds_per_op": 7e-6})
+    meas["footprint"] = [{"op": "training_process", "bytes": 0.25 * 2**30}]
+    fit = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True)
+    eff = fit.device["efficiency"]
+    assert eff["optimizer"] == pytest.approx(0.6, rel=0.01)
+    assert eff["memory"] == pytest.approx(0.7, rel=0.02)
+    assert eff["host_op_us"] == pytest.approx(7.0) and eff["kernel_launch_us"] == pytest.approx(3.0)
+    assert fit.device["runtime_reserved_gib"] == pytest.approx(0.25)
+
+
+# ---- the eager layer inventory against what PyTorch runs ---------------------------------------------------
+_VARIANTS = {
+    "llama": {},
+    "layernorm-gelu-learned": {"norm_type": "layernorm", "gated_mlp": False, "position_embedding": "learned"},
+    "biases": {"qkv_bias": True, "attn_out_bias": True, "mlp_bias": True},
+    "parallel-block": {"parallel_block": True},
+    "mha-no-positions": {"num_kv_heads": 8, "position_embedding": "none"},
+    "qk-norm": {"qk_norm": True},
+    "dropout": {"hidden_dropout": True},
+}
+
+
+def _per_layer(spec, measure):
+    """What ``measure(model)`` gives for a two-layer model beyond a one-layer one."""
+    from fathom.profiling.torch_model import Decoder
+
+    one, two = (measure(Decoder(spec.model_copy(update={"num_layers": n}), 16)) for n in (1, 2))
+    return tuple(b - a for a, b in zip(one, two, strict=True))
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_eager_op_counts_match_the_reference_layer(variant: str) -> None:
+    torch = pytest.importorskip("torch")
+    from fathom.catalog.models import get_model
+    from fathom.profiling.op_count import count_ops
+    from fathom.training.eager import eager_layer
+
+    spec = get_model("tiny-llama").model_copy(update=_VARIANTS[variant])
+    tokens = torch.randint(0, spec.vocab_size, (2, 16))
+    fwd, bwd = _per_layer(spec, lambda m: count_ops(lambda: m(tokens, tokens)))
+    layer = eager_layer(spec)
+    assert (layer.ops_fwd, layer.ops_bwd) == (fwd, bwd)
+
+
+@pytest.mark.parametrize("variant", ["llama", "layernorm-gelu-learned", "parallel-block", "mha-no-positions"])
+def test_eager_saved_activations_match_autograd(variant: str) -> None:
+    """Bytes of the distinct non-parameter storages autograd's saved-tensor hooks see, per layer and token."""
+    torch = pytest.importorskip("torch")
+    from fathom.catalog.models import get_model
+    from fathom.training.eager import eager_layer
+
+    spec = get_model("tiny-llama").model_copy(update=_VARIANTS[variant])
+    tokens = torch.randint(0, spec.vocab_size, (2, 16))
+
+    def saved(model) -> tuple[float]:
+        fixed = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+        seen: dict[int, int] = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in fixed:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(tokens, tokens)
+        return (sum(seen.values()) / 4.0 / tokens.numel(),)
+
+    (per_token,) = _per_layer(spec, saved)
+    assert eager_layer(spec).saved_per_token == pytest.approx(per_token, rel=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["llama", "layernorm-gelu-learned"])
+def test_eager_decode_op_counts_match_the_reference_layer(variant: str) -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fathom.catalog.models import get_model
+    from fathom.profiling.torch_model import Decoder
+    from fathom.training.eager import eager_decode_ops
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    spec = get_model("tiny-llama").model_copy(update=_VARIANTS[variant])
+
+    def decode_ops(layers: int) -> int:
+        model = Decoder(spec.model_copy(update={"num_layers": layers}), 32).to(torch.bfloat16).eval()
+        model.allocate_cache(2, 32, torch.bfloat16)
+        first = model.next_tokens(torch.randint(0, spec.vocab_size, (2, 8)), 0)
+        with Count() as count:
+            model.next_tokens(first, 8)
+        return count.n
+
+    assert eager_decode_ops(spec, sixteen_bit=True) == decode_ops(2) - decode_ops(1)
+
+
+def test_fit_gemm_stream_recovers_a_skinny_gemm_bandwidth() -> None:
+    """Decode-like GEMMs streaming weights at 0.3 of the peak bandwidth give gemm_memory 0.3 for their dtype."""
+    from fathom.profiling.fit import fit_gemm_stream
+
+    base = {**NOMINAL, "efficiency": {**TRUE_EFF, "gemm_sustained": 1.0}}
+    truth = DeviceSpec.model_validate({**base, "efficiency": {**base["efficiency"], "gemm_memory": {"fp32": 0.3}}})
+    rows = [
+        {"dtype": "fp32", "m": m, "n": n, "k": k, "seconds": float(linear_s(truth, "fp32", m, n, k))}
+        for m in (1, 8)
+        for n, k in ((4096, 1024), (1024, 4096))
+    ]
+    share, err = fit_gemm_stream(base, rows, "fp32")
+    assert share == pytest.approx(0.3, rel=0.01) and err < 1.0

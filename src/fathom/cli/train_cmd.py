@@ -74,6 +74,23 @@ def register(app: typer.Typer) -> None:
         ] = MoEDispatcherChoice.alltoall,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
         overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
+        balance_pipeline_ends: Annotated[
+            bool,
+            typer.Option(
+                "--balance-pipeline-ends/--no-balance-pipeline-ends",
+                help="First and last stages hold one layer fewer (embedding and head count as a layer).",
+            ),
+        ] = False,
+        overlap_tp_comm: Annotated[
+            bool, typer.Option("--overlap-tp-comm/--no-overlap-tp-comm", help="TP collectives pipelined with GEMMs.")
+        ] = False,
+        overlap_p2p_comm: Annotated[
+            bool, typer.Option("--overlap-p2p-comm/--no-overlap-p2p-comm", help="Asynchronous pipeline sends.")
+        ] = False,
+        overlap_param_gather: Annotated[
+            bool,
+            typer.Option("--overlap-param-gather/--no-overlap-param-gather", help="Per-chunk ZeRO gathers overlapped."),
+        ] = False,
         tokens: Annotated[
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
         ] = None,
@@ -141,6 +158,10 @@ def register(app: typer.Typer) -> None:
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,
             overlap_grad_reduce=overlap_grad_reduce,
+            balance_pipeline_ends=balance_pipeline_ends,
+            overlap_tp_comm=overlap_tp_comm,
+            overlap_p2p_comm=overlap_p2p_comm,
+            overlap_param_gather=overlap_param_gather,
             tokens=tokens,
             price_per_gpu_hour=price_per_gpu_hour,
             region=region,

@@ -59,7 +59,8 @@ def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_byte
     compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     elem = BYTES.get(precision, 2.0)
     w_elem = elem if weight_bytes is None else weight_bytes
-    memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * eff.memory)
+    stream = eff.gemm_memory.get(precision, eff.memory)  # measured skinny-GEMM streaming where profiled (CPU)
+    memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
     return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6
 
 

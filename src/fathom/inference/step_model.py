@@ -28,6 +28,7 @@ from fathom.inference.shared_prefix import per_sequence_prefix_attention_s, pref
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
+from fathom.training.eager import eager_decode_ops, eager_layer
 
 _GRID = np.unique(np.concatenate([np.arange(1, 4097), np.geomspace(4097, 2**22, 240).round()]))
 ACT_BYTES = 2.0
@@ -98,6 +99,8 @@ class InferenceStepModel:
             mlp, ffn_tokens = self._moe_s(t, gemm)
         comm = 2.0 * all_reduce_s(self.cluster.system, t * h * ACT_BYTES, p.tp, 1)
         elementwise = (m.norms_per_layer * 2 + 6) * t * h * ACT_BYTES + (up + 1) * ffn_tokens * ACT_BYTES
+        if dev.ops_run_inline and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch's unfused passes
+            elementwise = eager_layer(m).traffic_per_token * t * ACT_BYTES  # fathom.training.eager
         return attn + mlp + comm + memory_bound_s(dev, elementwise, m.norms_per_layer + 3)
 
     def _moe_s(self, t: np.ndarray, gemm) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +152,8 @@ class InferenceStepModel:
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
+        if dev.ops_run_inline and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch on a CPU
+            ops_per_layer = eager_decode_ops(m, p.weight_dtype != "fp32")  # fathom.training.eager
         host_s = self.layers * p.pp * ops_per_layer * dev.efficiency.host_op_us * 1e-6
         # Every step pays the attention kernels' launches; a device that runs ops inline (a CPU) also pays the
         # host's per-op cost, CUDA graphs or not. A GPU's host cost is a floor, removed by CUDA graphs.

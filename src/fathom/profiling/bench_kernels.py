@@ -41,6 +41,35 @@ def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: T
     return rows
 
 
+def stream_cases(grid: Grid) -> list[tuple[int, int, int]]:
+    lo, hi = grid.gemm_nk[0], grid.gemm_nk[-1]
+    return [(m, n, k) for m in grid.gemm_stream_m for n, k in ((hi, lo), (lo, hi))]
+
+
+def bench_gemm_stream(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """(m x k) @ (k x n)^T with few rows, as a decoding step runs a linear layer: one pass over ``copies``
+    different weights totalling ``grid.gemm_stream_bytes``, so each is read from memory, not from a cache."""
+    import torch
+
+    rows = []
+    for dtype in dtypes:
+        for m, n, k in stream_cases(grid):
+            dt = _dtype(dtype)
+            copies = max(int(grid.gemm_stream_bytes // (n * k * torch.finfo(dt).bits // 8)), 2)
+            weights = [torch.randn(n, k, device=device, dtype=dt) for _ in range(copies)]
+            x = torch.randn(m, k, device=device, dtype=dt)
+
+            def sweep(x=x, weights=weights):
+                for w in weights:
+                    x @ w.t()
+
+            s = timer.median(sweep, grid.repeats, 1, grid.budget_per_case_s)
+            rows.append({"dtype": dtype, "m": m, "n": n, "k": k, "copies": copies, "seconds": s / copies})
+            del weights
+            tick()
+    return rows
+
+
 def bench_attention(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
     """Causal scaled-dot-product attention, forward and forward+backward, one sequence of ``heads`` x 64."""
     import torch

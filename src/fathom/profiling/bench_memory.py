@@ -40,16 +40,20 @@ def bench_elementwise(grid: Grid, device: str, timer: Timer, tick) -> list[dict]
         x, r = torch.randn(tokens, width, device=device), torch.randn(tokens, width, device=device)
         w = torch.ones(width, device=device)
         nbytes = 4.0 * tokens * width
+        # (call, passes over the activation, ops dispatched): what each op moves as this torch runs it. On a CPU
+        # RMSNorm is decomposed (pow, mean, add, rsqrt, two muls: 7 passes, 6 ops); LayerNorm's kernel reads
+        # its input twice (statistics, then normalise) and writes once.
+        cpu = device == "cpu"
         ops = {
-            "silu": (lambda x=x: F.silu(x), 2.0),
-            "gelu": (lambda x=x: F.gelu(x), 2.0),
-            "residual_add": (lambda x=x, r=r: x + r, 3.0),
-            "rms_norm": (lambda x=x, w=w: F.rms_norm(x, (width,), w), 2.0),
-            "layer_norm": (lambda x=x, w=w: F.layer_norm(x, (width,), w, w), 2.0),
+            "silu": (lambda x=x: F.silu(x), 2.0, 1),
+            "gelu": (lambda x=x: F.gelu(x), 2.0, 1),
+            "residual_add": (lambda x=x, r=r: x + r, 3.0, 1),
+            "rms_norm": (lambda x=x, w=w: F.rms_norm(x, (width,), w), 7.0 if cpu else 2.0, 6 if cpu else 1),
+            "layer_norm": (lambda x=x, w=w: F.layer_norm(x, (width,), w, w), 3.0 if cpu else 2.0, 1),
         }
-        for name, (fn, passes) in ops.items():
+        for name, (fn, passes, kernels) in ops.items():
             s = timer.median(fn, grid.repeats, 1, grid.budget_per_case_s)
-            rows.append({"op": name, "bytes": passes * nbytes, "kernels": 1, "seconds": s})
+            rows.append({"op": name, "bytes": passes * nbytes, "kernels": kernels, "seconds": s})
         tick()
     return rows
 
@@ -84,7 +88,8 @@ def make_adamw(params):
 
 
 def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
-    """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op."""
+    """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op; and the host
+    cost per dispatched op of a whole eager training layer (``eager_layer_op``)."""
     import torch
 
     x = torch.zeros(1, device=device)
@@ -94,5 +99,42 @@ def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
             x.add_(1.0)
 
     s = timer.median(many, max(grid.repeats, 3), 1, grid.budget_per_case_s)
+    rows = [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS}]
+    if device == "cpu":
+        rows.append(bench_eager_layer_op(grid, timer))
     tick()
-    return [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS}]
+    return rows
+
+
+def bench_eager_layer_op(grid: Grid, timer: Timer, extra_layers: int = 4) -> dict:
+    """Host seconds per dispatched op of the reference decoder layer (``fathom.profiling.torch_model``) in
+    training, forward and backward, at a width where the arithmetic is negligible: the time a model with
+    ``1 + extra_layers`` layers takes beyond a one-layer model, over the ops those layers dispatch (counted
+    under ``TorchDispatchMode``: views, autograd's bookkeeping and the allocator included)."""
+    import torch
+
+    from fathom.catalog.models import get_model
+    from fathom.profiling.op_count import count_ops
+    from fathom.profiling.torch_model import Decoder
+
+    base = get_model("tiny-llama").model_copy(
+        update={"hidden_size": 16, "num_heads": 2, "num_kv_heads": 1, "head_dim": 8, "ffn_size": 16, "vocab_size": 32}
+    )
+    tokens = torch.randint(0, 32, (1, 8))
+    times, ops = [], []
+    for layers in (1, 1 + extra_layers):
+        model = Decoder(base.model_copy(update={"num_layers": layers}), 8)
+
+        def step(model=model):
+            model(tokens, tokens).backward()
+
+        fwd, bwd = count_ops(lambda model=model: model(tokens, tokens))
+        ops.append(fwd + bwd)
+        times.append(timer.median(step, max(grid.repeats, 5), 2, grid.budget_per_case_s))
+    n = ops[1] - ops[0]
+    return {
+        "op": "eager_layer_op",
+        "ops": n,
+        "seconds": times[1] - times[0],
+        "seconds_per_op": (times[1] - times[0]) / n,
+    }

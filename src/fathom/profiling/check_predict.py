@@ -48,7 +48,10 @@ def predict_train(spec: ModelSpec, gpu: str, micro_batch: int, seq_len: int, dp:
     c = layer_compute(spec, cluster.device, arrays, shapes)
     comm = layer_comm(spec, cluster.system, arrays, shapes, c.attn_fwd, c.attn_bwd)
     layers = shapes.layers_per_stage
-    forward = shapes.micro_batches * (layers * np.maximum(c.fwd + comm.tp_fwd, c.host_fwd) + c.head_fwd)
+    layer_fwd = c.fwd + comm.tp_fwd
+    # As step_time: a device that runs its ops inline adds the host's per-op cost, a GPU hides it under the work.
+    layer_fwd = layer_fwd + c.host_fwd if cluster.device.ops_run_inline else np.maximum(layer_fwd, c.host_fwd)
+    forward = shapes.micro_batches * (layers * layer_fwd + c.head_fwd)
     optimizer = est.time.optimizer
     total = est.step_time_s
     mem = est.memory
@@ -61,6 +64,7 @@ def predict_train(spec: ModelSpec, gpu: str, micro_batch: int, seq_len: int, dp:
             "optimizer": float(optimizer[0]),
         },
         "total": float(total[0]),
+        "runtime_measured": cluster.device.runtime_reserved_gib is not None,
         "dp_comm_exposed": float(est.time.dp_comm[0]),
         "dp_comm_total": float(dp_raw[0]),
         "memory": {

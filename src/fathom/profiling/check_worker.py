@@ -1,10 +1,11 @@
 """The measuring side of ``fathom check``: runs in its own process (``python -m fathom.profiling.check_worker``).
 
-A fresh process per run, so the resident-memory baseline is clean and glibc can be told (through
-``MALLOC_MMAP_THRESHOLD_``, set by the parent) to give every large tensor its own mapping, returned on free:
-resident memory then follows the live tensors. Peak memory is the kernel's high-water mark of resident memory
-(``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident memory before the model was built:
-torch's CPU allocator keeps no statistics, and tracemalloc sees only Python's own allocations, not tensors.
+A fresh process per run, so the resident-memory baseline is clean. Timed runs keep glibc's allocator as it
+is; for the memory run the parent tells glibc (``MALLOC_MMAP_THRESHOLD_``) to give every large tensor its own
+mapping, returned on free: resident memory then follows the live tensors. Peak memory is the kernel's
+high-water mark of resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident
+memory before the model was built: torch's CPU allocator keeps no statistics, and tracemalloc sees only
+Python's own allocations, not tensors.
 """
 
 from __future__ import annotations

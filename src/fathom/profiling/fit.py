@@ -3,14 +3,19 @@
 Every benchmark case is priced with the cost model's own functions (``fathom.costmodel.kernels`` and
 ``.collectives``) under trial parameters; each family fixes the parameters it is sensitive to, in order:
 
-1. ``kernel_launch_us`` (and, on a CPU, ``host_op_us``: there the host *is* the device, so the per-op cost is
-   one number) = median time of one tiny eager op;
+1. ``kernel_launch_us`` = median time of one tiny eager op; on a CPU ``host_op_us`` = host seconds per
+   dispatched op of a minimal eager training layer (forward and backward, views and autograd included: the
+   ops ``fathom.training.eager`` counts), else the tiny op's time;
 2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
    has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
-   measured time over the memory-bound op cases (activations, norms, residual adds, the AdamW step);
+   measured time over the memory-bound op cases (activations, norms, residual adds), and
+   ``efficiency.optimizer`` the same over the AdamW-step cases (a fused step streams at its own rate);
+   on a CPU, ``runtime_reserved_gib`` = the measured memory of a minimal training process (``bench_footprint``);
 3. ``efficiency.gemm[dtype]`` minimises the same over the GEMM cases of each dtype (with ``gemm_sustained`` = 1:
    these are the isolated rates); where the fit wants more than the theoretical peak (turbo clocks), the peak
-   is raised to the fitted rate and the fraction set to 1;
+   is raised to the fitted rate and the fraction set to 1; on a CPU, ``efficiency.gemm_memory[dtype]`` then
+   fits the skinny, decode-like GEMMs whose weights stream from memory (their own share of the bandwidth:
+   packing and conversion passes make them slower than a copy);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
 5. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
@@ -28,10 +33,11 @@ import numpy as np
 from scipy.optimize import least_squares, nnls
 
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s
-from fathom.costmodel.kernels import attention_flops, attention_s, linear_s, memory_bound_s
-from fathom.specs.hardware import DeviceEfficiency, DeviceSpec, SystemSpec
+from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, linear_s, memory_bound_s
+from fathom.specs.hardware import GIB, DeviceEfficiency, DeviceSpec, SystemSpec
 
 _STREAMS = ("copy", "add")  # the streamed-bandwidth cases that set mem_bw_GBps
+_OPTIMIZERS = ("adamw",)  # optimizer-step cases: their own share of the bandwidth (efficiency.optimizer)
 _COLLECTIVES = {"all_reduce": all_reduce_s, "all_gather": all_gather_s}
 
 
@@ -65,7 +71,7 @@ def _columns(rows: list[dict], *keys: str) -> list[np.ndarray]:
 def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, float, float]:
     """(mem_bw_GBps, efficiency.memory, median |error| %): the peak from the streams, the share from the ops."""
     streams = [r for r in rows if r["op"] in _STREAMS]
-    ops = [r for r in rows if r["op"] not in _STREAMS] or rows
+    ops = [r for r in rows if r["op"] not in _STREAMS and r["op"] not in _OPTIMIZERS] or rows
     nbytes, kernels, secs = _columns(ops, "bytes", "kernels", "seconds")
     bw = max(r["bytes"] / r["seconds"] for r in streams) / 1e9 if streams else base["mem_bw_GBps"]
     dev0 = {**base, "mem_bw_GBps": bw}
@@ -77,6 +83,21 @@ def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, f
     eff = min(_fit_scalar(res, 0.5, 1.0), 1.0)
     pred = memory_bound_s(_device(dev0, memory=eff, kernel_launch_us=launch_us), nbytes, kernels)
     return bw, eff, _median_abs_pct(pred, secs)
+
+
+def fit_optimizer(dev: dict, rows: list[dict], launch_us: float) -> tuple[float, float]:
+    """(efficiency.optimizer, median |error| %): the share of the streamed bandwidth the optimizer step reaches,
+    with the bytes per parameter the training model charges it (``OPTIMIZER_STEP_BYTES``)."""
+    nbytes, kernels, secs = _columns(rows, "bytes", "kernels", "seconds")
+
+    def res(eff: float) -> np.ndarray:
+        return np.log(
+            memory_bound_s(_device(dev, memory=min(eff, 1.0), kernel_launch_us=launch_us), nbytes, kernels) / secs
+        )
+
+    eff = min(_fit_scalar(res, 0.5, 1.0), 1.0)
+    pred = memory_bound_s(_device(dev, memory=eff, kernel_launch_us=launch_us), nbytes, kernels)
+    return eff, _median_abs_pct(pred, secs)
 
 
 def fit_gemm(base: dict, rows: list[dict], dtype: str) -> tuple[float, float, float]:
@@ -95,6 +116,25 @@ def fit_gemm(base: dict, rows: list[dict], dtype: str) -> tuple[float, float, fl
     peak = base["peak_tflops"][dtype] * max(share, 1.0)
     eff = min(share, 1.0)
     return peak, eff, _median_abs_pct(predict(max(share, 1.0), eff), secs)
+
+
+def fit_gemm_stream(base: dict, rows: list[dict], dtype: str) -> tuple[float | None, float]:
+    """(efficiency.gemm_memory[dtype], median |error| %): the share of the streamed bandwidth skinny GEMMs reach
+    reading weights from memory, with the compute side fixed by the fitted GEMM rate; None where the cases are
+    compute-bound at any share (the measurement says nothing about streaming then)."""
+    sel = [r for r in rows if r["dtype"] == dtype]
+    m, n, k, secs = _columns(sel, "m", "n", "k", "seconds")
+    table = dict(base.get("efficiency", {}).get("gemm_memory", {}))
+
+    def predict(share: float) -> np.ndarray:
+        return linear_s(_device(base, gemm_memory={**table, dtype: min(share, 1.0)}), dtype, m, n, k)
+
+    # Start from the plain streaming rate (weight bytes over time): above it the compute side may be flat.
+    x0 = float(np.clip(np.median(n * k * BYTES[dtype] / secs) / (base["mem_bw_GBps"] * 1e9), 1e-3, 1.0))
+    share = min(_fit_scalar(lambda x: np.log(predict(x) / secs), x0, 1.0), 1.0)
+    if np.allclose(predict(share), predict(0.9 * share)):
+        return None, _median_abs_pct(predict(share), secs)
+    return share, _median_abs_pct(predict(share), secs)
 
 
 def fit_attention(base: dict, rows: list[dict], dtype: str) -> tuple[float, float]:
@@ -147,16 +187,27 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     dev = dict(base)
     eff = dict(base.get("efficiency", {}))
     overhead = measurements.get("overhead", [])
-    if overhead:
-        launch_us = float(np.median([r["seconds_per_op"] for r in overhead]) * 1e6)
+    tiny = [r for r in overhead if r["op"] == "tiny_add"]
+    eager = [r for r in overhead if r["op"] == "eager_layer_op"]
+    if tiny:
+        launch_us = float(np.median([r["seconds_per_op"] for r in tiny]) * 1e6)
         eff["kernel_launch_us"] = launch_us
         eff["host_op_us"] = launch_us if cpu else eff.get("host_op_us", launch_us)
+    if eager and cpu:
+        eff["host_op_us"] = float(np.median([r["seconds_per_op"] for r in eager]) * 1e6)
     launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)
     dev["efficiency"] = eff
     if measurements.get("memory"):
         bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch)
         dev["mem_bw_GBps"], eff["memory"] = bw, mem_eff
         quality["memory"] = {"cases": len(measurements["memory"]), "median_abs_error_pct": err}
+        opt_rows = [r for r in measurements["memory"] if r["op"] in _OPTIMIZERS]
+        if opt_rows:
+            eff["optimizer"], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch)
+            quality["optimizer"] = {"cases": len(opt_rows), "median_abs_error_pct": err}
+    footprint = [r["bytes"] for r in measurements.get("footprint", []) if r["op"] == "training_process"]
+    if footprint and cpu:
+        dev["runtime_reserved_gib"] = float(np.median(footprint)) / GIB
     gemm_rows = measurements.get("gemm", [])
     peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
     for dtype in sorted({r["dtype"] for r in gemm_rows}):
@@ -167,6 +218,13 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     eff["gemm"] = gemm
     if gemm_rows and cpu:
         eff["gemm_sustained"] = 1.0  # no GPU-style boost-clock drop: the isolated rate is measured on all cores
+    stream_rows = measurements.get("gemm_stream", [])
+    for dtype in sorted({r["dtype"] for r in stream_rows}):
+        share, err = fit_gemm_stream({**dev, "efficiency": eff}, stream_rows, dtype)
+        if share is not None:
+            eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
+        cases = sum(r["dtype"] == dtype for r in stream_rows)
+        quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
     attn = [r for r in measurements.get("attention", []) if r["dtype"] == train_dtype]
     if attn:
         frac, err = fit_attention({**dev, "efficiency": eff}, attn, train_dtype)

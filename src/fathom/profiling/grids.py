@@ -26,11 +26,28 @@ class Grid:
     max_ranks: int
     repeats: int
     budget_per_case_s: float
+    # Skinny GEMMs (decode-like rows) cycling through weights of this many bytes, more than a CPU's caches hold,
+    # so the weights stream from memory as each decoding step reads them.
+    gemm_stream_m: tuple[int, ...] = (8, 32)
+    gemm_stream_bytes: float = 1.28e8
 
 
 GRIDS = {
     "tiny": Grid(
-        (64, 256), (128, 512), 1e8, (64, 128), 2, (2**14, 2**18), (2**20,), (2**16,), (2**12, 2**18), 2, 2, 0.2
+        (64, 256),
+        (128, 512),
+        1e8,
+        (64, 128),
+        2,
+        (2**14, 2**18),
+        (2**20,),
+        (2**16,),
+        (2**12, 2**18),
+        2,
+        2,
+        0.2,
+        (8,),
+        3.2e7,
     ),
     "quick": Grid(
         (256, 1024),

@@ -14,7 +14,14 @@ import yaml
 from fathom.catalog.hardware import get_device
 from fathom.errors import FathomInputError
 from fathom.profiling.bench_collectives import bench_collectives
-from fathom.profiling.bench_kernels import bench_attention, bench_gemm, gemm_cases
+from fathom.profiling.bench_footprint import bench_runtime_memory
+from fathom.profiling.bench_kernels import (
+    bench_attention,
+    bench_gemm,
+    bench_gemm_stream,
+    gemm_cases,
+    stream_cases,
+)
 from fathom.profiling.bench_memory import bench_copy, bench_elementwise, bench_optimizer, bench_overhead
 from fathom.profiling.fit import fit_profile
 from fathom.profiling.grids import get_grid
@@ -58,12 +65,12 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
     }
 
 
-def _plan(grid, dtypes: list[str], ranks: list[int]) -> dict[str, int]:
+def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int]:
     """Progress steps per benchmark family."""
     return {
-        "GEMM": len(gemm_cases(grid)) * len(dtypes),
+        "GEMM": (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
         "attention": len(grid.attention_seq) * len(dtypes),
-        "memory": len(grid.copy_numel) + len(grid.elementwise_numel) + len(grid.optimizer_params) + 1,
+        "memory": len(grid.copy_numel) + len(grid.elementwise_numel) + len(grid.optimizer_params) + 1 + cpu,
         "collectives": len(ranks),
     }
 
@@ -95,7 +102,7 @@ def run_profile(
     train_dtype = "fp32" if cpu else "bf16"
     ranks_per_node = max(machine.cores // machine.threads, 1) if cpu else torch.cuda.device_count()
     ranks = list(range(2, min(grid.max_ranks, max(ranks_per_node, 2)) + 1)) if collectives else []
-    steps = _plan(grid, dtypes, ranks)
+    steps = _plan(grid, dtypes, ranks, cpu)
     meas: dict[str, list] = {}
     with Progress(
         TextColumn("{task.description:<12}"),
@@ -111,7 +118,11 @@ def run_profile(
         meas["memory"] = bench_copy(grid, device, timer, tick("memory"))
         meas["memory"] += bench_elementwise(grid, device, timer, tick("memory"))
         meas["memory"] += bench_optimizer(grid, device, timer, tick("memory"))
+        if cpu:
+            meas["footprint"] = bench_runtime_memory(machine.threads, clock, tick("memory"))
         meas["gemm"] = bench_gemm(grid, dtypes, device, timer, tick("GEMM"))
+        if cpu:
+            meas["gemm_stream"] = bench_gemm_stream(grid, dtypes, device, timer, tick("GEMM"))
         meas["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
         if ranks:
             per_rank = max(machine.threads * ranks_per_node // max(ranks), 1) if cpu else 1

@@ -36,6 +36,9 @@ MAX_VPP = 8
 DEFAULT_MAX_MICRO_BATCH = 16
 _ONE_F_ONE_B = SCHEDULES.index("1f1b")
 _INTERLEAVED = SCHEDULES.index("interleaved")
+# Searched unless the axes name them: the automatic zero-bubble schedules run a list scheduler per plan
+# (fathom.training.zero_bubble_auto), too slow to price across a whole search space.
+DEFAULT_SCHEDULES = tuple(s for s in SCHEDULES if not s.startswith("zero-bubble-auto"))
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def _layouts(model: ModelSpec, cluster: Cluster, seq_len: int, axes: SearchAxes)
 
 def _schedules(axes: SearchAxes) -> tuple[np.ndarray, np.ndarray]:
     """(vpp, schedule code) pairs: vpp = 1 with 1F1B or zero-bubble, vpp > 1 with interleaved 1F1B."""
-    allowed = [SCHEDULES.index(s) for s in (axes.schedule or SCHEDULES)]
+    allowed = [SCHEDULES.index(s) for s in (axes.schedule or DEFAULT_SCHEDULES)]
     vpps = [v for v in (axes.vpp or range(1, MAX_VPP + 1))]
     pairs = [(v, s) for v in vpps for s in allowed if (v > 1) == (s == _INTERLEAVED)]
     if not pairs:

@@ -63,6 +63,18 @@ class DeviceEfficiency(_Frozen):
         description="host-side cost to issue one op in an eager PyTorch stack; a layer cannot run faster "
         "than its ops can be issued (the CPU-bound floor of small models)",
     )
+    gemm_memory: dict[str, float] = Field(
+        default_factory=dict,
+        description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
+        "(fathom profile: skinny GEMMs over weights larger than the caches, as in decoding); absent: memory",
+    )
+    optimizer: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
+        "None: the memory-bound share",
+    )
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(
@@ -103,6 +115,9 @@ class DeviceSpec(_Frozen):
     # A CPU issues and executes each op on the same cores, so the per-op host cost adds to the op's time; a GPU
     # queues kernels and runs behind the host, so host cost only matters when it exceeds the device's work.
     ops_run_inline: bool = False
+    # Memory every rank holds besides its tensors, where measured (fathom profile: on a CPU, the framework's code
+    # and data pages a training step touches); None: a CUDA context and workspaces (RUNTIME_RESERVED_BYTES).
+    runtime_reserved_gib: PositiveFloat | None = None
     default_system: str | None = None
     price_per_gpu_hour_usd: PositiveFloat | None = None
     efficiency: DeviceEfficiency = Field(default_factory=DeviceEfficiency)

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-Schedule = Literal["1f1b", "interleaved", "zero-bubble", "zero-bubble-2p"]
+# zero-bubble / zero-bubble-2p: the handcrafted ZB-H1 / ZB-H2 of Qi et al. 2024; zero-bubble-auto / -auto-2p: their
+# automatic ZB-1p / ZB-2p, scheduled from the plan's own F, B, W times (fathom.training.zero_bubble_auto).
+Schedule = Literal["1f1b", "interleaved", "zero-bubble", "zero-bubble-2p", "zero-bubble-auto", "zero-bubble-auto-2p"]
 Recompute = Literal["none", "selective", "full"]
 TrainPrecision = Literal["bf16", "fp16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit"]
@@ -20,7 +22,8 @@ MoEDispatcher = Literal["alltoall", "deepep"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
 
-SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble", "zero-bubble-2p")
+SCHEDULES: tuple[str, ...] = ("1f1b", "interleaved", "zero-bubble", "zero-bubble-2p", "zero-bubble-auto",
+                               "zero-bubble-auto-2p")  # fmt: skip
 RECOMPUTES: tuple[str, ...] = ("none", "selective", "full")
 TRAIN_PRECISIONS: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp32")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-8bit")
@@ -65,6 +68,19 @@ class TrainingPlan(BaseModel):
     moe_dispatcher: MoEDispatcher = "alltoall"
     overlap_moe_comm: bool = False  # hide EP all-to-all under another micro-batch's compute (DualPipe-style)
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
+    # Communication overlap of MegaScale (Jiang et al. NSDI'24, arXiv:2402.15627, Sec. 3.2), each also a
+    # Megatron-Core/TransformerEngine option: TP/SP all-gathers and reduce-scatters split into chunks and pipelined
+    # with the GEMMs they feed or follow (Fig. 3c; TE's --tp-comm-overlap); pipeline sends and receives decoupled and
+    # run asynchronously beside compute (Fig. 4; --overlap-p2p-communication); ZeRO parameter all-gathers prefetched
+    # per model chunk under the forward pass, leaving 1/(2 vpp) of the DP traffic exposed (--overlap-param-gather).
+    # Count the embedding and the LM head as one layer each when splitting layers over pipeline stages, so the first
+    # and last stages hold one layer fewer (Megatron-Core --account-for-embedding-in-pipeline-split and
+    # --account-for-loss-in-pipeline-split; the k p - 2 layer models of Qi et al. 2024). Needs num_layers + 2 to be a
+    # multiple of pp.
+    balance_pipeline_ends: bool = False
+    overlap_tp_comm: bool = False
+    overlap_p2p_comm: bool = False
+    overlap_param_gather: bool = False
     # Fine-tuning levers (fathom.training.finetune). "none" trains every weight; LoRA (Hu et al. 2021) freezes the
     # base weights and trains rank-``lora_rank`` adapters on ``lora_targets``; QLoRA (Dettmers et al. 2023) also
     # stores the frozen base in 4-bit NF4 and pages optimizer states to the host under memory pressure.

@@ -2,7 +2,8 @@
 
 Megatron rank order (TP fastest, then CP, then DP, then PP) fixes each group's stride, hence its tier.
 - TP: two all-reduces per layer forward and two backward (Shoeybi et al. 2019); with sequence parallelism,
-  all-gather + reduce-scatter pairs of the same total volume (Korthikanti et al. 2022). Not overlapped.
+  all-gather + reduce-scatter pairs of the same total volume (Korthikanti et al. 2022); one pair for a parallel
+  attention + MLP block. Exposed unless the plan overlaps them with the GEMMs (``fathom.training.step_time``).
 - CP: ring attention passes K/V blocks around the CP ring (Liu et al. 2023); overlapped with the attention
   compute of the current block, so only the excess is exposed.
 - EP: dispatch and combine all-to-alls, forward and backward (Lepikhin et al. 2020, GShard).
@@ -53,7 +54,10 @@ def layer_comm(
     act = s.tokens * h * s.act_bytes
     tp_one = all_reduce_s(system, act, p.tp, 1)
     # Dense layers: one collective pair for attention, one for the MLP; MoE layers route the MLP through EP.
-    tp_fwd = (2.0 - s.moe_fraction) * tp_one
+    # A parallel block gathers its one normalised input once and reduces the sum of both branches once
+    # (PaLM, Chowdhery et al. 2022 Sec. 2; MegaScale Fig. 3a): one pair per layer.
+    pairs = 1.0 if model.parallel_block and model.moe is None else 2.0 - s.moe_fraction
+    tp_fwd = pairs * tp_one
     # CP: each of cp-1 ring steps moves this rank's K and V block; backward also returns dK, dV.
     kv_heads = model.num_kv_heads if model.mla is None else model.num_heads
     kv_dim = (

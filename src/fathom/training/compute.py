@@ -3,6 +3,8 @@
 Each layer is a list of GEMMs (with their shapes after tensor/expert parallel sharding), one attention core,
 and memory-bound kernels (norms, residual adds, activation, rotary, dropout). Backward GEMMs are priced with
 their own shapes: the input gradient (m x n) @ (n x k) and the weight gradient (k x m) @ (m x n).
+On a device that runs its ops inline (a CPU, eager PyTorch), the memory-bound passes and the per-op host cost
+are those of the reference eager layer (``fathom.training.eager``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, gemm_s
 from fathom.specs.hardware import DeviceSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
+from fathom.training.eager import eager_head_ops, eager_layer
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -89,6 +92,22 @@ def _mlp_gemms(model: ModelSpec, t, ffn_local, batch=1.0) -> list[tuple]:
     return [(t, up, model.hidden_size, batch), (t, model.hidden_size, ffn_local, batch)]
 
 
+def _parallel_block_gemms(model: ModelSpec, dev: DeviceSpec, codes, t, tp) -> tuple:
+    """Parallel attention + MLP block (GPT-J, PaLM; MegaScale Sec. 3.1): both branches read the same normalised
+    input, so the QKV and MLP up-projections run as one GEMM of their summed width (Chowdhery et al. 2022, PaLM
+    Sec. 2). Returned as (attention, MLP) forward/backward/weight-gradient times, the fused GEMM split between the
+    branches by width so the totals add up."""
+    qkv, out = _attention_gemms(model, t, tp)
+    up, down = _mlp_gemms(model, t, model.ffn_size / tp)
+    fused = (t, qkv[1] + up[1], model.hidden_size, 1.0)
+    in_f, in_b, in_w = _gemm_set(dev, codes, [fused])
+    share = qkv[1] / (qkv[1] + up[1])
+    out_f, out_b, out_w = _gemm_set(dev, codes, [out])
+    down_f, down_b, down_w = _gemm_set(dev, codes, [down])
+    return (share * in_f + out_f, share * in_b + out_b, share * in_w + out_w,
+            (1 - share) * in_f + down_f, (1 - share) * in_b + down_b, (1 - share) * in_w + down_w)  # fmt: skip
+
+
 def _attention_core(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes, codes) -> tuple:
     """Forward/backward seconds of softmax(QK^T)V for one layer (sliding-window layers averaged in)."""
     tp = p.tp.astype(float)
@@ -159,6 +178,8 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     t = s.tokens
     attn_f, attn_b, attn_w = _gemm_set(dev, codes, _attention_gemms(model, t, tp))
     dense_f, dense_b, dense_w = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp))
+    if model.parallel_block and model.moe is None and model.mla is None:
+        attn_f, attn_b, attn_w, dense_f, dense_b, dense_w = _parallel_block_gemms(model, dev, codes, t, tp)
     mlp_f, mlp_b, mlp_w = dense_f, dense_b, dense_w
     ffn_avg = model.ffn_size / tp
     if model.moe is not None:
@@ -198,7 +219,17 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     comm_ops = np.where(p.tp > 1, 2, 0)
     ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
     host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6
+    host_b = 2.0 * host_f
+    if dev.ops_run_inline and model.moe is None and model.mla is None:
+        # Eager PyTorch on the cores that run it (a CPU): the reference layer's own ops and passes (dense layers).
+        eager = eager_layer(model)
+        host_op = dev.efficiency.host_op_us * 1e-6  # per dispatched op, fixed costs included: no launch term
+        traffic = eager.traffic_per_token * s.tokens * s.act_bytes
+        other_f, other_b = memory_bound_s(dev, traffic, 0), memory_bound_s(dev, 2 * traffic, 0)
+        host_f, host_b = np.full_like(t, eager.ops_fwd * host_op), np.full_like(t, eager.ops_bwd * host_op)
+        head_ops = eager_head_ops(model)
+        head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
     gemm_f, gemm_b = attn_f + mlp_f, attn_b + mlp_b
     return LayerCompute(
-        gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, 2.0 * host_f, attn_w + mlp_w, head_w
+        gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w
     )

@@ -11,7 +11,11 @@
   GPT layer, with the TP-sharded and sequence-parallel terms divided by t. Selective recomputation drops the
   attention-core terms; full recomputation keeps only each layer's input.
 - 1F1B keeps ``min(pp, m)`` micro-batches in flight on the first stage; interleaving multiplies that by
-  ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 keeps the 1F1B peak (Qi et al. 2024).
+  ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 and ZB-1p keep the 1F1B peak, ZB-H2 and ZB-2p
+  hold 2p - 1 micro-batches (Qi et al. 2024).
+- On a device that runs its ops inline (a CPU, eager PyTorch, dense layers) activations are what the reference
+  eager layer's autograd saves, the head holds three fp32 vocab-wide tensors at the start of backward
+  (``fathom.training.eager``).
 - Fine-tuning levers (LoRA/QLoRA adapters, frozen layers, GaLore, pure 16-bit) change which parameters carry
   gradients and states and how wide they are: ``fathom.training.finetune.parameter_bytes``.
 """
@@ -25,6 +29,7 @@ import numpy as np
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, SCHEDULES
+from fathom.training.eager import eager_head_saved_bytes, eager_layer
 from fathom.training.finetune import ParameterBytes, adapter_activation_bytes, frozen_in_stage, parameter_bytes
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
@@ -78,7 +83,7 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
     drop = 1.0 if model.hidden_dropout else 0.0
     # Replicated across TP ranks unless sequence-parallel: norm inputs, the attention/MLP inputs, dropout masks.
     norm_in = model.norms_per_layer * t_sp * h * s.act_bytes
-    block_in = 2 * t_sp * h * s.act_bytes
+    block_in = (1 if model.parallel_block else 2) * t_sp * h * s.act_bytes  # a parallel block's branches share one
     masks = 2 * drop * t_sp * h
     # TP-sharded: Q, K, V, attention output (input of the output projection).
     qkv = t * (q_dim + k_dim + v_dim) * s.act_bytes
@@ -111,7 +116,10 @@ def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
     interleave = 1.0 + (pp - 1.0) / (pp * p.vpp)
     zb2 = np.minimum(2.0 * pp - 1.0, s.micro_batches)
     return np.select(
-        [p.schedule == SCHEDULES.index("interleaved"), p.schedule == SCHEDULES.index("zero-bubble-2p")],
+        [
+            p.schedule == SCHEDULES.index("interleaved"),
+            np.isin(p.schedule, [SCHEDULES.index("zero-bubble-2p"), SCHEDULES.index("zero-bubble-auto-2p")]),
+        ],
         [base * interleave, zb2],
         base,
     )
@@ -129,15 +137,22 @@ def training_memory(
     optimizer = pb.optimizer / np.where(p.zero >= 1, shard, 1.0)
     optimizer = np.where(p.offload > 0, 0.0, optimizer)
     per_layer = activation_bytes_per_layer(model, p, s) + adapter_activation_bytes(model, p, s)
+    eager = cluster.device.ops_run_inline and model.moe is None and model.mla is None
+    if eager:  # eager PyTorch on a CPU keeps what the reference layer's autograd saves (fathom.training.eager)
+        saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_activation_bytes(model, p, s)
+        per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
     acts = per_layer * layers * in_flight_micro_batches(p, s)
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
     logits = s.tokens * model.vocab_size / p.tp * (s.act_bytes + 4.0)
+    if eager:
+        logits = eager_head_saved_bytes(model, s.tokens, s.act_bytes)
     acts = np.where(p.pp > 1, np.maximum(acts, per_layer * layers + logits), acts + logits)
     layer_full = s.layer_params_local * 2.0
     zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
     tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
     dp_buffers = np.where(p.dp * p.cp > 1, DP_BUCKET_BYTES, 0.0)
     comm = zero3_buffers + tp_buffers + dp_buffers
-    runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES)
+    reserved = cluster.device.runtime_reserved_gib
+    runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES if reserved is None else reserved * GIB)
     return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters)

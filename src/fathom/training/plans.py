@@ -66,6 +66,10 @@ class PlanArrays:
     moe_dispatcher: np.ndarray
     overlap_grad_reduce: np.ndarray
     overlap_moe_comm: np.ndarray
+    balance_pipeline_ends: np.ndarray
+    overlap_tp_comm: np.ndarray
+    overlap_p2p_comm: np.ndarray
+    overlap_param_gather: np.ndarray
     finetune: np.ndarray
     lora_rank: np.ndarray
     lora_targets: np.ndarray
@@ -157,6 +161,10 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             (p.finetune > 0) & np.isin(p.optimizer, [OPTIMIZERS.index("galore"), OPTIMIZERS.index("galore-8bit")]),
             "--optimizer galore projects full weight gradients: use it with --finetune none",
         ),
+        (
+            p.balance_pipeline_ends & (p.pp > 1) & (((model.num_layers + 2) % p.pp != 0) | (p.vpp > 1)),
+            "--balance-pipeline-ends needs num_layers + 2 = {layers2} to be a multiple of pp={pp} and vpp 1",
+        ),
     ]
 
 
@@ -200,6 +208,8 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     galore_rank=plan.galore_rank,
                     frozen=plan.frozen_layers,
                     last=model.num_layers - 1,
+                    layers2=model.num_layers + 2,
+                    pp=plan.pp,
                 )
             )
 

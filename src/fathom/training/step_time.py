@@ -5,10 +5,14 @@ Pipeline schedules (per optimizer step, m micro-batches, p stages, v chunks per 
 - Interleaved 1F1B: the bubble shrinks to (p - 1)/v stage-times; p2p sends grow v-fold.
 - Zero bubble ZB-H1 (Qi et al. 2024): splitting backward into input- and weight-gradient passes fills the
   bubble except (p - 1)(t_F + t_B - t_W), about one forward per stage.
+- Automatic zero bubble ZB-1p / ZB-2p (``zero-bubble-auto``, ``zero-bubble-auto-2p``, Qi et al. 2024 Sec. 3): a
+  list scheduler over the plan's own F, B and W pass times under 1F1B's memory or twice it
+  (``fathom.training.zero_bubble_auto``); the bubble is the busiest stage's span less its work.
 - Zero bubble ZB-H2 (``zero-bubble-2p``, Qi et al. 2024 Sec. 2.2/3): extra warm-up forwards (2p - 1 micro-batches
   in flight) leave (p - 1)(t_F + t_B - 2 t_W), not below 0; t_B is the input-gradient pass, t_W the
   weight-gradient GEMMs (``LayerCompute.gemm_wgrad``).
-Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward (bucketed reduction); ZeRO-3
+TP collectives, pipeline sends and per-chunk ZeRO gathers overlap compute where the plan asks for it (MegaScale,
+Jiang et al. 2024 Sec. 3.2). Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward; ZeRO-3
 gathers overlap each micro-batch's compute except the first layer's. The optimizer step is memory-bound.
 Frozen leading layers neither recompute nor communicate backward; the optimizer step covers the trainable
 parameters only (``fathom.training.finetune``).
@@ -30,6 +34,7 @@ from fathom.training.finetune import ParameterBytes, galore_plans, parameter_byt
 from fathom.training.finetune_time import galore_step_s
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
+from fathom.training.zero_bubble_auto import pipeline_span
 
 # HBM bytes touched per parameter by one optimizer step (reads and writes of grads, master, states, weights).
 # GaLore's entries are for the parameters it does not project (fathom.training.finetune prices the rest).
@@ -60,6 +65,34 @@ class TimeBreakdown:
         return sum(getattr(self, f) for f in self.__dataclass_fields__)  # type: ignore[return-value]
 
 
+def _auto_bubble(p: PlanArrays, auto: np.ndarray, m, L, layer: tuple, head: tuple, p2p, stage_max, ends) -> np.ndarray:
+    """Bubble of the automatic zero-bubble schedules: the scheduled span of the busiest stage less its own work.
+
+    ``layer`` and ``head`` are one layer's and the LM head's (F, B, W) seconds per micro-batch. Stages run the
+    fullest stage's ``L`` layers; the last also the head; with balanced ends the first and last one layer fewer.
+    Blocking p2p sends count as stage time, as in the other schedules. ZB-1p holds at most 1F1B's p micro-batches,
+    ZB-2p 2p - 1 (Qi et al. 2024).
+    """
+    out = np.zeros(len(p))
+    full = lambda x: np.broadcast_to(x, out.shape)  # noqa: E731
+    (lf, lb, lw), (hf, hb, hw) = (tuple(full(x) for x in layer), tuple(full(x) for x in head))
+    send, fullest, micro, layers, short = full(p2p), full(stage_max), full(m), full(L), full(ends)
+    for i in np.flatnonzero(auto):
+        stages, mb = int(p.pp[i]), int(micro[i])
+        limit = stages if p.schedule[i] == SCHEDULES.index("zero-bubble-auto") else 2 * stages - 1
+        counts = [float(layers[i])] * stages
+        if short[i]:
+            counts[0] -= 1.0
+            counts[-1] -= 1.0
+        extra = [(0.0, 0.0, 0.0)] * (stages - 1) + [(hf[i], hb[i], hw[i])]
+        half = send[i] / 2.0  # forward send and backward send
+        f = tuple(n * lf[i] + e[0] + half for n, e in zip(counts, extra, strict=True))
+        b = tuple(n * lb[i] + e[1] + half for n, e in zip(counts, extra, strict=True))
+        w = tuple(n * lw[i] + e[2] for n, e in zip(counts, extra, strict=True))
+        out[i] = max(pipeline_span(stages, mb, f, b, w, 0.0, limit) - mb * fullest[i], 0.0)
+    return out
+
+
 def step_time(
     model: ModelSpec,
     cluster: Cluster,
@@ -76,6 +109,13 @@ def step_time(
     m = s.micro_batches
     pp = p.pp.astype(float)
     sel, full = p.recompute == 1, p.recompute == 2
+    # TP/SP collectives chunked and pipelined with the GEMMs they feed or follow (MegaScale Fig. 3c): only what the
+    # layer's GEMMs cannot cover stays exposed.
+    comm = replace(
+        comm,
+        tp_fwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_fwd - c.gemm_fwd, 0.0), comm.tp_fwd),
+        tp_bwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_bwd - c.gemm_bwd, 0.0), comm.tp_bwd),
+    )
     # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
     recompute_compute = live * np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
     recompute_comm = live * np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
@@ -102,10 +142,19 @@ def step_time(
     chunks = np.where(p.schedule == SCHEDULES.index("interleaved"), p.vpp, 1).astype(float)
     p2p = 2.0 * chunks * comm.pp_p2p  # forward activation and backward gradient per micro-batch
     layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
+    # Decoupled asynchronous sends and receives run beside the stage's compute (MegaScale Fig. 4).
+    p2p = np.where(p.overlap_p2p_comm, np.maximum(p2p - (layers_fwd + layers_bwd), 0.0), p2p)
     head = c.head_fwd + c.head_bwd
     # The fullest stage carries the LM head when pp > 1 (the last stage); with pp == 1 it is the only stage.
-    stage_max = layers_fwd + layers_bwd + p2p + head
-    stage_avg = layers_fwd + layers_bwd + p2p + head / pp
+    # Balanced ends (pp >= 3): the embedding and the head count as a layer each in the split, so the first and last
+    # stages hold one layer fewer and the head adds to the fullest stage only what it exceeds a layer by.
+    ends = p.balance_pipeline_ends & (p.pp >= 3)
+    layer_pair = layer_fwd + layer_bwd
+    head_stage = np.where(ends, np.maximum(head - layer_pair, 0.0), head)
+    stage_max = layers_fwd + layers_bwd + p2p + head_stage
+    stage_avg = np.where(
+        ends, ((pp * L - 2.0) * layer_pair + head) / pp + p2p, layers_fwd + layers_bwd + p2p + head / pp
+    )
     zero3 = dp.per_micro_batch
     zero3_exposed = np.maximum(zero3 - stage_max, 0.0) + zero3 / np.maximum(L, 1.0)
     zero3_exposed = np.where(p.zero == 3, zero3_exposed, 0.0)
@@ -126,21 +175,42 @@ def step_time(
         pp - 1.0,
     )
     bubble = bubble_units * (stage_avg + zero3_exposed)
+    auto = np.isin(p.schedule, [SCHEDULES.index("zero-bubble-auto"), SCHEDULES.index("zero-bubble-auto-2p")])
+    if auto.any():
+        layer = (layer_fwd, layer_bwd - c.gemm_wgrad, c.gemm_wgrad)
+        head_passes = (c.head_fwd, c.head_bwd - c.head_wgrad, c.head_wgrad)
+        scheduled = _auto_bubble(p, auto, m, L, layer, head_passes, p2p, stage_max, ends)
+        # The handcrafted ZB-H1 / ZB-H2 is one schedule the automatic search covers at the same memory: never worse.
+        handcrafted = np.where(
+            p.schedule == SCHEDULES.index("zero-bubble-auto"), (pp - 1.0) * fwd_share, (pp - 1.0) * zb2_share
+        ) * (stage_avg + zero3_exposed)
+        bubble = np.where(auto, np.minimum(scheduled, handcrafted), bubble)
     # DP: ZeRO 0-2 reduction hides under the last micro-batch's backward when overlap is on.
     hideable = np.where(p.overlap_grad_reduce, layers_bwd, 0.0)
     dp_exposed = np.maximum(dp.per_step - hideable, dp.per_step / np.maximum(L, 1.0))
+    # Per-chunk ZeRO gathers before each chunk's forward and reduce-scatters after its backward overlap the whole
+    # step; the first gather and the last reduce-scatter stay exposed, 1/(2 vpp) of the traffic (MegaScale
+    # Sec. 3.2), unless the step's compute is too short to cover the rest.
+    per_chunk = np.maximum(dp.per_step / (2.0 * chunks), dp.per_step - m * (layers_fwd + layers_bwd))
+    chunked = p.overlap_param_gather & (p.zero >= 1) & (p.zero <= 2)
+    dp_exposed = np.where(chunked, np.minimum(dp_exposed, per_chunk), dp_exposed)
     dp_exposed = np.where(dp.per_step > 0, dp_exposed, 0.0)
     opt_bytes = pb.step_bytes_per_param
     opt_shard = np.where(p.zero >= 1, (p.dp * p.cp).astype(float), 1.0)
     opt_params = pb.trainable / opt_shard
-    optimizer = memory_bound_s(cluster.device, opt_params * opt_bytes + pb.galore_extra / opt_shard, 4)
+    opt_dev = cluster.device
+    if opt_dev.efficiency.optimizer is not None:  # the optimizer step's own measured bandwidth (fathom profile)
+        opt_dev = opt_dev.model_copy(
+            update={"efficiency": opt_dev.efficiency.model_copy(update={"memory": opt_dev.efficiency.optimizer})}
+        )
+    optimizer = memory_bound_s(opt_dev, opt_params * opt_bytes + pb.galore_extra / opt_shard, 4)
     optimizer = optimizer + galore_step_s(model, cluster.device, p, s) / opt_shard
     host = opt_params * opt_bytes / HOST_OPTIMIZER_BW + opt_params * 6.0 / cluster.device.host_link_bytes_per_s
     nvme_bw = cluster.system.nvme_bw_GBps * 1e9 / cluster.system.gpus_per_node
     optimizer = np.select([p.offload == 1, p.offload == 2], [host, host + opt_params * 24.0 / nvme_bw], optimizer)
     optimizer = np.where(galore_plans(p), m * optimizer, optimizer)  # per-layer updates in every backward pass
     return TimeBreakdown(
-        gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head),
+        gemm=m * (L * (c.gemm_fwd + c.gemm_bwd) + head_stage),
         attention=m * L * (c.attn_fwd + c.attn_bwd),
         memory_bound=m * L * (c.other_fwd + c.other_bwd),
         recompute=m * L * (recompute_compute + recompute_comm),

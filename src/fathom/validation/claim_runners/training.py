@@ -11,14 +11,24 @@ from fathom.training.estimator import estimate_training
 from fathom.validation.claim_runners.common import Pair, cases, data_path, metric
 
 
+def _metric(estimate, path: str) -> float:
+    """A metric of the estimate; ``..._pct`` names a fraction (``mfu``, ``hfu``) in percent."""
+    if path.endswith("_pct"):
+        return 100.0 * metric(estimate, path.removesuffix("_pct"))
+    return metric(estimate, path)
+
+
 def training_ratio(fig: dict) -> tuple[list[Pair], str]:
-    """The metric of both scenarios for each case; the caller reduces the per-case figures."""
+    """The metric of both scenarios for each case; the caller reduces the per-case figures. A side may name its
+    own ``model`` (a technique that changes the architecture, e.g. a parallel block)."""
     pairs = []
     for case in cases(fig):
-        case["model"] = data_path(case["model"])
-        base = estimate_training_plan(**case, **fig["baseline"])
-        tech = estimate_training_plan(**case, **fig["technique"])
-        pairs.append((metric(base, fig["metric"]), metric(tech, fig["metric"])))
+        values = []
+        for side in (fig["baseline"], fig["technique"]):
+            inputs = {**case, **side}
+            inputs["model"] = data_path(inputs["model"])
+            values.append(_metric(estimate_training_plan(**inputs), fig["metric"]))
+        pairs.append((values[0], values[1]))
     return pairs, f"{len(pairs)} scenario pair(s)"
 
 
@@ -57,7 +67,7 @@ def training_min_gpus(fig: dict) -> tuple[list[Pair], str]:
     """Fewest GPUs (whole nodes) on which the plan search finds a plan that fits; bisection over node counts."""
     case = dict(fig["common"])
     model, gpu = data_path(case.pop("model")), case.pop("gpu")
-    node = resolve_cluster(gpu, 1).system.gpus_per_node
+    node = resolve_cluster(gpu, 1, overrides=case.get("system_overrides")).system.gpus_per_node
     axes = SearchAxes(**{k: tuple(v) for k, v in fig.get("axes", {}).items()})
 
     def fits(nodes: int) -> bool:

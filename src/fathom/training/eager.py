@@ -1,0 +1,95 @@
+"""One transformer layer as eager PyTorch runs it on a device that executes its own ops (a CPU).
+
+Eager mode neither fuses nor frees what autograd holds, so a step costs what the reference implementation
+(``fathom.profiling.torch_model``, the model ``fathom check`` times) actually dispatches:
+
+- **ops**: every ATen op the layer dispatches, views included, forward and backward. Each costs the host
+  ``host_op_us`` (measured per dispatched op on a minimal eager layer by ``fathom profile``). The counts below
+  are those of the reference layer under ``TorchDispatchMode``, piece by piece (``tests/test_profile.py``
+  recounts them): a bias-free skeleton of four linear layers, SDPA, the residual adds and their views is
+  29 forward / 53 backward ops; each norm adds its own (PyTorch's CPU RMSNorm is decomposed into pow, mean,
+  add, rsqrt and two muls); SwiGLU, RoPE (neg, cat, two muls, an add, per Q and K), QK-norm, dropout and
+  bias gradients add theirs.
+- **memory traffic**: bytes of the memory-bound ops (each reads its inputs and writes its output once; the
+  unfused norm and RoPE make several passes); backward about twice the forward traffic.
+- **saved activations**: the tensors autograd keeps for backward. A view keeps its whole base alive, so the
+  fused QKV output stays whole; the unfused RMSNorm keeps its normalised input, its rsqrt and its output
+  (LayerNorm: output, mean and rstd); RoPE multiplies by constant tables, so only its results (SDPA's inputs)
+  stay; SDPA keeps its output and log-sum-exp (its CPU kernel writes the output in (batch, seq, heads) order,
+  so the reshape for the output projection is a view); SwiGLU keeps the up-projection output, the SiLU output
+  and their product. ``tests/test_profile.py`` sums the storages autograd's saved-tensor hooks see.
+
+Per token, in elements of the activation dtype (``q``/``kv``: query and key/value widths, ``f``: FFN width).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fathom.specs.model import ModelSpec
+
+_SKELETON_OPS = (29, 53)  # four bias-free linears (t, mm, views), split, transposes, SDPA, two residual adds
+_NORM_OPS = {"rmsnorm": (7, 16), "layernorm": (1, 1)}  # dispatched by nn.RMSNorm / nn.LayerNorm on a CPU
+_NORM_PASSES = {"rmsnorm": 7, "layernorm": 3}  # h-wide passes: pow, mean read, two muls (3 each: r, w) / 2 r 1 w
+_HEAD_OPS = (10, 18)  # embedding, RoPE tables, LM head, cross-entropy (the final norm is added to these)
+
+
+@dataclass(frozen=True)
+class EagerLayer:
+    """One layer of one micro-batch: dispatched ops, memory-bound bytes and saved bytes, per token."""
+
+    ops_fwd: int
+    ops_bwd: int
+    traffic_per_token: float  # forward memory-bound elements read + written (backward: twice)
+    saved_per_token: float  # elements autograd keeps from forward to backward
+
+
+def eager_layer(model: ModelSpec) -> EagerLayer:
+    h, f = model.hidden_size, model.ffn_size
+    q, kv = model.num_heads * model.head_dim, model.num_kv_heads * model.head_dim
+    norms = 1 if model.parallel_block else 2  # the reference block's norms
+    norm_f, norm_b = _NORM_OPS.get(model.norm_type, _NORM_OPS["layernorm"])
+    norm_passes = _NORM_PASSES.get(model.norm_type, _NORM_PASSES["layernorm"])
+    rope = model.position_embedding == "rope"
+    biased = (model.qkv_bias, model.attn_out_bias, model.mlp_bias, model.mlp_bias)
+    ops_f = _SKELETON_OPS[0] + norms * norm_f + (3 if model.gated_mlp else 1) + 16 * rope
+    ops_b = _SKELETON_OPS[1] + norms * norm_b + (4 if model.gated_mlp else 1) + 18 * rope + 3 * sum(biased)
+    ops_b -= 2 * model.parallel_block  # one residual add's gradient fan-out fewer
+    ops_f += 17 * model.qk_norm + 8 * model.hidden_dropout
+    ops_b += 36 * model.qk_norm + 2 * model.hidden_dropout
+    # Forward traffic: norms, two residual adds (r 2, w 1), RoPE (neg 1, cat 2, two muls 2 each, add 3 per
+    # width), the MLP activation (SwiGLU: SiLU r 1 w 1, product r 2 w 1), QK-norm as a norm over Q and K,
+    # dropout (r 1, w 1 and a 1-byte mask, per residual branch).
+    traffic = norms * norm_passes * h + 6 * h + 10 * (q + kv) * rope + (5 if model.gated_mlp else 2) * f
+    traffic += _NORM_PASSES["rmsnorm"] * (q + kv) * model.qk_norm + 2 * 2.25 * h * model.hidden_dropout
+    # Saved: the layer input and (sequential blocks) the mid-layer residual, each norm's tensors, the QKV
+    # output, RoPE's results, SDPA's output and log-sum-exp (one fp32 per head), the MLP's up output,
+    # activation and product; QK-norm's normalised Q and K with their rsqrt; dropout's 1-byte masks.
+    rms = model.norm_type == "rmsnorm"
+    norm_saved = 2 * h + 1 if rms else h + 2
+    saved = (1 if model.parallel_block else 2) * h + norms * norm_saved + (q + 2 * kv)
+    saved += (q + kv) * rope + q + model.num_heads + (4 if model.gated_mlp else 2) * f
+    saved += (q + kv + model.num_heads + model.num_kv_heads) * model.qk_norm + 2 * 0.25 * h * model.hidden_dropout
+    return EagerLayer(ops_f, ops_b, float(traffic), float(saved))
+
+
+def eager_head_ops(model: ModelSpec) -> tuple[int, int]:
+    """Forward and backward ops outside the layers: embedding, final norm, LM head and the loss."""
+    norm_f, norm_b = _NORM_OPS.get(model.norm_type, _NORM_OPS["layernorm"])
+    return _HEAD_OPS[0] + norm_f, _HEAD_OPS[1] + norm_b
+
+
+def eager_head_saved_bytes(model: ModelSpec, tokens, act_bytes):
+    """Peak bytes of the head at the start of backward: the final norm's saved tensors, and three fp32
+    (tokens x vocab) tensors while the log-softmax gradient is formed (its saved output, the incoming
+    gradient, the gradient it returns); the logits themselves are freed once the log-softmax has run."""
+    norm_saved = 3 if model.norm_type == "rmsnorm" else 2
+    return tokens * (norm_saved * model.hidden_size * act_bytes + 3 * model.vocab_size * 4.0)
+
+
+def eager_decode_ops(model: ModelSpec, sixteen_bit: bool) -> int:
+    """Ops one layer dispatches per inference step (prefill or decode, no autograd): the training forward's
+    ops less autograd's detaches (one, and one per RMSNorm), plus the KV-cache writes (four slices, two
+    copies) and, in 16-bit, RMSNorm's upcast and downcast."""
+    rms_norms = (1 if model.parallel_block else 2) * (model.norm_type == "rmsnorm")
+    return eager_layer(model).ops_fwd - 1 - rms_norms + 6 + 2 * rms_norms * sixteen_bit
