@@ -17,6 +17,7 @@ from fathom.serving.lora_pool import draw_adapters
 from fathom.serving.metrics import ServingReport, summarize
 from fathom.serving.request import Request
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
+from fathom.serving.slowdown import IsolatedLatency, parse_slo, slowdown_report, slowdowns
 from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
 from fathom.specs.hardware import GIB
 from fathom.specs.serving import LoRAServingSpec, ServingPlan, SpeculativeSpec
@@ -86,6 +87,7 @@ def simulate_serving(
     disaggregate: tuple[int, int] | None = None,
     decode_plan: ServingPlan | None = None,
     kv_link_GBps: float | None = None,
+    decode_gpu: str | None = None,
     slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None,
     seed: int = 0,
@@ -93,21 +95,29 @@ def simulate_serving(
     speculative: SpeculativeSpec | None = None,
     lora: LoRAServingSpec | None = None,
     samples: int = 1,
+    slo_slowdown: dict | None = None,
+    slowdown_reference_gpu: str | None = None,
 ) -> ServingRun:
     """Simulate a deployment of ``replicas`` identical replicas (or a prefill/decode split) under a workload.
     ``speculative``: decode speculatively with a draft model or n-gram proposals on every replica. ``plan``'s
     ``offload_weights``/``offload_kv``: offloaded inference (``fathom.inference.offload``); ``lora``: every request
     runs one of many LoRA adapters (``fathom.inference.lora_cost``); ``samples``: parallel samples per request;
     ``capacity_policy``: ``max-utilization`` (vLLM: admit while the prompt fits, preempt when blocks run out) or
-    ``guaranteed-no-evict`` (TensorRT-LLM's default: admit only when the whole output's KV is reserved)."""
+    ``guaranteed-no-evict`` (TensorRT-LLM's default: admit only when the whole output's KV is reserved).
+    ``decode_gpu``: the decode pool of a ``disaggregate`` split runs on this GPU type (Splitwise-HA, Patel et al.
+    2024). ``slo_slowdown`` (``{"ttft"|"tbt"|"e2e": {percentile: max}}``): per-request slowdowns over the request
+    run alone (``fathom.serving.slowdown``) on the prefill replica, or on one replica of ``slowdown_reference_gpu``
+    with the same plan, go to ``extras["slowdown"]`` with whether every bound holds."""
     spec = get_model(model)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
     offload = plan.offload_weights != "none" or plan.offload_kv != "none"
     _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching)
+    if decode_gpu and not disaggregate:
+        raise FathomInputError("decode_gpu: a decode pool's GPU type needs disaggregate=(prefill, decode)")
     deployed = replicas * plan.num_gpus if not disaggregate else sum(disaggregate) * plan.num_gpus
 
-    def config(p: ServingPlan) -> ReplicaConfig:
-        replica_cluster = resolve_cluster(gpu, p.num_gpus, system=system)
+    def config(p: ServingPlan, on_gpu: str = gpu) -> ReplicaConfig:
+        replica_cluster = resolve_cluster(on_gpu, p.num_gpus, system=system if on_gpu == gpu else None)
         cost = InferenceStepModel(spec, replica_cluster, p)
         if speculative is not None:
             cost = speculative_step_model(cost, speculative, replica_cluster, p)
@@ -128,7 +138,8 @@ def simulate_serving(
         n_prefill, n_decode = disaggregate
         d_plan = decode_plan or plan
         link = (kv_link_GBps or cluster.system.inter_node_bw_GBps) * 1e9
-        disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill, decode=[config(d_plan)] * n_decode,
+        disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill,
+                                        decode=[config(d_plan, decode_gpu or gpu)] * n_decode,
                                         kv_link_bytes_per_s=link)  # fmt: skip
         configs: list[ReplicaConfig] = []
         gpus = n_prefill * plan.num_gpus + n_decode * d_plan.num_gpus
@@ -151,7 +162,13 @@ def simulate_serving(
         else cluster.device.price_per_gpu_hour_usd,
         kv_cache_gib=first_cost.memory.kv_cache_bytes / GIB,
     )
-    return ServingRun(report=report, result=result, extras=_extras(first_cost, result, lora, samples))
+    extras = _extras(first_cost, result, lora, samples)
+    if slo_slowdown is not None:
+        slo = parse_slo(slo_slowdown)
+        own = disaggregation.prefill[0] if disaggregation else configs[0]
+        ref = config(plan, slowdown_reference_gpu).cost if slowdown_reference_gpu else own.cost
+        extras["slowdown"] = slowdown_report(slowdowns(result.requests, IsolatedLatency(ref)), slo)
+    return ServingRun(report=report, result=result, extras=extras)
 
 
 def _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching) -> None:

@@ -1,0 +1,81 @@
+"""Per-request slowdown (fathom.serving.slowdown), per-pool GPU types and the Splitwise claim runner's pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fathom.api.serving import Workload, simulate_serving
+from fathom.errors import FathomInputError
+from fathom.serving.cost import LinearCostModel
+from fathom.serving.request import Request, RequestState
+from fathom.serving.simulator import ReplicaConfig, simulate
+from fathom.serving.slowdown import IsolatedLatency, parse_slo, slowdown_report, slowdowns
+from fathom.specs.serving import ServingPlan
+from fathom.validation.claim_runners import RUNNERS
+
+COST = dict(base_s=0.01, per_prefill_token_s=1e-4, per_decode_s=1e-3, per_context_token_s=1e-6)
+
+
+def test_isolated_latency_by_hand():
+    alone = IsolatedLatency(LinearCostModel(**COST)).latencies(np.array([100]), np.array([3]))
+    prefill = 0.01 + 100 * 1e-4 + 100 * 0.0 * 1e-6  # no cached context
+    decode = [0.01 + 1e-3 + c * 1e-6 for c in (101, 102)]
+    assert alone["ttft"][0] == pytest.approx(prefill)
+    assert alone["tbt"][0] == pytest.approx(np.mean(decode))
+    assert alone["e2e"][0] == pytest.approx(prefill + sum(decode))
+    one = IsolatedLatency(LinearCostModel(**COST)).latencies(np.array([5]), np.array([1]))
+    assert np.isnan(one["tbt"][0]) and one["e2e"][0] == pytest.approx(one["ttft"][0])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 40)), min_size=1, max_size=5))
+def test_a_request_alone_has_slowdown_one(shapes):
+    """Requests far apart on an idle replica run exactly as alone: every slowdown is 1."""
+    cost = LinearCostModel(**COST)
+    reqs = [Request(i, 1000.0 * i, p, o) for i, (p, o) in enumerate(shapes)]
+    result = simulate(reqs, [ReplicaConfig(cost=cost)])
+    values = slowdowns(result.requests, IsolatedLatency(cost))
+    for metric in ("ttft", "e2e"):
+        assert np.allclose(values[metric], 1.0)
+    tbt = values["tbt"][~np.isnan(values["tbt"])]
+    assert np.allclose(tbt, 1.0)
+
+
+def test_queueing_raises_slowdown_and_breaks_the_slo():
+    cost = LinearCostModel(**COST)
+    reqs = [Request(i, 0.0, 500, 20) for i in range(30)]
+    result = simulate(reqs, [ReplicaConfig(cost=cost, max_batch=4)])
+    report = slowdown_report(slowdowns(result.requests, IsolatedLatency(cost)), parse_slo({"ttft": {90: 3.0}}))
+    assert report["ttft"]["p90"] > 3.0 and report["meets_slo"] is False
+    assert all(r.state is RequestState.FINISHED for r in result.requests)
+
+
+@pytest.mark.parametrize(
+    "slo, field", [({"latency": {50: 2}}, "unknown metric"), ({"tbt": {150: 2}}, "percentiles"), ({"e2e": 2}, "e2e")]
+)
+def test_bad_slo_names_the_field(slo, field):
+    with pytest.raises(FathomInputError, match=field):
+        parse_slo(slo)
+
+
+def test_decode_pool_gpu_and_slowdown_extras():
+    plan = ServingPlan(tp=1, max_batch=32)
+    w = Workload(arrival="poisson", rate=2.0, num_requests=12, input_len="200", output_len="8")
+    slo = {"ttft": {50: 100.0}, "tbt": {50: 100.0}, "e2e": {99: 100.0}}
+    run = simulate_serving(model="llama-2-7b", gpu="h100-sxm", plan=plan, workload=w, disaggregate=(1, 1),
+                           decode_gpu="a100-80gb", slo_slowdown=slo)  # fmt: skip
+    assert run.extras["slowdown"]["meets_slo"] is True
+    assert run.result.replicas[1].role == "decode"
+    same = simulate_serving(model="llama-2-7b", gpu="h100-sxm", plan=plan, workload=w, disaggregate=(1, 1))
+    slower_decode = np.mean([r.finished_s - r.first_token_s for r in run.result.requests])
+    assert slower_decode > np.mean([r.finished_s - r.first_token_s for r in same.result.requests])
+    assert "slowdown" not in same.extras  # opt-in only
+    with pytest.raises(FathomInputError, match="decode_gpu"):
+        simulate_serving(model="llama-2-7b", gpu="h100-sxm", plan=plan, workload=w, decode_gpu="a100-80gb")
+
+
+def test_runner_registered():
+    assert "slowdown_capacity" in RUNNERS
