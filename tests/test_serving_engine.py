@@ -19,7 +19,7 @@ from fathom.serving.router import get_router, list_routers
 from fathom.serving.schedulers import get_scheduler, list_schedulers
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, _Simulation, simulate
 
-SCHEDULERS = ("static", "continuous", "chunked-prefill", "decode-priority")
+SCHEDULERS = ("static", "continuous", "chunked-prefill", "decode-priority", "prompt-first", "prompt-first-padded")
 
 
 class Recording(LinearCostModel):

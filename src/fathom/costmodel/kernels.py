@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fathom.specs.hardware import DeviceSpec
+from fathom.specs.hardware import BACKWARD_WORK, DeviceSpec
 
 # (tile_m, tile_n, intrinsic efficiency relative to the largest tile): smaller tiles reuse less data; the
 # 16- and 32-row tiles are the skinny-GEMM kernels (MARLIN, cuBLAS small-M) that decode batches run on.
@@ -75,11 +75,12 @@ def attention_flops(batch, seq_q, seq_kv_avg, heads, head_dim_qk, head_dim_v) ->
 
 
 def attention_s(device: DeviceSpec, kernel: str, flops_fwd, seq_len, backward: bool = False) -> np.ndarray:
-    """Seconds of fused attention forward (or backward: 2.5x the work) at the kernel class's rate on the device."""
+    """Seconds of fused attention forward (or backward: 2.5x the work) at that pass's rate on the device."""
     eff = device.efficiency
     seq = np.asarray(seq_len, dtype=float)
-    rate = device.peak_flops_per_s("bf16") * eff.attention_fraction(kernel) * seq / (seq + _ATTN_HALF_SEQ)
-    work = np.asarray(flops_fwd, dtype=float) * (2.5 if backward else 1.0)
+    share = eff.attention_pass_fraction(kernel, backward)  # forward and backward run at their own rates
+    rate = device.peak_flops_per_s("bf16") * share * seq / (seq + _ATTN_HALF_SEQ)
+    work = np.asarray(flops_fwd, dtype=float) * (BACKWARD_WORK if backward else 1.0)
     return work / rate + eff.kernel_launch_us * 1e-6
 
 

@@ -142,7 +142,7 @@ class InferenceStepModel:
         m, p, dev = self.model, self.plan, self.cluster.device
         heads = m.num_heads / p.tp
         dims = (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim + m.mla.v_head_dim) if m.mla else 2 * m.head_dim
-        rate = dev.peak_flops_per_s("bf16") * dev.efficiency.attention_fraction(p.attention)
+        rate = dev.peak_flops_per_s("bf16") * dev.efficiency.attention_pass_fraction(p.attention)  # forward only
         # seconds per query-key pair over all layers of all stages (flops = 2 * pairs * heads * dims)
         self._prefill_pair_s = self.layers * p.pp * 2.0 * heads * dims / rate
         bw = dev.mem_bw_bytes_per_s * dev.efficiency.memory

@@ -25,6 +25,7 @@ from fathom.serving.admission import Admission
 from fathom.serving.decode_slots import DecodeSlots
 from fathom.serving.kv_manager import KVCacheManager
 from fathom.serving.lora_pool import LoRAPool
+from fathom.serving.pipeline import PipelineStages
 from fathom.serving.preemption import Preemption
 from fathom.serving.replica_config import PREEMPTION_MODES, ReplicaConfig
 from fathom.serving.request import Request, RequestState
@@ -54,14 +55,26 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             cls = SpeculativeReplica
         return super().__new__(cls)
 
-    def __init__(self, index: int, config: ReplicaConfig, role: str = "both", record_timeseries: bool = True) -> None:
+    def __init__(
+        self, index: int, config: ReplicaConfig, role: str = "both", record_timeseries: bool = True,
+        pipeline: PipelineStages | None = None,
+    ) -> None:  # fmt: skip
         if role not in ROLES:
             raise unknown_name_error("role", role, ROLES)
         self.index, self.config, self.role = index, config, role
         self.cost = config.cost
         self.kv = KVCacheManager(config.cost)
+        # one virtual engine of a pipelined replica (fathom.serving.pipeline): its stages are shared, and the KV
+        # cache is split evenly among the virtual engines (vLLM's scheduler divides its GPU blocks by pp)
+        self.pipeline = pipeline
+        if pipeline is not None:
+            self.kv.capacity_blocks //= len(pipeline.free)
+            self.kv._free = self.kv.capacity_blocks
         self.bs = self.kv.block_size
         self.scheduler = get_scheduler(config.scheduler)
+        self._prompt_first = getattr(self.scheduler, "prompt_only_runs", False)
+        self._prompt_run = False  # the iteration in flight runs prompts alone (prompt-first schedulers)
+        self.prompt_runs = 0  # such iterations, which do not advance ``it``
         self.max_batch, self.max_batch_tokens = config.max_batch, config.max_batch_tokens
         self.swap = config.preemption == "swap"
         # a prefill replica hands requests off after their first token: only decoding replicas reserve outputs
@@ -147,20 +160,25 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         """Schedule the next iteration at ``now``; its duration in seconds, or None if there is nothing to run."""
         t = self.it
         self.now = now
-        if self.n_dec:  # lockstep decoding inlined: this runs once per iteration
+        # a prompt-first scheduler (vLLM v0) runs waiting prompts alone, before the decodes grow or run
+        prompt_run = self._prompt_first and bool(self.waiting) and not self.swapped
+        chunks = self.scheduler.plan(self) if prompt_run else []
+        self._prompt_run = prompt_run = bool(chunks)
+        if not prompt_run and self.n_dec:  # lockstep decoding inlined: this runs once per iteration
             need = self._phase[-t % self.bs] if self._lockstep else self._blocks_due(t)
             if need and not self.kv.try_grow(need):
                 self._grow_preempting(t, need)
-        if self.waiting or self.prefilling or self.swapped or self.arrived_kv:
+        if prompt_run:
+            pass
+        elif self.waiting or self.prefilling or self.swapped or self.arrived_kv:
             if not (self._preempted_now and self.running):
                 if self.swapped:
                     self._swap_in(t)
                 if self.arrived_kv:
                     self._admit_arrived(t)
-            chunks = self.scheduler.plan(self) if (self.waiting or self.prefilling) else []
-        else:
-            chunks = []
-        n_dec = self.n_dec
+            if not self._prompt_first:  # a prompt-first decode run carries no prompts
+                chunks = self.scheduler.plan(self) if (self.waiting or self.prefilling) else []
+        n_dec = 0 if prompt_run else self.n_dec
         if chunks or n_dec:
             if chunks:
                 pt = [n for _, n in chunks]  # lists: a few chunks per iteration, cheaper than arrays
@@ -221,12 +239,16 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
     def finish_iteration(self, now: float) -> tuple[list[Request], list[Request]]:
         """Advance the iteration that ends at ``now``: (requests finished, requests handed off for decoding)."""
         t = self.it
-        self._iter_end.append(now)
         self.outstanding -= self._n_dec_iter
         self._swap_s = 0.0
         self._preempted_now = False
-        self.it = t + 1
-        ending = self._finish_at.pop(t, None)
+        if self._prompt_run:  # the decodes did not run: their iteration index and token times stay put
+            self.prompt_runs += 1
+            nxt, ending = t, None
+        else:
+            self._iter_end.append(now)
+            self.it = nxt = t + 1
+            ending = self._finish_at.pop(t, None)
         if not self._chunks and ending is None:
             return _NONE, _NONE
         finished: list[Request] = []
@@ -253,13 +275,13 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                 if (done_req := self._finish(seq, now, seq.kv)) is not None:
                     finished.append(done_req)
             elif req.samples > 1:
-                self._fork(seq, t + 1, now)
+                self._fork(seq, nxt, now)
             elif self.role == "prefill":
                 del self.running[seq.order]
                 self._pinned[req.id] = seq.kv
                 handoffs.append(req)
             else:
-                self._add_decoder(seq, t + 1, req.input_tokens + req.generated_tokens, seq.kv)
+                self._add_decoder(seq, nxt, req.input_tokens + req.generated_tokens, seq.kv)
         self._chunks = []
         for seq in ending or ():
             self._sync(seq, t + 1)

@@ -12,6 +12,9 @@ Transfers are serialized per prefill replica (its outgoing NIC; FIFO, whatever t
 pinned on the prefill replica until its transfer is over. On the decode replica the request waits for a slot and
 blocks, then decodes: the gap between its first and second token is queueing on the link + transfer + decode wait +
 one decode iteration.
+
+A replica with pipeline stages (``pp`` > 1) keeps one micro-batch per stage in flight (``fathom.serving.pipeline``):
+its virtual engines sit side by side among the replicas the router picks from and share the stages' clock.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 from fathom.errors import FathomInputError
 from fathom.serving.events import ARRIVAL, ITERATION_DONE, STEP, TRANSFER_DONE, EventHeap
+from fathom.serving.pipeline import PipelineStages, merge_stats, pipeline_stages
 from fathom.serving.replica import Replica, ReplicaConfig
 from fathom.serving.request import Request, RequestState
 from fathom.serving.router import get_router
@@ -143,7 +147,11 @@ class _Simulation:
         if disaggregation is None:
             if not replicas:
                 raise FathomInputError("simulate needs at least one replica")
-            self.front = [Replica(i, c, "both", record_timeseries) for i, c in enumerate(replicas)]
+            self.front = []
+            for i, c in enumerate(replicas):  # a pipelined replica runs one virtual engine per stage
+                stages = pipeline_stages(c.cost)
+                pipe = PipelineStages(stages) if stages > 1 else None
+                self.front += [Replica(i, c, "both", record_timeseries, pipe) for _ in range(stages)]
             self.back: list[Replica] = []
             self.link_bw = 0.0
         else:
@@ -208,11 +216,16 @@ class _Simulation:
         right here instead of through the heap (the same order of events, without a push and a pop per iteration)."""
         heap, limit = self.heap, self.limit
         pending = heap.items
+        pipe = rep.pipeline
         while True:
+            if pipe is not None and pipe.free[0] > self.now:  # stage 1 still holds another micro-batch
+                rep.step_pending = True
+                heap.push(pipe.free[0], STEP, rep)
+                return
             dur = rep.start_iteration(self.now)
             if dur is None:
                 return
-            end = self.now + dur
+            end = self.now + dur if pipe is None else pipe.run(self.now, dur)
             if (pending and end >= pending[0][0]) or (limit is not None and end > limit):
                 rep.busy = True
                 heap.push(end, ITERATION_DONE, rep)
@@ -292,13 +305,30 @@ class _Simulation:
             stuck = [r.id for r in self.requests if r.state not in _TERMINAL]
             if stuck:
                 raise RuntimeError(f"simulation stalled with {len(stuck)} requests unfinished (first ids {stuck[:5]})")
-        return SimulationResult(self.requests, [_stats(r) for r in self.all], self.now, truncated, self.transfers)
+        return SimulationResult(self.requests, _all_stats(self.all), self.now, truncated, self.transfers)
+
+
+def _all_stats(replicas: list[Replica]) -> list[ReplicaStats]:
+    """One entry per replica: a pipelined replica's virtual engines (adjacent, one index) merge into one."""
+    out: list[ReplicaStats] = []
+    i = 0
+    while i < len(replicas):
+        pipe = replicas[i].pipeline
+        if pipe is None:
+            out.append(_stats(replicas[i]))
+            i += 1
+            continue
+        n = len(pipe.free)
+        out.append(merge_stats([_stats(r) for r in replicas[i : i + n]], pipe.busy_s))
+        i += n
+    return out
 
 
 def _stats(rep: Replica) -> ReplicaStats:
     return ReplicaStats(
-        index=rep.index, role=rep.role, scheduler=rep.scheduler.name, busy_s=rep.busy_s, iterations=rep.it,
-        preemptions=rep.preemptions, prefill_tokens=rep.prefill_tokens, decode_tokens=rep.decode_tokens,
+        index=rep.index, role=rep.role, scheduler=rep.scheduler.name, busy_s=rep.busy_s,
+        iterations=rep.it + rep.prompt_runs, preemptions=rep.preemptions, prefill_tokens=rep.prefill_tokens,
+        decode_tokens=rep.decode_tokens,
         prefix_hit_tokens=rep.prefix_hit_tokens, swap_out_bytes=rep.kv.swap_out_bytes,
         swap_in_bytes=rep.kv.swap_in_bytes, kv_capacity_blocks=rep.kv.capacity_blocks, timeseries=rep.timeseries(),
         lora=rep.lora.stats() if rep.lora is not None else None,

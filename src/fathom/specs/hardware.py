@@ -26,6 +26,14 @@ GIB = 1024**3
 # Least-squares fit over the 1,440 vTrain iterations (Megatron-DeepSpeed, eager, one 8xA100 node; Bang et al.
 # MICRO 2024): see ``fathom.validation.calibrate``. A property of the host software path, shared by devices.
 HOST_OP_US_DEFAULT = 50.0
+# Forward / backward rate of a fused-attention kernel class, where published: FlashAttention-2 on A100 peaks at 73%
+# of peak forward and 63% backward (Dao 2023, arXiv:2307.08691, Sec. 4.1, Figs. 5-6); FlashAttention-1 runs at
+# 30-50% forward and 25-35% backward (same paper, Sec. 1; midpoints); FlashAttention-3 forward reaches 75% on H100
+# (Shah et al. 2024, arXiv:2407.08608) against the catalog's 0.6 training-pass share, so its backward runs at ~0.56
+# (inferred: the catalog's own time-weighting). Kernel-class facts: a device's ``attention`` share stays the
+# time-weighted training-pass figure and is split by this ratio (``DeviceEfficiency.attention_pass_fraction``).
+ATTENTION_FWD_BWD_RATE = {"flash1": 40.0 / 30.0, "flash2": 73.0 / 63.0, "flash3": 1.35}
+BACKWARD_WORK = 2.5  # FlashAttention backward: five GEMMs to the forward's two (fathom.costmodel.kernels)
 # GEMMs inside a training step run below their isolated microbenchmark rate (sustained clocks under a full
 # power budget, caches shared with the other kernels). Fitted jointly with HOST_OP_US_DEFAULT on vTrain.
 GEMM_SUSTAINED_DEFAULT = 0.80
@@ -50,7 +58,8 @@ class DeviceEfficiency(_Frozen):
 
     ``gemm``: large-GEMM throughput / dense peak, per precision, from maximum-achievable-matmul measurements.
     ``memory``: streamed bandwidth / datasheet HBM bandwidth.
-    ``attention``: fused attention forward+backward throughput / dense 16-bit peak, per kernel class.
+    ``attention``: fused attention forward+backward throughput / dense 16-bit peak, per kernel class (time-weighted
+    over a training pass; ``attention_pass_fraction`` splits it into the forward and backward rates).
     """
 
     gemm: dict[str, float] = Field(default_factory=lambda: {"default": 0.75})
@@ -85,7 +94,7 @@ class DeviceEfficiency(_Frozen):
     )
 
     def attention_fraction(self, kernel: str) -> float:
-        """Share of the 16-bit dense peak a fused-attention kernel class reaches (forward and backward).
+        """Share of the 16-bit dense peak a fused-attention kernel class reaches over a training pass (fwd + bwd).
 
         Without a measurement: FlashAttention-1 runs at half FlashAttention-2 ("2x faster", Dao 2023 abstract),
         and a device with no FlashAttention-3 port runs the FlashAttention-2 kernel.
@@ -95,6 +104,17 @@ class DeviceEfficiency(_Frozen):
         if kernel in table:
             return table[kernel]
         return 0.5 * flash2 if kernel == "flash1" else flash2
+
+    def attention_pass_fraction(self, kernel: str, backward: bool = False) -> float:
+        """Share of the 16-bit dense peak of the forward (or backward) pass alone: ``attention_fraction`` is the
+        time-weighted training-pass share (1 unit of forward work, 2.5 of backward), split by the kernel class's
+        forward/backward rate ratio ``r`` so a training pass keeps its time: fwd = c (1 + 2.5 r) / 3.5, bwd = fwd / r.
+        Inference (prefill, shared-prefix attention) runs the forward kernel only."""
+        c = self.attention_fraction(kernel)
+        runs = kernel if kernel in self.attention or kernel != "flash3" else "flash2"  # no FA3 port: FA2 runs
+        r = ATTENTION_FWD_BWD_RATE.get(runs, 1.0)
+        fwd = c * (1.0 + BACKWARD_WORK * r) / (1.0 + BACKWARD_WORK)
+        return fwd / r if backward else fwd
 
     def gemm_fraction(self, precision: str) -> float:
         """Achievable fraction of dense peak for a large GEMM inside a running step."""

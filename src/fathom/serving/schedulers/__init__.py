@@ -1,6 +1,7 @@
 """Iteration-level schedulers: each decides, at the start of every engine iteration, which prompts prefill how many
-tokens. Every running request that has finished its prefill decodes one token in every iteration (all four policies
-agree on that; they differ in when and how much prefill joins), so a scheduler only returns prefill chunks.
+tokens. Every running request that has finished its prefill decodes one token in every iteration (all policies agree
+on that but ``prompt-first``, whose prompt runs pause the decodes; they differ in when and how much prefill joins), so
+a scheduler only returns prefill chunks.
 
 A scheduler works through the replica's small interface (``fathom.serving.replica.Replica``):
 - ``prefilling``: running requests part-way through their prompt, in admission order; ``n_dec``: decoding requests;
@@ -53,9 +54,12 @@ def _registry() -> dict[str, type]:
     from fathom.serving.schedulers.chunked_prefill import ChunkedPrefillScheduler
     from fathom.serving.schedulers.continuous import ContinuousScheduler
     from fathom.serving.schedulers.decode_priority import DecodePriorityScheduler
+    from fathom.serving.schedulers.prompt_first import PaddedPromptFirstScheduler, PromptFirstScheduler
     from fathom.serving.schedulers.static import StaticScheduler
 
-    return {s.name: s for s in (StaticScheduler, ContinuousScheduler, ChunkedPrefillScheduler, DecodePriorityScheduler)}
+    kinds = (StaticScheduler, ContinuousScheduler, ChunkedPrefillScheduler, DecodePriorityScheduler,
+             PromptFirstScheduler, PaddedPromptFirstScheduler)  # fmt: skip
+    return {s.name: s for s in kinds}
 
 
 def list_schedulers() -> list[str]:
