@@ -94,3 +94,30 @@ def test_sliding_window_caps_decode_attention_unless_the_engine_attends_over_the
     # past the window, a windowed decode costs what a decode at the window costs; a full one keeps growing
     assert windowed.step_time_s([], [], long_) == pytest.approx(windowed.step_time_s([], [], [4096.0] * 64))
     assert full.step_time_s([], [], long_) > full.step_time_s([], [], [4096.0] * 64)
+
+
+class _ContextsOnly:
+    """The step model seen only through ``step_time_s`` (the simulator then builds the decode contexts itself)."""
+
+    def __init__(self, inner: InferenceStepModel) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("scheduler", ["continuous", "chunked-prefill"])
+def test_simulating_with_the_kept_context_sum_gives_the_same_run_as_passing_the_contexts(scheduler):
+    from fathom.serving.request import Request
+    from fathom.serving.simulator import ReplicaConfig, simulate
+
+    rng = np.random.default_rng(3)
+    arrivals = np.cumsum(rng.exponential(0.05, 300))
+    reqs = [Request(i, float(a), int(rng.integers(10, 900)), int(rng.integers(1, 200))) for i, a in enumerate(arrivals)]
+    sm = _model()
+    assert sm.prices_context_sum and not _model(model=get_model("mistral-7b")).prices_context_sum
+    fast = simulate(reqs, [ReplicaConfig(sm, scheduler=scheduler)])
+    slow = simulate(reqs, [ReplicaConfig(_ContextsOnly(sm), scheduler=scheduler)])
+    flat = [t for r in fast.requests for t in r.token_times_s]
+    assert len(flat) == sum(r.output_tokens for r in reqs)
+    assert flat == pytest.approx([t for r in slow.requests for t in r.token_times_s], rel=1e-12)

@@ -179,7 +179,29 @@ class InferenceStepModel:
         begin with a prefix they share (see ``decode_attention_s``). Called once per simulated iteration, so it
         avoids numpy work on empty arrays and looks tables up in Python lists.
         """
-        n_prefill, n_decode = len(prefill_tokens), len(decode_context)
+        n_decode = len(decode_context)
+        decode_attn = 0.0
+        if n_decode:
+            d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
+            if shared_prefix is None:
+                decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
+            else:
+                decode_attn = self.decode_attention_s(d, shared_prefix)
+        return self._iteration_s(prefill_tokens, prefill_context, n_decode, decode_attn)
+
+    @property
+    def prices_context_sum(self) -> bool:
+        """Whether decode attention depends on the decode contexts only through their sum (no sliding window), so
+        the simulator may call ``step_time_sum_s`` with the sum it keeps instead of the contexts."""
+        return not self._window
+
+    def step_time_sum_s(self, prefill_tokens, prefill_context, n_decode: int, context_sum: float) -> float:
+        """``step_time_s`` for ``n_decode`` decodes whose contexts sum to ``context_sum`` (``prices_context_sum``)."""
+        return self._iteration_s(prefill_tokens, prefill_context, n_decode, context_sum * self._kv_read_s)
+
+    def _iteration_s(self, prefill_tokens, prefill_context, n_decode: int, decode_attn: float) -> float:
+        """Seconds of an iteration given its prefill chunks, its decode count and their attention seconds."""
+        n_prefill = len(prefill_tokens)
         prefill_sum = prefill_attn = 0.0
         if n_prefill:  # a handful of chunks: plain Python beats numpy's per-call overhead here
             w, frac = self._window, self._sw_frac
@@ -190,13 +212,6 @@ class InferenceStepModel:
                 keys_sum += k
                 pairs += n * (k + n / 2.0)
             prefill_attn = max(pairs * self._prefill_pair_s, keys_sum * self._kv_read_s)
-        decode_attn = 0.0
-        if n_decode:
-            d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
-            if shared_prefix is None:
-                decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
-            else:
-                decode_attn = self.decode_attention_s(d, shared_prefix)
         new_tokens = prefill_sum + n_decode
         if new_tokens <= 0:
             return 0.0

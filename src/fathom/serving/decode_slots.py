@@ -28,6 +28,7 @@ class DecodeSlots:
         self._lockstep = True  # Replica.start_iteration inlines _blocks_due and _decode_contexts when True
         self.n_dec = 0
         self._off = np.zeros(64)
+        self._off_sum = 0.0  # sum of the active decodes' offsets: their contexts sum to it + n_dec * t
         self._mask = np.zeros(64, dtype=bool)
         self._free_slots = list(range(63, -1, -1))
         self._active = _EMPTY
@@ -70,6 +71,7 @@ class DecodeSlots:
         slot = self._free_slots.pop()
         off = c0 - start
         self._off[slot] = off
+        self._off_sum += off
         self._mask[slot] = True
         self._dirty = True
         seq.slot, seq.start, seq.c0 = slot, start, c0
@@ -94,6 +96,7 @@ class DecodeSlots:
 
     def _drop_decoder(self: Replica, seq: Seq, listed: bool = True) -> None:
         self._mask[seq.slot] = False
+        self._off_sum -= self._off[seq.slot]
         self._free_slots.append(seq.slot)
         self._dirty = True
         self._phase[seq.phase] -= 1

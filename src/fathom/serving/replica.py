@@ -99,6 +99,11 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             and hasattr(self.cost, "decode_attention_s")  # the step model itself, not a wrapper around it
             and self.cost.plan.shared_prefix_attention
         )
+        # A cost model whose decode attention depends on the contexts only through their sum is handed that sum,
+        # kept up to date by the decode slots, instead of an array of contexts built every iteration. Asked of the
+        # class, so a wrapper that forwards attributes to the model it wraps never takes this path by accident.
+        by_sum = getattr(type(self.cost), "prices_context_sum", None) is not None and self.cost.prices_context_sum
+        self._by_sum = bool(by_sum) and self.lora is None and not self._hydragen
         # the iteration in flight
         self.it = 0
         self.now = 0.0
@@ -186,7 +191,13 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                 self.prefill_tokens += sum(pt)
             else:
                 pt = pc = _EMPTY
-            if not n_dec:
+            if self._by_sum and self._lockstep:  # the hot path: one float instead of an array of contexts
+                step = self.cost.step_time_sum_s(pt, pc, n_dec, self._off_sum + n_dec * t)
+                dur = self._swap_s + float(step)
+                if not 0.0 <= dur < _INF:
+                    raise ValueError(f"cost model returned an invalid iteration time {dur}")
+                dc = None
+            elif not n_dec:
                 dc = _EMPTY
             elif self._lockstep:  # DecodeSlots._decode_contexts inlined
                 if self._dirty:
@@ -195,16 +206,17 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                 dc = self._active + self._t0d
             else:
                 dc = self._decode_contexts(t)
-            lora = self.lora
-            if self._hydragen and n_dec:
-                step = self.cost.step_time_s(pt, pc, dc, shared_prefix=self._shared_prefix_groups())
-            elif lora is None:
-                step = self.cost.step_time_s(pt, pc, dc)
-            else:
-                step = self.cost.step_time_s(pt, pc, dc, lora.active)
-            dur = self._swap_s + float(step)
-            if not 0.0 <= dur < _INF:
-                raise ValueError(f"cost model returned an invalid iteration time {dur}")
+            if dc is not None:
+                lora = self.lora
+                if self._hydragen and n_dec:
+                    step = self.cost.step_time_s(pt, pc, dc, shared_prefix=self._shared_prefix_groups())
+                elif lora is None:
+                    step = self.cost.step_time_s(pt, pc, dc)
+                else:
+                    step = self.cost.step_time_s(pt, pc, dc, lora.active)
+                dur = self._swap_s + float(step)
+                if not 0.0 <= dur < _INF:
+                    raise ValueError(f"cost model returned an invalid iteration time {dur}")
         elif self._swap_s:
             dur = self._swap_s  # an iteration spent only moving KV over the host link
         else:
