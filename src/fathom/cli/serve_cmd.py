@@ -84,7 +84,9 @@ def register(app: typer.Typer) -> None:
         input_dist: Annotated[str | None, Opt(help="e.g. lognormal:mean=300,sigma=0.8")] = None,
         output_len: Annotated[int | None, Opt(min=1)] = None,
         output_dist: Annotated[str | None, Opt()] = None,
-        scheduler: Annotated[str, Opt(help="static|continuous|chunked-prefill|decode-priority")] = "continuous",
+        scheduler: Annotated[
+            str, Opt(help="static|continuous|chunked-prefill|decode-priority|prompt-first|prompt-first-padded")
+        ] = "continuous",
         max_batch: Annotated[int, Opt(min=1, help="Most sequences running at once.")] = 256,
         max_batch_tokens: Annotated[int, Opt(min=1, help="Token budget per iteration.")] = 8192,
         preemption: Annotated[str, Opt(help="recompute|swap")] = "recompute",
@@ -110,8 +112,10 @@ def register(app: typer.Typer) -> None:
         spec_tokens: Annotated[int | None, Opt(help="Speculative tokens proposed per step (default 4).")] = None,
         spec_acceptance: Annotated[float | None, Opt(help="Acceptance rate of each proposal, 0..1.")] = None,
         offload_weights: Annotated[str, Opt(help="Weights off the GPU, streamed each step: none|cpu|nvme.")] = "none",
-        resident_weight_fraction: Annotated[float | None, Opt(help="Share of weights kept on the GPU (default: "
-                                                               "the most that leaves KV for one sequence).")] = None,
+        resident_weight_fraction: Annotated[
+            float | None,
+            Opt(help="Share of weights kept on the GPU (default: the most that leaves KV for one sequence)."),
+        ] = None,
         offload_kv: Annotated[str, Opt(help="KV cache in host memory, read over PCIe: none|cpu.")] = "none",
         lora_adapters: Annotated[int | None, Opt(help="Multi-LoRA serving: number of adapters.")] = None,
         adapter_rank: Annotated[int | None, Opt(help="LoRA rank of every adapter (default 16).")] = None,

@@ -121,7 +121,9 @@ class ServeSimulateRequest(ModelChoice, ClusterChoice):
         "1024", max_length=200, description="N, or fixed:N, uniform:low=A,high=B, normal:..., lognormal:mean=M,sigma=S"
     )
     output_len: str = Field("256", max_length=200)
-    scheduler: Literal["static", "continuous", "chunked-prefill", "decode-priority"] = "continuous"
+    scheduler: Literal[
+        "static", "continuous", "chunked-prefill", "decode-priority", "prompt-first", "prompt-first-padded"
+    ] = "continuous"
     max_batch: int = Field(256, ge=1, le=2**20)
     max_batch_tokens: int = Field(8192, ge=1, le=2**24)
     preemption: Literal["recompute", "swap"] = "recompute"

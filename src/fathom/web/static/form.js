@@ -40,7 +40,7 @@ export const SERVE_FIELDS = [
   { name: "concurrency", label: "Concurrency (closed loop)", type: "int", value: "" },
   { name: "input_len", label: "Input length (N or dist)", type: "text", value: "1024" },
   { name: "output_len", label: "Output length (N or dist)", type: "text", value: "256" },
-  { name: "scheduler", label: "Scheduler", type: "select", options: opt(["continuous", "chunked-prefill", "decode-priority", "static"]), value: "continuous" },
+  { name: "scheduler", label: "Scheduler", type: "select", options: opt(["continuous", "chunked-prefill", "decode-priority", "static", "prompt-first", "prompt-first-padded"]), value: "continuous" },
   { name: "max_batch", label: "Max batch", type: "int", value: 256 },
   { name: "slo_ttft_s", label: "SLO TTFT (s, optional)", type: "float", value: "" },
   { name: "slo_tpot_s", label: "SLO TPOT (s, optional)", type: "float", value: "" },
