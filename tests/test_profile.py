@@ -130,6 +130,8 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
 
 
 def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
+    import yaml
+
     from fathom.cli.app import run
 
     assert (
@@ -157,6 +159,7 @@ def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
     for r in [*train["phases"].values(), train["total"]]:
         assert {"predicted_s", "measured_s", "error_pct"} <= set(r) and r["measured_s"] > 0
     assert train["memory"]["predicted_bytes"] > 0
+    assert train["speed_probe"]["gemm"].startswith("fp32") and train["speed_probe"]["slowdown"] > 0
     assert (
         run(
             [
@@ -181,6 +184,20 @@ def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
     )
     serve = json.loads(capsys.readouterr().out)
     assert {"prefill", "decode_step"} <= set(serve["phases"]) and serve["total"]["measured_s"] > 0
+    probe = serve["speed_probe"]  # the profile's bf16 reference GEMM re-timed beside the real work
+    if '"bf16"' in json.dumps(yaml.safe_load(tiny_profile.read_text())["profile"]["measurements"]["gemm"]):
+        assert probe["gemm"].startswith("bf16") and probe["check_s"] > 0 and probe["profile_s"] > 0
+
+
+def test_profile_passes_average_each_case() -> None:
+    from fathom.profiling.runner import mean_rows
+
+    one = [{"op": "copy", "bytes": 8.0, "seconds": 1.0}, {"dtype": "bf16", "fwd_s": 2.0, "bwd_s": 4.0}]
+    two = [{"op": "copy", "bytes": 8.0, "seconds": 3.0}, {"dtype": "bf16", "fwd_s": 4.0, "bwd_s": 2.0}]
+    assert mean_rows([one, two]) == [
+        {"op": "copy", "bytes": 8.0, "seconds": 2.0},
+        {"dtype": "bf16", "fwd_s": 3.0, "bwd_s": 3.0},
+    ]
 
 
 def test_check_refuses_moe(tiny_profile) -> None:
@@ -211,6 +228,41 @@ def test_fit_measures_optimizer_host_op_and_runtime_memory() -> None:
     assert eff["memory"] == pytest.approx(0.7, rel=0.02)
     assert eff["host_op_us"] == pytest.approx(7.0) and eff["kernel_launch_us"] == pytest.approx(3.0)
     assert fit.device["runtime_reserved_gib"] == pytest.approx(0.25)
+
+
+def test_fit_gives_16bit_elementwise_ops_their_own_share_and_serving_uses_it() -> None:
+    """bf16 elementwise cases fit ``efficiency.elementwise["bf16"]`` without moving the fp32 ``memory`` share; an
+    inline (CPU) device's serving step prices its eager elementwise passes at it, so a slower 16-bit share
+    means a slower prefill."""
+    from fathom.catalog.models import get_model
+    from fathom.costmodel.kernels import eager_elementwise_s
+    from fathom.inference.step_model import InferenceStepModel
+    from fathom.specs.hardware import Cluster
+    from fathom.specs.serving import ServingPlan
+
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(4))
+    slow = DeviceSpec.model_validate({**NOMINAL, "mem_bw_GBps": 12.0, "efficiency": {**TRUE_EFF, "memory": 0.3}})
+    for nbytes in (1e5, 1e6, 1e7, 1e8):
+        secs = float(memory_bound_s(slow, nbytes, 2))
+        meas["memory"].append({"op": "rms_norm", "dtype": "bf16", "bytes": nbytes, "kernels": 2, "seconds": secs})
+    fit = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True)
+    eff = fit.device["efficiency"]
+    assert eff["elementwise"]["bf16"] == pytest.approx(0.3, rel=0.01)
+    assert eff["memory"] == pytest.approx(0.7, rel=0.02)
+    dev = DeviceSpec.model_validate({**fit.device, "ops_run_inline": True})
+    assert eager_elementwise_s(dev, "bf16", 1e8) > eager_elementwise_s(dev, "fp32", 1e8)
+    fast = dev.model_copy(update={"efficiency": dev.efficiency.model_copy(update={"elementwise": {}})})
+    plan = ServingPlan(weight_dtype="bf16", kv_dtype="bf16", max_batch=8, max_batch_tokens=1024, block_size=1)
+    system = SystemSpec(
+        name="s", device=dev.name, gpus_per_node=1, intra_node_bw_GBps=1.0, inter_node_bw_GBps=1.0, source="t"
+    )
+    times = [
+        InferenceStepModel(get_model("tiny-llama"), Cluster(device=d, system=system, num_gpus=1), plan).step_time_s(
+            [128] * 8, [0] * 8, []
+        )
+        for d in (dev, fast)
+    ]
+    assert times[0] > times[1]
 
 
 # ---- the eager layer inventory against what PyTorch runs ---------------------------------------------------

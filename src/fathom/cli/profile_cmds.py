@@ -32,6 +32,9 @@ def _render(result: dict, title: str) -> None:
             f"{mem['measured_bytes'] / 2**20:.0f} MiB",
             f"{mem['error_pct']:+.1f}%",
         )
+    probe = result.get("speed_probe")
+    if probe:  # the reference GEMM now vs in the profile: > 1 = the machine ran slower than when profiled
+        table.caption = f"speed probe ({probe['gemm']}): {probe['slowdown']:.2f}x the profile's time"
     Console().print(table)
 
 
@@ -85,7 +88,7 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[int, Opt(min=1)] = 8,
         input_len: Annotated[int, Opt(min=1)] = 128,
         output_len: Annotated[int, Opt(min=2)] = 64,
-        repeats: Annotated[int, Opt(min=1)] = 2,
+        repeats: Annotated[int, Opt(min=1, help="Timed runs after one warm-up (median per step).")] = 3,
         json_out: Annotated[bool, Opt("--json")] = False,
     ) -> None:
         """Real bf16 prefill and KV-cached decode steps vs the serving step model."""

@@ -84,6 +84,17 @@ def attention_s(device: DeviceSpec, kernel: str, flops_fwd, seq_len, backward: b
     return work / rate + eff.kernel_launch_us * 1e-6
 
 
+def eager_elementwise_s(device: DeviceSpec, dtype: str, nbytes, kernels=1.0) -> np.ndarray:
+    """Seconds for eager elementwise/norm ops on ``dtype`` activations at that dtype's measured share of the
+    bandwidth (``efficiency.elementwise``, fitted by ``fathom profile``), else as ``memory_bound_s``."""
+    eff = device.efficiency
+    share = eff.elementwise.get(dtype, eff.memory)
+    return (
+        np.asarray(nbytes, dtype=float) / (device.mem_bw_bytes_per_s * share)
+        + np.asarray(kernels, dtype=float) * eff.kernel_launch_us * 1e-6
+    )
+
+
 def memory_bound_s(device: DeviceSpec, nbytes, kernels=1.0) -> np.ndarray:
     """Seconds for elementwise/normalisation kernels that stream ``nbytes`` through HBM."""
     eff = device.efficiency

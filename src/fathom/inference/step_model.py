@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fathom.costmodel.collectives import all_reduce_s, p2p_s
-from fathom.costmodel.kernels import linear_s, memory_bound_s
+from fathom.costmodel.kernels import eager_elementwise_s, linear_s, memory_bound_s
 from fathom.errors import FathomInputError
 from fathom.inference.memory import WEIGHT_BYTES, replica_memory
 from fathom.inference.overlap import NanoBatchOverlap
@@ -101,6 +101,7 @@ class InferenceStepModel:
         elementwise = (m.norms_per_layer * 2 + 6) * t * h * ACT_BYTES + (up + 1) * ffn_tokens * ACT_BYTES
         if dev.ops_run_inline and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch's unfused passes
             elementwise = eager_layer(m).traffic_per_token * t * ACT_BYTES  # fathom.training.eager
+            return attn + mlp + comm + eager_elementwise_s(dev, prec, elementwise, m.norms_per_layer + 3)
         return attn + mlp + comm + memory_bound_s(dev, elementwise, m.norms_per_layer + 3)
 
     def _moe_s(self, t: np.ndarray, gemm) -> tuple[np.ndarray, np.ndarray]:

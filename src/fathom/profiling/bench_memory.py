@@ -28,33 +28,38 @@ def bench_copy(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     return rows
 
 
-def bench_elementwise(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
-    """Activation, residual add, RMSNorm and LayerNorm over a (tokens, 1024) fp32 activation."""
+def bench_elementwise(grid: Grid, device: str, timer: Timer, tick, dtypes=("fp32",)) -> list[dict]:
+    """Activation, residual add, RMSNorm and LayerNorm over a (tokens, 1024) activation in each dtype (fp32 for
+    training; 16-bit as serving runs them, where each element is converted to fp32 and back on a CPU)."""
     import torch
     import torch.nn.functional as F
 
     rows = []
     width = 1024
-    for numel in grid.elementwise_numel:
-        tokens = max(numel // width, 1)
-        x, r = torch.randn(tokens, width, device=device), torch.randn(tokens, width, device=device)
-        w = torch.ones(width, device=device)
-        nbytes = 4.0 * tokens * width
-        # (call, passes over the activation, ops dispatched): what each op moves as this torch runs it. On a CPU
-        # RMSNorm is decomposed (pow, mean, add, rsqrt, two muls: 7 passes, 6 ops); LayerNorm's kernel reads
-        # its input twice (statistics, then normalise) and writes once.
-        cpu = device == "cpu"
-        ops = {
-            "silu": (lambda x=x: F.silu(x), 2.0, 1),
-            "gelu": (lambda x=x: F.gelu(x), 2.0, 1),
-            "residual_add": (lambda x=x, r=r: x + r, 3.0, 1),
-            "rms_norm": (lambda x=x, w=w: F.rms_norm(x, (width,), w), 7.0 if cpu else 2.0, 6 if cpu else 1),
-            "layer_norm": (lambda x=x, w=w: F.layer_norm(x, (width,), w, w), 3.0 if cpu else 2.0, 1),
-        }
-        for name, (fn, passes, kernels) in ops.items():
-            s = timer.median(fn, grid.repeats, 1, grid.budget_per_case_s)
-            rows.append({"op": name, "bytes": passes * nbytes, "kernels": kernels, "seconds": s})
-        tick()
+    for dtype in dtypes:
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        for numel in grid.elementwise_numel:
+            tokens = max(numel // width, 1)
+            x, r = (torch.randn(tokens, width, device=device, dtype=dt) for _ in range(2))
+            w = torch.ones(width, device=device, dtype=dt)
+            nbytes = float(torch.finfo(dt).bits // 8 * tokens * width)
+            # (call, passes over the activation, ops dispatched): what each op moves as this torch runs it. On a
+            # CPU RMSNorm is decomposed (pow, mean, add, rsqrt, two muls: 7 passes, 6 ops; 16-bit adds the up-
+            # and downcast ops, its passes counted as fathom.training.eager counts them); LayerNorm's kernel
+            # reads its input twice (statistics, then normalise) and writes once.
+            cpu = device == "cpu"
+            rms_ops = (6 + 2 * (dtype != "fp32")) if cpu else 1
+            ops = {
+                "silu": (lambda x=x: F.silu(x), 2.0, 1),
+                "gelu": (lambda x=x: F.gelu(x), 2.0, 1),
+                "residual_add": (lambda x=x, r=r: x + r, 3.0, 1),
+                "rms_norm": (lambda x=x, w=w: F.rms_norm(x, (width,), w), 7.0 if cpu else 2.0, rms_ops),
+                "layer_norm": (lambda x=x, w=w: F.layer_norm(x, (width,), w, w), 3.0 if cpu else 2.0, 1),
+            }
+            for name, (fn, passes, kernels) in ops.items():
+                s = timer.median(fn, grid.repeats, 1, grid.budget_per_case_s)
+                rows.append({"op": name, "dtype": dtype, "bytes": passes * nbytes, "kernels": kernels, "seconds": s})
+            tick()
     return rows
 
 

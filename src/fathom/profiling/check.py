@@ -42,6 +42,32 @@ def profile_settings(gpu: str) -> tuple[int, str]:
     return os.cpu_count() or 1, "wall"
 
 
+def reference_gemm(gpu: str, dtype: str) -> dict | None:
+    """The profile's largest GEMM case in ``dtype`` (shape and its profiled seconds), or None for a catalog device
+    or a profile without one: the check re-times it beside the real work (``speed_probe``)."""
+    path = Path(gpu)
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    rows = [r for r in ((data.get("profile") or {}).get("measurements") or {}).get("gemm", []) if r["dtype"] == dtype]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: r["m"] * r["n"] * r["k"])
+
+
+def speed_probe(ref: dict | None, probe_s: float | None) -> dict | None:
+    """How fast the machine ran during the check against during profiling: the reference GEMM's seconds then and
+    now. A ``slowdown`` far from 1 means other work shared the cores differently (``fathom.profiling.timing``)."""
+    if ref is None or not probe_s:
+        return None
+    return {
+        "gemm": f"{ref['dtype']} {ref['m']}x{ref['k']} @ {ref['k']}x{ref['n']}",
+        "profile_s": ref["seconds"],
+        "check_s": probe_s,
+        "slowdown": probe_s / ref["seconds"],
+    }
+
+
 def run_workers(args: dict, world: int, timeout_s: float, exact_memory: bool = False) -> dict:
     """Rank 0's result of ``world`` worker processes; ``exact_memory``: the allocator settings of the memory run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
@@ -85,7 +111,9 @@ def check_train(
         "threads": threads,
         "clock": clock,
     }
-    meas = run_workers({**args, "memory": False}, dp, timeout_s)
+    ref = reference_gemm(gpu, "fp32")
+    probe = {k: ref[k] for k in ("dtype", "m", "n", "k")} if ref else None
+    meas = run_workers({**args, "memory": False, "probe": probe}, dp, timeout_s)
     # Peak memory from its own run (one warm-up step, one measured step) with the exact-allocation settings.
     mem_meas = run_workers({**args, "steps": 1, "warmup": 1, "memory": True}, dp, timeout_s, exact_memory=True)[
         "peak_memory_bytes"
@@ -118,6 +146,7 @@ def check_train(
             "counts runtime_reserved only where the profile measured it (the runtime's own pages on a CPU), "
             "not a catalog device's CUDA context",
         },
+        "speed_probe": speed_probe(ref, meas.get("probe_s")),
     }
 
 
@@ -127,7 +156,7 @@ def check_serve(
     batch: int,
     input_len: int,
     output_len: int,
-    repeats: int = 2,
+    repeats: int = 3,
     warmup: int = 1,
     timeout_s: float = 3600.0,
 ) -> dict:
@@ -150,6 +179,8 @@ def check_serve(
         "clock": clock,
         "dtype": "bf16",
     }
+    ref = reference_gemm(gpu, "bf16")
+    args["probe"] = {k: ref[k] for k in ("dtype", "m", "n", "k")} if ref else None
     meas = run_workers(args, 1, timeout_s)
     dec_p, dec_m = sum(pred["decode_step_s"]), sum(meas["decode_step_s"])
     return {
@@ -168,4 +199,5 @@ def check_serve(
             "decode_last_step": row(pred["decode_step_s"][-1], meas["decode_step_s"][-1]),
         },
         "total": row(pred["prefill_s"] + dec_p, meas["prefill_s"] + dec_m),
+        "speed_probe": speed_probe(ref, meas.get("probe_s")),
     }

@@ -39,6 +39,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def _probe(a: dict, timer: Timer):
+    """A function timing the profile's reference GEMM now (median of three), or None without one."""
+    spec = a.get("probe")
+    if not spec:
+        return None
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[spec["dtype"]]
+    x, w = torch.randn(spec["m"], spec["k"], dtype=dtype), torch.randn(spec["k"], spec["n"], dtype=dtype)
+    return lambda: timer.median(lambda: x @ w, 3, 1, 2.0)
+
+
 def measure_train(a: dict) -> dict:
     torch.manual_seed(a["rank"])
     torch.set_num_threads(a["threads"])
@@ -59,7 +69,10 @@ def measure_train(a: dict) -> dict:
     phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
     peak, peak_ok = None, False
     holder: dict = {}
+    probe, probes = _probe(a, timer), []
     for step in range(a["warmup"] + a["steps"]):
+        if probe is not None and step >= a["warmup"]:
+            probes.append(probe())
         if step == a["warmup"]:
             gc.collect()
             peak_ok = _reset_peak()
@@ -79,6 +92,7 @@ def measure_train(a: dict) -> dict:
         "phases": med,
         "samples": phases,
         "peak_memory_bytes": peak,
+        "probe_s": statistics.median(probes) if probes else None,
         "params": sum(p.numel() for p in model.parameters()),
     }
 
@@ -93,7 +107,10 @@ def measure_serve(a: dict) -> dict:
     model = Decoder(spec, max_len).to(dtype).eval()
     timer = Timer.make("cpu", a["clock"])
     prefill, decode = [], []
+    probe, probes = _probe(a, timer), []
     for rep in range(a["warmup"] + a["repeats"]):
+        if probe is not None and rep >= a["warmup"]:
+            probes.append(probe())
         model.allocate_cache(batch, max_len, dtype)
         prompt = torch.randint(0, spec.vocab_size, (batch, n_in))
         out: dict = {}
@@ -106,7 +123,8 @@ def measure_serve(a: dict) -> dict:
             prefill.append(t_p)
             decode.append(steps)
     per_step = [statistics.median(col) for col in zip(*decode, strict=True)] if n_out > 1 else []
-    return {"prefill_s": statistics.median(prefill), "decode_step_s": per_step}
+    probe_s = statistics.median(probes) if probes else None
+    return {"prefill_s": statistics.median(prefill), "decode_step_s": per_step, "probe_s": probe_s}
 
 
 def main() -> None:

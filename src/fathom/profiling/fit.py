@@ -9,7 +9,9 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
 2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
    has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
    measured time over the memory-bound op cases (activations, norms, residual adds), and
-   ``efficiency.optimizer`` the same over the AdamW-step cases (a fused step streams at its own rate);
+   ``efficiency.optimizer`` the same over the AdamW-step cases (a fused step streams at its own rate), and
+   ``efficiency.elementwise[dtype]`` over the 16-bit elementwise and norm cases (eager serving's activations:
+   on a CPU each 16-bit element is converted to fp32 and back, a different rate from fp32 ops);
    on a CPU, ``runtime_reserved_gib`` = the measured memory of a minimal training process (``bench_footprint``);
 3. ``efficiency.gemm[dtype]`` minimises the same over the GEMM cases of each dtype (with ``gemm_sustained`` = 1:
    these are the isolated rates); where the fit wants more than the theoretical peak (turbo clocks), the peak
@@ -68,10 +70,14 @@ def _columns(rows: list[dict], *keys: str) -> list[np.ndarray]:
     return [np.array([r[k] for r in rows], dtype=float) for k in keys]
 
 
+def _fp32(row: dict) -> bool:
+    return row.get("dtype", "fp32") == "fp32"
+
+
 def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, float, float]:
     """(mem_bw_GBps, efficiency.memory, median |error| %): the peak from the streams, the share from the ops."""
     streams = [r for r in rows if r["op"] in _STREAMS]
-    ops = [r for r in rows if r["op"] not in _STREAMS and r["op"] not in _OPTIMIZERS] or rows
+    ops = [r for r in rows if r["op"] not in _STREAMS and r["op"] not in _OPTIMIZERS and _fp32(r)] or rows
     nbytes, kernels, secs = _columns(ops, "bytes", "kernels", "seconds")
     bw = max(r["bytes"] / r["seconds"] for r in streams) / 1e9 if streams else base["mem_bw_GBps"]
     dev0 = {**base, "mem_bw_GBps": bw}
@@ -205,6 +211,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         if opt_rows:
             eff["optimizer"], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch)
             quality["optimizer"] = {"cases": len(opt_rows), "median_abs_error_pct": err}
+        for dtype in sorted({r["dtype"] for r in measurements["memory"] if not _fp32(r)}):
+            sel = [r for r in measurements["memory"] if r.get("dtype") == dtype]
+            share, err = fit_optimizer({**dev, "efficiency": eff}, sel, launch)  # the same one-share fit
+            eff["elementwise"] = {**eff.get("elementwise", {}), dtype: share}
+            quality[f"elementwise_{dtype}"] = {"cases": len(sel), "median_abs_error_pct": err}
     footprint = [r["bytes"] for r in measurements.get("footprint", []) if r["op"] == "training_process"]
     if footprint and cpu:
         dev["runtime_reserved_gib"] = float(np.median(footprint)) / GIB

@@ -67,12 +67,25 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
 
 def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int]:
     """Progress steps per benchmark family."""
+    n = grid.passes
+    memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + len(grid.optimizer_params) + 1
     return {
-        "GEMM": (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
-        "attention": len(grid.attention_seq) * len(dtypes),
-        "memory": len(grid.copy_numel) + len(grid.elementwise_numel) + len(grid.optimizer_params) + 1 + cpu,
+        "GEMM": n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
+        "attention": n * len(grid.attention_seq) * len(dtypes),
+        "memory": n * memory + cpu,
         "collectives": len(ranks),
     }
+
+
+_TIMES = ("seconds", "seconds_per_op", "fwd_s", "bwd_s")
+
+
+def mean_rows(passes: list[list[dict]]) -> list[dict]:
+    """Passes over the same cases merged case by case: the mean of each case's seconds (``fathom.profiling.timing``)."""
+    return [
+        {**rows[0], **{k: sum(r[k] for r in rows) / len(rows) for k in _TIMES if k in rows[0]}}
+        for rows in zip(*passes, strict=True)
+    ]
 
 
 def run_profile(
@@ -114,16 +127,22 @@ def run_profile(
     ) as bar:
         tasks = {k: bar.add_task(k, total=v) for k, v in steps.items()}
         tick = lambda k: lambda: bar.advance(tasks[k])  # noqa: E731
-        meas["overhead"] = bench_overhead(grid, device, timer, tick("memory"))
-        meas["memory"] = bench_copy(grid, device, timer, tick("memory"))
-        meas["memory"] += bench_elementwise(grid, device, timer, tick("memory"))
-        meas["memory"] += bench_optimizer(grid, device, timer, tick("memory"))
+        for _ in range(grid.passes):  # passes seconds apart: the average speed, not one spell's (profiling.timing)
+            one = {
+                "overhead": bench_overhead(grid, device, timer, tick("memory")),
+                "memory": bench_copy(grid, device, timer, tick("memory"))
+                + bench_elementwise(grid, device, timer, tick("memory"), dtypes)
+                + bench_optimizer(grid, device, timer, tick("memory")),
+                "gemm": bench_gemm(grid, dtypes, device, timer, tick("GEMM")),
+            }
+            if cpu:
+                one["gemm_stream"] = bench_gemm_stream(grid, dtypes, device, timer, tick("GEMM"))
+            one["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
+            for k, rows in one.items():
+                meas.setdefault(k, []).append(rows)
+        meas = {k: mean_rows(passes) for k, passes in meas.items()}
         if cpu:
             meas["footprint"] = bench_runtime_memory(machine.threads, clock, tick("memory"))
-        meas["gemm"] = bench_gemm(grid, dtypes, device, timer, tick("GEMM"))
-        if cpu:
-            meas["gemm_stream"] = bench_gemm_stream(grid, dtypes, device, timer, tick("GEMM"))
-        meas["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
         if ranks:
             per_rank = max(machine.threads * ranks_per_node // max(ranks), 1) if cpu else 1
             meas["collective"] = bench_collectives(

@@ -4,7 +4,14 @@ Two clocks. ``wall`` (perf_counter) is what a user waits for on a machine of the
 time: user + system of every thread, which includes the kernel's copies for loopback sockets) is what the work
 would take alone on a machine other tenants share: with one thread per rank, time slices given to other
 processes are not counted. ``cpu`` is only meaningful with one thread (a multi-threaded op's threads overlap).
-The median ignores the repeats an interruption spoiled.
+Neither clock hides other tenants of the physical core: on a shared VM this core's speed switches, in spells of
+about a second, between its own and a contended state (measured on the 2-core development VM, in CPU time and
+whatever its other core runs: bf16 AMX GEMMs at 400-500 against 850-1000 GFLOP/s, a pure-Python loop 1.5x slower,
+fp32 GEMMs 0.65-1x), and more processes than cores evict each other's caches between time slices. A minimum
+over a few milliseconds' repeats catches the fastest spell, which a step of seconds cannot: the profile keeps
+each case's median and averages passes taken seconds apart (``fathom.profiling.runner``), the checks the median
+step, so both describe the machine's typical speed over their run. ``fathom check`` re-times a reference GEMM
+beside the real work (``speed_probe``) to show how that speed compares with the profile's.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ class Timer:
 
     def median(self, fn: Callable[[], object], repeats: int = 5, warmup: int = 1, budget_s: float = 2.0) -> float:
         """Median seconds of ``fn`` over up to ``repeats`` runs after ``warmup`` runs, stopping at ``budget_s``."""
+        return statistics.median(self.samples(fn, repeats, warmup, budget_s))
+
+    def samples(self, fn: Callable[[], object], repeats: int, warmup: int, budget_s: float) -> list[float]:
+        """Seconds of up to ``repeats`` runs of ``fn`` after ``warmup`` runs, stopping at ``budget_s``."""
         for _ in range(warmup):
             fn()
         self.sync()
@@ -61,4 +72,4 @@ class Timer:
             samples.append(self.once(fn))
             if time.perf_counter() - start > budget_s:
                 break
-        return statistics.median(samples)
+        return samples

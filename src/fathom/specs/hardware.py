@@ -84,6 +84,12 @@ class DeviceEfficiency(_Frozen):
         description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
         "None: the memory-bound share",
     )
+    elementwise: dict[str, float] = Field(
+        default_factory=dict,
+        description="per activation dtype: share of the streamed bandwidth eager elementwise and norm ops reach "
+        "where measured (fathom profile on a CPU: 16-bit ops convert to fp32 and back per element, so they move "
+        "fewer bytes per second than fp32 ones); absent: memory",
+    )
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(
