@@ -181,14 +181,15 @@ class InferenceStepModel:
         avoids numpy work on empty arrays and looks tables up in Python lists.
         """
         n_decode = len(decode_context)
-        decode_attn = 0.0
+        keys = 0.0  # KV tokens the decodes read, in units of one full-attention token
         if n_decode:
             d = decode_context if isinstance(decode_context, np.ndarray) else np.asarray(decode_context, dtype=float)
             if shared_prefix is None:
-                decode_attn = (d.sum() if not self._window else self._keys(d).sum()) * self._kv_read_s
+                keys = float(d.sum() if not self._window else self._keys(d).sum())
             else:
-                decode_attn = self.decode_attention_s(d, shared_prefix)
-        return self._iteration_s(prefill_tokens, prefill_context, n_decode, decode_attn)
+                attn = self.decode_attention_s(d, shared_prefix)
+                keys = attn / self._kv_read_s if self._kv_read_s > 0 else 0.0
+        return self.step_time_sum_s(prefill_tokens, prefill_context, n_decode, keys)
 
     @property
     def prices_context_sum(self) -> bool:
@@ -197,11 +198,8 @@ class InferenceStepModel:
         return not self._window
 
     def step_time_sum_s(self, prefill_tokens, prefill_context, n_decode: int, context_sum: float) -> float:
-        """``step_time_s`` for ``n_decode`` decodes whose contexts sum to ``context_sum`` (``prices_context_sum``)."""
-        return self._iteration_s(prefill_tokens, prefill_context, n_decode, context_sum * self._kv_read_s)
-
-    def _iteration_s(self, prefill_tokens, prefill_context, n_decode: int, decode_attn: float) -> float:
-        """Seconds of an iteration given its prefill chunks, its decode count and their attention seconds."""
+        """``step_time_s`` for ``n_decode`` decodes whose contexts sum to ``context_sum`` (``prices_context_sum``;
+        ``step_time_s`` itself passes the KV tokens the decodes read, sliding windows and shared prefixes applied)."""
         n_prefill = len(prefill_tokens)
         prefill_sum = prefill_attn = 0.0
         if n_prefill:  # a handful of chunks: plain Python beats numpy's per-call overhead here
@@ -221,9 +219,10 @@ class InferenceStepModel:
         linear = dense[i - 1] if i == new_tokens and i <= 4096 else self._table(self._linear, dense, new_tokens)
         seqs = n_decode + n_prefill  # logits for each sequence's last token
         head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
-        gpu = linear + head + prefill_attn + float(decode_attn) + self._fixed_s
+        decode_attn = context_sum * self._kv_read_s
+        gpu = linear + head + prefill_attn + decode_attn + self._fixed_s
         if self._overlap is not None:  # NanoFlow nano-batches (fathom.inference.overlap)
-            gpu = self._overlap.step_s(linear, head, prefill_attn, float(decode_attn), new_tokens) + self._fixed_s
+            gpu = self._overlap.step_s(linear, head, prefill_attn, decode_attn, new_tokens) + self._fixed_s
         return gpu if gpu > self._host_floor_s else self._host_floor_s
 
     # ---- decode batches whose sequences share prefixes (Hydragen) --------------------------------------------

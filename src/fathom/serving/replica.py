@@ -104,6 +104,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         # class, so a wrapper that forwards attributes to the model it wraps never takes this path by accident.
         by_sum = getattr(type(self.cost), "prices_context_sum", None) is not None and self.cost.prices_context_sum
         self._by_sum = bool(by_sum) and self.lora is None and not self._hydragen
+        self._step_by_sum = self.cost.step_time_sum_s if self._by_sum else None
         # the iteration in flight
         self.it = 0
         self.now = 0.0
@@ -192,7 +193,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             else:
                 pt = pc = _EMPTY
             if self._by_sum and self._lockstep:  # the hot path: one float instead of an array of contexts
-                step = self.cost.step_time_sum_s(pt, pc, n_dec, self._off_sum + n_dec * t)
+                step = self._step_by_sum(pt, pc, n_dec, self._off_sum + n_dec * t)
                 dur = self._swap_s + float(step)
                 if not 0.0 <= dur < _INF:
                     raise ValueError(f"cost model returned an invalid iteration time {dur}")
