@@ -102,3 +102,13 @@ def test_bad_length_spec(capsys):
 def test_model_that_does_not_fit(capsys):
     code = run(["serve", "--model", "llama-3.1-405b", "--gpu", "l4", "--offline", "--num-requests", "2"])
     assert code == 2 and "does not fit" in capsys.readouterr().err
+
+
+def test_no_sliding_window_attends_over_the_whole_context(capsys):
+    args = ["serve", "--model", "mistral-7b", "--gpu", "h100-sxm", "--offline", "--num-requests", "20",
+            "--input-len", "8000", "--output-len", "100", "--json"]  # fmt: skip
+    speeds = []
+    for extra in ([], ["--no-sliding-window"]):
+        assert run(args + extra) == 0
+        speeds.append(json.loads(capsys.readouterr().out)["throughput"]["output_tokens_per_s"])
+    assert speeds[1] < speeds[0]  # past the 4,096-token window, full attention reads more KV per token

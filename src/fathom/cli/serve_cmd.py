@@ -94,6 +94,14 @@ def register(app: typer.Typer) -> None:
             str, Opt(help="max-utilization (vLLM) | guaranteed-no-evict (TensorRT-LLM: reserve the whole output)")
         ] = "max-utilization",
         prefix_caching: Annotated[bool, Opt("--prefix-caching")] = False,
+        sliding_window: Annotated[
+            bool,
+            Opt(
+                "--sliding-window/--no-sliding-window",
+                help="Apply the model's sliding-window attention (off: attend over the whole context, as "
+                "TensorRT-LLM does unless max_attention_window_size is set).",
+            ),
+        ] = True,
         shared_prefix_attention: Annotated[
             bool, Opt("--shared-prefix-attention", help="Hydragen: decoders sharing a cached prefix attend to it once.")
         ] = False,
@@ -161,6 +169,7 @@ def register(app: typer.Typer) -> None:
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
                       kv_dtype=kv_dtype or ("fp8" if precision == "fp8" else "bf16"),
                       shared_prefix_attention=shared_prefix_attention, nano_batches=nano_batches,
+                      sliding_window=sliding_window,
                       **offload)  # fmt: skip
         plan = validate_or_explain(ServingPlan, fields, "serving plan")
         decode_plan = (
