@@ -194,20 +194,16 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                 pt = pc = _EMPTY
             if self._by_sum and self._lockstep:  # the hot path: one float instead of an array of contexts
                 step = self._step_by_sum(pt, pc, n_dec, self._off_sum + n_dec * t)
-                dur = self._swap_s + float(step)
-                if not 0.0 <= dur < _INF:
-                    raise ValueError(f"cost model returned an invalid iteration time {dur}")
-                dc = None
-            elif not n_dec:
-                dc = _EMPTY
-            elif self._lockstep:  # DecodeSlots._decode_contexts inlined
-                if self._dirty:
-                    self._active, self._dirty = self._off[self._mask], False
-                self._t0d[()] = t
-                dc = self._active + self._t0d
             else:
-                dc = self._decode_contexts(t)
-            if dc is not None:
+                if not n_dec:
+                    dc = _EMPTY
+                elif self._lockstep:  # DecodeSlots._decode_contexts inlined
+                    if self._dirty:
+                        self._active, self._dirty = self._off[self._mask], False
+                    self._t0d[()] = t
+                    dc = self._active + self._t0d
+                else:
+                    dc = self._decode_contexts(t)
                 lora = self.lora
                 if self._hydragen and n_dec:
                     step = self.cost.step_time_s(pt, pc, dc, shared_prefix=self._shared_prefix_groups())
@@ -215,9 +211,9 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                     step = self.cost.step_time_s(pt, pc, dc)
                 else:
                     step = self.cost.step_time_s(pt, pc, dc, lora.active)
-                dur = self._swap_s + float(step)
-                if not 0.0 <= dur < _INF:
-                    raise ValueError(f"cost model returned an invalid iteration time {dur}")
+            dur = self._swap_s + float(step)
+            if not 0.0 <= dur < _INF:
+                raise ValueError(f"cost model returned an invalid iteration time {dur}")
         elif self._swap_s:
             dur = self._swap_s  # an iteration spent only moving KV over the host link
         else:

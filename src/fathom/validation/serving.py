@@ -2,7 +2,7 @@
 
 Rows that describe the same deployment and workload (one scenario) are simulated once and compared on all the
 metrics the source reports. Engine limits the source leaves blank take the engine's documented defaults
-(``ENGINE_DEFAULTS``). Errors are ``(predicted - measured) / measured``; throughput and latency rows are
+(``ENGINES``). Errors are ``(predicted - measured) / measured``; throughput and latency rows are
 summarised separately, per source, and rows worse than 25% are counted.
 """
 
@@ -18,19 +18,33 @@ from fathom.errors import FathomInputError
 from fathom.specs.serving import ServingPlan
 from fathom.validation.summary import error_summary
 
-# (max_batch, max_batch_tokens) an engine runs with when the benchmark does not say: TensorRT-LLM builds with
-# max_batch_size 2048 and max_num_tokens 8192 (trtllm-build defaults); SGLang's chunked prefill size is 8192
-# and it admits requests until the KV cache is full; gpt-fast runs the batch it is given.
-ENGINE_DEFAULTS = {"tensorrt-llm": (2048, 8192), "sglang": (2048, 8192), "vllm": (256, 8192)}
-# TensorRT-LLM gives the KV cache kv_cache_free_gpu_mem_fraction = 0.9 of the memory free after the weights;
-# vLLM (gpu_memory_utilization) and SGLang (mem_fraction_static) size everything as a share of the total.
-KV_FREE_FRACTION = {"tensorrt-llm": 0.9}
-# TensorRT-LLM's in-flight batching admits with CapacitySchedulerPolicy GUARANTEED_NO_EVICT unless told otherwise
-# (executor SchedulerConfig default); vLLM and SGLang allocate KV as requests grow and preempt when it runs out.
-CAPACITY_POLICY = {"tensorrt-llm": "guaranteed-no-evict"}
-# TensorRT-LLM attends over the whole sequence unless max_attention_window_size is set (its default is
-# max_sequence_length; the benchmarks here do not set it), so a sliding-window model runs as full attention.
-SLIDING_WINDOW = {"tensorrt-llm": False}
+
+@dataclass(frozen=True)
+class EngineBehaviour:
+    """What an engine does where a benchmark leaves it unstated: its documented defaults, one entry per engine."""
+
+    max_batch: int = 256
+    max_batch_tokens: int = 8192
+    kv_free_fraction: float | None = None  # share of the memory left after the weights; None: a share of the whole
+    capacity_policy: str = "max-utilization"
+    sliding_window: bool = True
+
+
+# - batch limits: TensorRT-LLM builds with max_batch_size 2048 and max_num_tokens 8192 (trtllm-build defaults);
+#   SGLang's chunked prefill size is 8192 and it admits requests until the KV cache is full; vLLM max_num_seqs 256;
+#   gpt-fast runs the batch it is given.
+# - KV cache: TensorRT-LLM gives it kv_cache_free_gpu_mem_fraction = 0.9 of the memory free after the weights;
+#   vLLM (gpu_memory_utilization) and SGLang (mem_fraction_static) size everything as a share of the total.
+# - admission: TensorRT-LLM's in-flight batching admits with CapacitySchedulerPolicy GUARANTEED_NO_EVICT unless told
+#   otherwise (executor SchedulerConfig default); vLLM and SGLang allocate KV as requests grow and preempt.
+# - attention window: TensorRT-LLM attends over the whole sequence unless max_attention_window_size is set (its
+#   default is max_sequence_length; the benchmarks here do not set it), so a sliding-window model runs as full
+#   attention.
+ENGINES: dict[str, EngineBehaviour] = {
+    "tensorrt-llm": EngineBehaviour(2048, 8192, 0.9, "guaranteed-no-evict", sliding_window=False),
+    "sglang": EngineBehaviour(2048, 8192),
+    "vllm": EngineBehaviour(256, 8192),
+}
 THROUGHPUT_METRICS = ("output_tokens_per_s", "total_tokens_per_s", "requests_per_s",
                       "output_tokens_per_s_per_gpu", "decode_tokens_per_s")  # fmt: skip
 SCENARIO_FIELDS = ("model", "gpu", "system", "num_gpus", "tp", "pp", "ep", "replicas", "weight_dtype", "kv_dtype",
@@ -79,7 +93,8 @@ def _engine_context(row: dict) -> int | None:
 
 
 def _simulate(row: dict) -> ServingRun:
-    batch, tokens = ENGINE_DEFAULTS.get(row["engine"], (256, 8192))
+    engine = ENGINES.get(row["engine"], EngineBehaviour())
+    batch, tokens = engine.max_batch, engine.max_batch_tokens
     mode = row["mode"]
     concurrency = _int(row, "concurrency")
     max_batch = _int(row, "max_batch", concurrency if mode == "batch" and concurrency else batch)
@@ -92,9 +107,9 @@ def _simulate(row: dict) -> ServingRun:
         cuda_graphs=row["cuda_graphs"].strip().lower() != "false",
         max_batch=max_batch,
         max_batch_tokens=max(_int(row, "max_batch_tokens", tokens), max_batch),
-        kv_free_fraction=KV_FREE_FRACTION.get(row["engine"]),
+        kv_free_fraction=engine.kv_free_fraction,
         max_model_len=_engine_context(row),
-        sliding_window=SLIDING_WINDOW.get(row["engine"], True),
+        sliding_window=engine.sliding_window,
     )
     arrival = {"offline": "offline", "batch": "offline", "rate": "poisson", "concurrency": "closed-loop"}[mode]
     num = _int(row, "num_requests") or (concurrency if mode == "batch" else None)
@@ -105,7 +120,7 @@ def _simulate(row: dict) -> ServingRun:
     return simulate_serving(model=row["model"], gpu=row["gpu"], plan=plan, workload=workload,
                             replicas=_int(row, "replicas", 1), system=row["system"] or None,
                             scheduler=row["scheduler"] or "continuous",
-                            capacity_policy=CAPACITY_POLICY.get(row["engine"], "max-utilization"))  # fmt: skip
+                            capacity_policy=engine.capacity_policy)  # fmt: skip
 
 
 def _metric(run: ServingRun, row: dict) -> float:
