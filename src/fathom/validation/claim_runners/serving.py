@@ -68,9 +68,22 @@ def meets_tbt_slo(run: ServingRun, tbt_p99_s: float, delay_p50_s: float) -> bool
     return bool(delays) and itl is not None and itl <= tbt_p99_s and float(np.median(delays)) <= delay_p50_s
 
 
+def largest_rate(ok, start_rate: float, iterations: int) -> float:
+    """Largest rate for which ``ok(rate)`` holds: double from ``start_rate`` until a rate fails (at most 16 times),
+    then bisect ``iterations`` times; 0 when even the smallest rate tried fails."""
+    lo, hi = 0.0, float(start_rate)
+    for _ in range(16):
+        if not ok(hi):
+            break
+        lo, hi = hi, hi * 2.0
+    for _ in range(int(iterations)):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
 def capacity_rps(inputs: dict) -> float:
-    """Largest Poisson rate (requests/s) meeting the SLO: double from ``start_rate`` until a rate fails, then
-    bisect ``iterations`` times; 0 when even ``start_rate / 2**iterations`` fails."""
+    """Largest Poisson rate (requests/s) meeting the SLO (``largest_rate``, 7 bisections by default)."""
     slo = inputs["slo"]
 
     def ok(rate: float) -> bool:
@@ -78,15 +91,7 @@ def capacity_rps(inputs: dict) -> float:
                      input_len=_length(inputs["input_len"]), output_len=_length(inputs["output_len"]))  # fmt: skip
         return meets_tbt_slo(_simulate(inputs, w), slo["tbt_p99_s"], slo.get("scheduling_delay_p50_s", 2.0))
 
-    lo, hi = 0.0, float(inputs.get("start_rate", 1.0))
-    for _ in range(16):
-        if not ok(hi):
-            break
-        lo, hi = hi, hi * 2.0
-    for _ in range(int(inputs.get("iterations", 7))):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    return largest_rate(ok, inputs.get("start_rate", 1.0), inputs.get("iterations", 7))
 
 
 def serving_capacity(fig: dict) -> tuple[list[Pair], str]:

@@ -19,7 +19,7 @@ import json
 from fathom.api.serving import Workload, simulate_serving
 from fathom.specs.serving import ServingPlan
 from fathom.validation.claim_runners.common import Pair
-from fathom.validation.claim_runners.serving import PLAN_FIELDS, _length, _sides
+from fathom.validation.claim_runners.serving import PLAN_FIELDS, _length, _sides, largest_rate
 
 
 def meets_slowdown_slo(inputs: dict, rate: float) -> bool:
@@ -40,17 +40,10 @@ def meets_slowdown_slo(inputs: dict, rate: float) -> bool:
 
 
 def slowdown_capacity_rps(inputs: dict) -> float:
-    """Largest Poisson rate meeting the slowdown SLOs: double from ``start_rate`` until a rate fails, then bisect
-    ``iterations`` times (the search of ``serving.capacity_rps``); 0 when even the smallest rate tried fails."""
-    lo, hi = 0.0, float(inputs.get("start_rate", 1.0))
-    for _ in range(16):
-        if not meets_slowdown_slo(inputs, hi):
-            break
-        lo, hi = hi, hi * 2.0
-    for _ in range(int(inputs.get("iterations", 6))):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if meets_slowdown_slo(inputs, mid) else (lo, mid)
-    return lo
+    """Largest Poisson rate meeting the slowdown SLOs (``serving.largest_rate``, 6 bisections by default)."""
+    return largest_rate(
+        lambda rate: meets_slowdown_slo(inputs, rate), inputs.get("start_rate", 1.0), inputs.get("iterations", 6)
+    )
 
 
 def slowdown_capacity(fig: dict) -> tuple[list[Pair], str]:
