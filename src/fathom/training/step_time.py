@@ -165,13 +165,24 @@ def step_time(
     zb2_share = np.maximum(layers_fwd + layers_bwd - 3.0 * layers_wgrad, 0.0) / np.maximum(
         layers_fwd + layers_bwd, 1e-30
     )
+    # The shorter bubbles need enough micro-batches in flight to fill the warm-up: interleaving and ZB-H1 at least
+    # p (Megatron's interleaved schedule; Qi et al. 2024 Sec. 2), ZB-H2 its 2p - 1 warm-up forwards. With one
+    # micro-batch the stages run one after another; only a stage's deferred weight-gradient pass overlaps the next
+    # stage's backward, so a zero-bubble schedule saves (p - 1) t_W and interleaving nothing. Between those points
+    # fathom fills the saving in linearly with the micro-batches (its own interpolation, monotone in m).
+    wgrad_share = layers_wgrad / np.maximum(layers_fwd + layers_bwd, 1e-30)
+    fill_p = np.clip((m - 1.0) / np.maximum(pp - 1.0, 1.0), 0.0, 1.0)
+    fill_2p = np.clip((m - pp) / np.maximum(pp - 1.0, 1.0), 0.0, 1.0)
+    zb_one = (pp - 1.0) * (1.0 - wgrad_share)
+    zb1_units = (1.0 - fill_p) * zb_one + fill_p * (pp - 1.0) * np.minimum(fwd_share, 1.0 - wgrad_share)
+    zb2_units = (1.0 - fill_2p) * zb1_units + fill_2p * (pp - 1.0) * zb2_share
     bubble_units = np.select(
         [
             p.schedule == SCHEDULES.index("interleaved"),
             p.schedule == SCHEDULES.index("zero-bubble"),
             p.schedule == SCHEDULES.index("zero-bubble-2p"),
         ],
-        [(pp - 1.0) / chunks, (pp - 1.0) * fwd_share, (pp - 1.0) * zb2_share],
+        [(pp - 1.0) * (1.0 - fill_p * (1.0 - 1.0 / chunks)), zb1_units, zb2_units],
         pp - 1.0,
     )
     bubble = bubble_units * (stage_avg + zero3_exposed)
@@ -181,9 +192,9 @@ def step_time(
         head_passes = (c.head_fwd, c.head_bwd - c.head_wgrad, c.head_wgrad)
         scheduled = _auto_bubble(p, auto, m, L, layer, head_passes, p2p, stage_max, ends)
         # The handcrafted ZB-H1 / ZB-H2 is one schedule the automatic search covers at the same memory: never worse.
-        handcrafted = np.where(
-            p.schedule == SCHEDULES.index("zero-bubble-auto"), (pp - 1.0) * fwd_share, (pp - 1.0) * zb2_share
-        ) * (stage_avg + zero3_exposed)
+        handcrafted = np.where(p.schedule == SCHEDULES.index("zero-bubble-auto"), zb1_units, zb2_units) * (
+            stage_avg + zero3_exposed
+        )
         bubble = np.where(auto, np.minimum(scheduled, handcrafted), bubble)
     # DP: ZeRO 0-2 reduction hides under the last micro-batch's backward when overlap is on.
     hideable = np.where(p.overlap_grad_reduce, layers_bwd, 0.0)
