@@ -41,6 +41,8 @@ class EnergyCheck:
     plan: str
     avg_power_w: float | None  # per GPU, board (+ host share for server rows)
     tdp_w: float | None
+    tflops_per_gpu: float | None  # model TFLOPs/s per GPU of the plan whose phase mix sets the power
+    published_tflops_per_gpu: float | None  # the source's achieved throughput, where it gives one
     published_mwh: float
     predicted_mwh: float | None
     error_pct: float | None
@@ -55,8 +57,9 @@ def load_footprints() -> list[dict[str, str]]:
     return [dict(r) for r in csv.DictReader(text.splitlines())]
 
 
-def _breakdown(row: dict[str, str], model, cluster) -> tuple[dict[str, float], str]:
-    """The step-time breakdown of the row's plan: published, published layout with fathom's knobs, or searched."""
+def _breakdown(row: dict[str, str], model, cluster) -> tuple[dict[str, float], str, float]:
+    """The step-time breakdown of the row's plan (published, published layout with fathom's knobs, or searched),
+    a description of the plan, and its model TFLOPs/s per GPU."""
     source = row["plan_source"]
     if source == "search":
         from fathom.search.training_search import search_training
@@ -64,17 +67,20 @@ def _breakdown(row: dict[str, str], model, cluster) -> tuple[dict[str, float], s
         best = search_training(model, cluster, seq_len=int(row["seq_len"]), global_batch=int(row["global_batch"]),
                                top=1, precision=row["precision"]).plans[0]  # fmt: skip
         p = best.plan
-        return best.time_breakdown, f"search: tp{p['tp']} pp{p['pp']} cp{p['cp']} zero{p['zero']} {p['recompute']}"
+        text = f"search: tp{p['tp']} pp{p['pp']} cp{p['cp']} zero{p['zero']} {p['recompute']}"
+        return best.time_breakdown, text, float(best.tflops_per_gpu)
     if source == "published-search":
         plan = best_plan_for_layout(row, model, cluster)
         text = (f"published layout tp{plan.tp} pp{plan.pp} cp{plan.cp} {plan.schedule}, fathom's knobs: "
                 f"vpp{plan.vpp} mb{plan.micro_batch} zero{plan.zero} {plan.recompute}")  # fmt: skip
-        return estimate_training(model, cluster, plan).time_breakdown, text
+        est = estimate_training(model, cluster, plan)
+        return est.time_breakdown, text, est.tflops_per_gpu
     if source != "published":
         raise FathomInputError(f"plan_source: {source!r} (row {row['id']}) is not one of {', '.join(PLAN_SOURCES)}")
     plan = _plan(row)
     text = f"published: tp{plan.tp} pp{plan.pp} cp{plan.cp} vpp{plan.vpp} {plan.recompute}"
-    return estimate_training(model, cluster, plan).time_breakdown, text
+    est = estimate_training(model, cluster, plan)
+    return est.time_breakdown, text, est.tflops_per_gpu
 
 
 def _candidates(row: dict[str, str], name: str, default: list) -> list:
@@ -131,14 +137,18 @@ def _plan(row: dict[str, str]) -> TrainingPlan:
 
 def check_row(row: dict[str, str]) -> EnergyCheck:
     published, co2e = float(row["energy_mwh"]), float(row["co2e_t"])
+    tflops_text = row.get("published_tflops_per_gpu", "").strip()
+    published_tflops = float(tflops_text) if tflops_text else None
     common = dict(row_id=row["id"], source=row["source"], model=row["model"], gpu=row["gpu"], scope=row["scope"],
-                  published_mwh=published, published_co2e_t=co2e)  # fmt: skip
+                  published_mwh=published, published_co2e_t=co2e,
+                  published_tflops_per_gpu=published_tflops)  # fmt: skip
     if not row["gpu_hours"].strip():
-        missing = dict(gpu_hours=None, plan="-", avg_power_w=None, tdp_w=None, predicted_mwh=None, error_pct=None)
+        missing = dict(gpu_hours=None, plan="-", avg_power_w=None, tdp_w=None, tflops_per_gpu=None, predicted_mwh=None,
+                       error_pct=None)  # fmt: skip
         return EnergyCheck(**missing, predicted_co2e_t=None, co2e_error_pct=None, skipped="GPU-hours not published",
                            **common)  # fmt: skip
     cluster = resolve_cluster(row["gpu"], int(row["plan_gpus"]))
-    breakdown, plan_text = _breakdown(row, get_model(row["model"]), cluster)
+    breakdown, plan_text, tflops = _breakdown(row, get_model(row["model"]), cluster)
     profile = power_profile(cluster.device)
     power = float(step_power(breakdown, profile).avg_power_w)
     if row["scope"] == "server":
@@ -152,6 +162,7 @@ def check_row(row: dict[str, str]) -> EnergyCheck:
         plan=f"{row['plan_gpus']} GPUs, {plan_text}",
         avg_power_w=power,
         tdp_w=profile.tdp_w,
+        tflops_per_gpu=float(tflops),
         predicted_mwh=predicted,
         error_pct=100.0 * (predicted - published) / published,
         predicted_co2e_t=predicted_co2e,
