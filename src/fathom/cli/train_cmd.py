@@ -84,6 +84,13 @@ def register(app: typer.Typer) -> None:
         overlap_tp_comm: Annotated[
             bool, typer.Option("--overlap-tp-comm/--no-overlap-tp-comm", help="TP collectives pipelined with GEMMs.")
         ] = False,
+        async_tp_allreduce: Annotated[
+            bool,
+            typer.Option(
+                "--async-tp-allreduce/--no-async-tp-allreduce",
+                help="Megatron's backward TP all-reduce under the weight-gradient GEMM (Megatron-LM default).",
+            ),
+        ] = True,
         overlap_p2p_comm: Annotated[
             bool, typer.Option("--overlap-p2p-comm/--no-overlap-p2p-comm", help="Asynchronous pipeline sends.")
         ] = False,
@@ -160,6 +167,7 @@ def register(app: typer.Typer) -> None:
             overlap_grad_reduce=overlap_grad_reduce,
             balance_pipeline_ends=balance_pipeline_ends,
             overlap_tp_comm=overlap_tp_comm,
+            async_tp_allreduce=async_tp_allreduce,
             overlap_p2p_comm=overlap_p2p_comm,
             overlap_param_gather=overlap_param_gather,
             tokens=tokens,

@@ -79,6 +79,13 @@ class TrainingPlan(BaseModel):
     # multiple of pp.
     balance_pipeline_ends: bool = False
     overlap_tp_comm: bool = False
+    # Megatron-LM's asynchronous TP all-reduce (default on since Feb 2022; --no-async-tensor-model-parallel-allreduce
+    # turns it off): in the backward of a column-parallel linear the input-gradient all-reduce runs while the
+    # weight-gradient GEMM computes. Without it (Megatron-LM before Sept 2021, DeepSpeed's Megatron forks) the
+    # all-reduce is exposed. With sequence parallelism Megatron overlaps its backward reduce-scatter and re-gather the
+    # same way (megatron/core/tensor_parallel/layers.py, since March 2022); fathom reads this flag as "the stack has
+    # Megatron's asynchronous TP backward collectives" and exposes them all when it is off (e.g. DTensor TP).
+    async_tp_allreduce: bool = True
     overlap_p2p_comm: bool = False
     overlap_param_gather: bool = False
     # Fine-tuning levers (fathom.training.finetune). "none" trains every weight; LoRA (Hu et al. 2021) freezes the

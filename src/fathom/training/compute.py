@@ -38,6 +38,10 @@ class LayerCompute:
     host_bwd: np.ndarray
     gemm_wgrad: np.ndarray  # the weight-gradient share of gemm_bwd (skipped for frozen weights)
     head_wgrad: np.ndarray  # the same for the LM head
+    # Backward of the column-parallel (TP-sharded output) GEMMs, whose input-gradient collectives Megatron runs
+    # asynchronously: weight-gradient and input-gradient GEMM seconds (fathom.training.step_time).
+    column_wgrad: np.ndarray | float = 0.0
+    column_dgrad: np.ndarray | float = 0.0
 
     @property
     def fwd(self) -> np.ndarray:
@@ -230,6 +234,19 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         head_ops = eager_head_ops(model)
         head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
     gemm_f, gemm_b = attn_f + mlp_f, attn_b + mlp_b
+    col_w, col_d = _column_parallel_backward(model, dev, codes, t, tp, s.moe_fraction)
     return LayerCompute(
-        gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w
-    )
+        gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
+        col_w, col_d,
+    )  # fmt: skip
+
+
+def _column_parallel_backward(model: ModelSpec, dev: DeviceSpec, codes, t, tp, moe_fraction) -> tuple:
+    """Weight- and input-gradient seconds of the column-parallel GEMMs: the attention input projections (every
+    attention GEMM but the output projection) and the dense MLP's up projection; MoE experts are not TP-sharded."""
+    attn_in = _attention_gemms(model, t, tp)[:-1]
+    _, a_b, a_w = _gemm_set(dev, codes, attn_in)
+    _, m_b, m_w = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp)[:1])
+    dense = 1.0 - moe_fraction if model.moe is not None else 1.0
+    wgrad = a_w + dense * m_w
+    return wgrad, (a_b - a_w) + dense * (m_b - m_w)

@@ -70,6 +70,8 @@ def finetune_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanSh
         gemm_fwd=c.gemm_fwd + live * adapter_f,
         gemm_bwd=live * (gemm_bwd + adapter_b),
         gemm_wgrad=live * np.where(lora, 0.0, c.gemm_wgrad),
+        column_wgrad=live * np.where(lora, 0.0, c.column_wgrad),
+        column_dgrad=live * c.column_dgrad,
         attn_bwd=live * c.attn_bwd,
         other_fwd=c.other_fwd + dequant_f,
         other_bwd=live * (c.other_bwd + dequant_f),

@@ -68,6 +68,7 @@ class PlanArrays:
     overlap_moe_comm: np.ndarray
     balance_pipeline_ends: np.ndarray
     overlap_tp_comm: np.ndarray
+    async_tp_allreduce: np.ndarray
     overlap_p2p_comm: np.ndarray
     overlap_param_gather: np.ndarray
     finetune: np.ndarray

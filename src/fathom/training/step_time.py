@@ -93,6 +93,25 @@ def _auto_bubble(p: PlanArrays, auto: np.ndarray, m, L, layer: tuple, head: tupl
     return out
 
 
+def _exposed_tp_backward(p: PlanArrays, tp_bwd: np.ndarray, c: LayerCompute) -> np.ndarray:
+    """Backward TP seconds left exposed by Megatron's asynchronous collectives (megatron/core/tensor_parallel/
+    layers.py, LinearWithGradAccumulationAndAsyncCommunication; async all-reduce since Sept 2021, the sequence-
+    parallel overlap since March 2022).
+
+    ``tp_bwd`` is two all-reduces' worth per layer: the input gradients of the two column-parallel GEMMs. Without
+    sequence parallelism they run under those GEMMs' weight-gradient GEMMs. With
+    sequence parallelism the backward has half that volume as all-gathers behind the row-parallel GEMMs (exposed),
+    the other half as reduce-scatters under the weight-gradient GEMMs, plus a re-gather of each column-parallel input
+    (the same volume again) under its input-gradient GEMM. Stacks without these asynchronous collectives
+    (``async_tp_allreduce`` off) expose them all; chunked TP overlap (MegaScale) is priced separately.
+    """
+    half = 0.5 * tp_bwd
+    sp = p.sequence_parallel & (p.tp > 1)
+    with_sp = half + np.maximum(half - c.column_wgrad, 0.0) + np.maximum(half - c.column_dgrad, 0.0)
+    overlapped = np.where(sp, with_sp, np.maximum(tp_bwd - c.column_wgrad, 0.0))
+    return np.where(p.overlap_tp_comm | ~p.async_tp_allreduce, tp_bwd, overlapped)
+
+
 def step_time(
     model: ModelSpec,
     cluster: Cluster,
@@ -116,6 +135,7 @@ def step_time(
         tp_fwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_fwd - c.gemm_fwd, 0.0), comm.tp_fwd),
         tp_bwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_bwd - c.gemm_bwd, 0.0), comm.tp_bwd),
     )
+    comm = replace(comm, tp_bwd=_exposed_tp_backward(p, comm.tp_bwd, c))
     # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
     recompute_compute = live * np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
     recompute_comm = live * np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
