@@ -27,21 +27,23 @@ def test_isolated_latency_by_hand():
     assert alone["tbt"][0] == pytest.approx(np.mean(decode))
     assert alone["e2e"][0] == pytest.approx(prefill + sum(decode))
     one = IsolatedLatency(LinearCostModel(**COST)).latencies(np.array([5]), np.array([1]))
-    assert np.isnan(one["tbt"][0]) and one["e2e"][0] == pytest.approx(one["ttft"][0])
+    assert one["tbt"][0] == pytest.approx(0.01 + 1e-3 + 6 * 1e-6)  # the step at context P + 1
+    assert one["e2e"][0] == pytest.approx(one["ttft"][0])
 
 
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 40)), min_size=1, max_size=5))
 def test_a_request_alone_has_slowdown_one(shapes):
-    """Requests far apart on an idle replica run exactly as alone: every slowdown is 1."""
+    """Requests far apart on an idle replica run exactly as alone: TTFT and E2E slowdowns are 1, and the TBT
+    slowdown is (O - 1) / O, since Splitwise's artifact divides the decode time by all O output tokens."""
     cost = LinearCostModel(**COST)
     reqs = [Request(i, 1000.0 * i, p, o) for i, (p, o) in enumerate(shapes)]
     result = simulate(reqs, [ReplicaConfig(cost=cost)])
     values = slowdowns(result.requests, IsolatedLatency(cost))
     for metric in ("ttft", "e2e"):
         assert np.allclose(values[metric], 1.0)
-    tbt = values["tbt"][~np.isnan(values["tbt"])]
-    assert np.allclose(tbt, 1.0)
+    outputs = np.array([o for _, o in shapes], dtype=float)
+    assert np.allclose(values["tbt"], (outputs - 1) / outputs)
 
 
 def test_queueing_raises_slowdown_and_breaks_the_slo():
@@ -79,3 +81,13 @@ def test_decode_pool_gpu_and_slowdown_extras():
 
 def test_runner_registered():
     assert "slowdown_capacity" in RUNNERS
+
+
+def test_runner_passes_the_kv_link():
+    """``kv_link_GBps`` reaches the simulator: a link too slow for the KV breaks the E2E bound a fast one meets."""
+    from fathom.validation.claim_runners.splitwise import meets_slowdown_slo
+
+    inputs = dict(model="llama-2-7b", gpu="h100-sxm", tp=1, max_batch=32, disaggregate=[1, 1], num_requests=6,
+                  input_len="200", output_len="8", slo_slowdown={"e2e": {50: 3.0}})  # fmt: skip
+    assert meets_slowdown_slo(inputs, 1.0)
+    assert not meets_slowdown_slo({**inputs, "kv_link_GBps": 1e-4}, 1.0)

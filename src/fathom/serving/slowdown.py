@@ -6,9 +6,10 @@ on an idle reference machine, each slowdown held under a bound at several percen
 
 The isolated run of a request with ``P`` prompt and ``O`` output tokens on a cost model: its prefill alone
 (``P`` new tokens, no cached context) emits the first token; every later token is one decode step at batch 1
-attending to ``P + k`` tokens (k = 1 .. O-1). Isolated TTFT = the prefill, isolated TBT = the mean decode step,
-isolated E2E = their sum. Measured TBT is the request's TPOT (``fathom.serving.metrics``); a request with one
-output token has no TBT slowdown.
+attending to ``P + k`` tokens (k = 1 .. O-1). Isolated TTFT = the prefill, isolated TBT = the mean decode step
+(the artifact's profiled token time of a batch-1 request, notebooks/perf_model.py; for ``O = 1`` the one step at
+``P + 1``), isolated E2E = TTFT + the decode steps. Measured TBT is the artifact's own: (E2E - TTFT) / O, divided
+by all ``O`` output tokens, the first included (scheduler.py ``get_results``), so a one-token request has TBT 0.
 """
 
 from __future__ import annotations
@@ -46,29 +47,30 @@ class IsolatedLatency:
         return self._prefill[prompt]
 
     def latencies(self, prompts: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Isolated ``ttft``, ``tbt`` (mean decode step; NaN for one output token) and ``e2e`` seconds."""
+        """Isolated ``ttft``, ``tbt`` (mean decode step; the step at ``P + 1`` for one output token), ``e2e`` s."""
         prompts, outputs = np.asarray(prompts, dtype=np.int64), np.asarray(outputs, dtype=np.int64)
         if prompts.size == 0:
             return {m: np.empty(0) for m in METRICS}
         self._decode_steps_upto(int((prompts + outputs).max()))
         ttft = np.array([self.prefill_s(int(p)) for p in prompts])
         decode = self._decode_cum[prompts + outputs - 1] - self._decode_cum[prompts]  # contexts P+1 .. P+O-1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tbt = np.where(outputs > 1, decode / (outputs - 1), np.nan)
+        first_step = self._decode_cum[prompts + 1] - self._decode_cum[prompts]  # context P+1: a one-token request
+        tbt = np.where(outputs > 1, decode / np.maximum(outputs - 1, 1), first_step)
         return {"ttft": ttft, "tbt": tbt, "e2e": ttft + decode}
 
 
 def slowdowns(requests: Sequence[Request], reference: IsolatedLatency) -> dict[str, np.ndarray]:
-    """Per finished request: measured / isolated TTFT, TBT (TPOT over the mean isolated decode step) and E2E."""
+    """Per finished request: measured / isolated TTFT, TBT ((E2E - TTFT) / O over the mean isolated decode step,
+    Splitwise's artifact) and E2E."""
     done = [r for r in requests if r.state is RequestState.FINISHED]
     prompts = np.array([r.input_tokens for r in done], dtype=np.int64)
     outputs = np.array([r.output_tokens for r in done], dtype=np.int64)
     alone = reference.latencies(prompts, outputs)
     first = np.array([r.first_token_s - r.arrival_s for r in done], dtype=float)
     e2e = np.array([r.finished_s - r.arrival_s for r in done], dtype=float)
+    tbt = (e2e - first) / np.maximum(outputs, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = np.where(outputs > 1, (e2e - first) / (outputs - 1), np.nan)
-        return {"ttft": first / alone["ttft"], "tbt": tpot / alone["tbt"], "e2e": e2e / alone["e2e"]}
+        return {"ttft": first / alone["ttft"], "tbt": tbt / alone["tbt"], "e2e": e2e / alone["e2e"]}
 
 
 def parse_slo(slo: Mapping) -> dict[str, dict[float, float]]:

@@ -8,8 +8,8 @@ is that rate for the ``technique`` cluster (``disaggregate: [prefill, decode]`` 
 Poisson-rate bisection as ``serving_capacity`` (``fathom.validation.claim_runners.serving``).
 
 Inputs per side (``common``, each of ``cases``, then ``baseline`` / ``technique``): model, gpu, plan fields,
-``router``, ``slo_slowdown``, ``slowdown_reference_gpu``, workload lengths, ``num_requests``, ``start_rate``,
-``iterations``.
+``router``, ``kv_link_GBps`` (the prefill-to-decode KV link; the system's inter-node bandwidth when absent),
+``slo_slowdown``, ``slowdown_reference_gpu``, workload lengths, ``num_requests``, ``start_rate``, ``iterations``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def meets_slowdown_slo(inputs: dict, rate: float) -> bool:
         replicas=int(inputs.get("replicas", 1)), system=inputs.get("system"),
         scheduler=inputs.get("scheduler", "continuous"), router=inputs.get("router", "round-robin"),
         disaggregate=tuple(split) if split else None, decode_gpu=inputs.get("decode_gpu"),
-        slo_slowdown=inputs["slo_slowdown"], slowdown_reference_gpu=inputs.get("slowdown_reference_gpu"),
+        kv_link_GBps=inputs.get("kv_link_GBps"), slo_slowdown=inputs["slo_slowdown"],
+        slowdown_reference_gpu=inputs.get("slowdown_reference_gpu"),
         seed=int(inputs.get("seed", 0)),
     )  # fmt: skip
     return run.report.rejected == 0 and run.extras["slowdown"]["meets_slo"]
