@@ -26,7 +26,7 @@ FILES = (TRAINING, VTRAIN)
 COLUMNS = (
     "id,source,source_detail,model,num_layers,hidden_size,num_heads,num_kv_heads,ffn_size,vocab_size,gated_mlp,"
     "seq_len,global_batch,micro_batch,gpu,system,num_gpus,tp,pp,dp,cp,ep,vpp,sequence_parallel,zero,recompute,"
-    "precision,schedule,attention_kernel,moe_dispatcher,overlap_moe_comm,async_tp_allreduce,dropout,flops,metric,value,complete,note"
+    "precision,schedule,attention_kernel,moe_dispatcher,overlap_moe_comm,async_tp_allreduce,zero3_gather,dropout,flops,metric,value,complete,note"
 ).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
@@ -82,6 +82,7 @@ ENUMS = {
     "moe_dispatcher": {"alltoall", "deepep"},
     "overlap_moe_comm": {"true", "false"},
     "async_tp_allreduce": {"true", "false"},
+    "zero3_gather": {"prefetch", "per-parameter-sync"},
     "dropout": {"true", "false"},
     "flops": {"model", "model_causal", "hardware"},
 }

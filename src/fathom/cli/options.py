@@ -17,6 +17,7 @@ from fathom.specs.plan import (
     RECOMPUTES,
     SCHEDULES,
     TRAIN_PRECISIONS,
+    ZERO3_GATHERS,
 )
 
 
@@ -33,6 +34,7 @@ AttentionChoice = _choices("AttentionChoice", ATTENTION_KERNELS)
 MoEDispatcherChoice = _choices("MoEDispatcherChoice", MOE_DISPATCHERS)
 FinetuneChoice = _choices("FinetuneChoice", FINETUNES)
 LoraTargetsChoice = _choices("LoraTargetsChoice", LORA_TARGETS)
+Zero3GatherChoice = _choices("Zero3GatherChoice", ZERO3_GATHERS)
 
 
 def system_overrides(gpus_per_node: int | None, intra_node_bw: float | None, inter_node_bw: float | None) -> dict:

@@ -17,6 +17,7 @@ from fathom.cli.options import (
     PrecisionChoice,
     RecomputeChoice,
     ScheduleChoice,
+    Zero3GatherChoice,
     system_overrides,
 )
 from fathom.cli.render import print_json, render_training
@@ -73,6 +74,10 @@ def register(app: typer.Typer) -> None:
             MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
         ] = MoEDispatcherChoice.alltoall,
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
+        zero3_gather: Annotated[
+            Zero3GatherChoice,
+            typer.Option(help="ZeRO-3 gathers: per layer, prefetched; or DeepSpeed 2021's per-parameter sync."),
+        ] = Zero3GatherChoice.prefetch,
         overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
         balance_pipeline_ends: Annotated[
             bool,
@@ -165,6 +170,7 @@ def register(app: typer.Typer) -> None:
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,
             overlap_grad_reduce=overlap_grad_reduce,
+            zero3_gather=zero3_gather.value,
             balance_pipeline_ends=balance_pipeline_ends,
             overlap_tp_comm=overlap_tp_comm,
             async_tp_allreduce=async_tp_allreduce,

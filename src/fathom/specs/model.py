@@ -150,6 +150,20 @@ class ModelSpec(_Frozen):
         out = nh * hd * h + h * self.attn_out_bias
         return qkv + out + 2 * hd * self.qk_norm
 
+    @property
+    def param_tensors_per_layer(self) -> float:
+        """Parameter tensors of one transformer layer in Megatron's fused layout (one QKV matrix, one up matrix
+        with the gate fused in, biases and norm shifts as their own tensors), averaged over dense and MoE layers
+        (router and each expert's two matrices). ZeRO-3 stacks that gather per parameter pay one collective each."""
+        norms = self.norms_per_layer * (2 if self.norm_type == "layernorm" and self.norm_bias else 1)
+        attention = 2 + self.qkv_bias + self.attn_out_bias + 2 * self.qk_norm
+        dense = 2 + 2 * self.mlp_bias
+        if self.moe is None:
+            return float(norms + attention + dense)
+        experts = 1 + 2 * (self.moe.num_experts + self.moe.num_shared_experts)
+        share = self.num_moe_layers / self.num_layers
+        return float(norms + attention + (1 - share) * dense + share * experts)
+
     def mlp_params(self, ffn_size: int) -> int:
         """One dense FFN of width ``ffn_size``: 2 or 3 matrices, biases if the family has them."""
         h = self.hidden_size

@@ -19,6 +19,7 @@ Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-
 Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 MoEDispatcher = Literal["alltoall", "deepep"]
+Zero3Gather = Literal["prefetch", "per-parameter-sync"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
 
@@ -30,6 +31,7 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd", "galore
 OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
+ZERO3_GATHERS: tuple[str, ...] = ("prefetch", "per-parameter-sync")
 FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
 LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
 
@@ -68,6 +70,11 @@ class TrainingPlan(BaseModel):
     moe_dispatcher: MoEDispatcher = "alltoall"
     overlap_moe_comm: bool = False  # hide EP all-to-all under another micro-batch's compute (DualPipe-style)
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
+    # How a ZeRO-3 stack moves parameters: "prefetch" gathers one layer (wrapping unit) at a time ahead of its use,
+    # under the previous layer's compute (FSDP, DeepSpeed since 2021); "per-parameter-sync" is DeepSpeed's first
+    # ZeRO-3 (v0.3.13, March 2021, runtime/zero/partition_parameters.py): one all-gather and one reduce-scatter per
+    # parameter tensor, each gather issued after torch.cuda.synchronize(), so none overlaps compute or each other.
+    zero3_gather: Zero3Gather = "prefetch"
     # Communication overlap of MegaScale (Jiang et al. NSDI'24, arXiv:2402.15627, Sec. 3.2), each also a
     # Megatron-Core/TransformerEngine option: TP/SP all-gathers and reduce-scatters split into chunks and pipelined
     # with the GEMMs they feed or follow (Fig. 3c; TE's --tp-comm-overlap); pipeline sends and receives decoupled and

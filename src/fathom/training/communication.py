@@ -21,7 +21,7 @@ import numpy as np
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s, all_to_all_s, p2p_s, reduce_scatter_s
 from fathom.specs.hardware import SystemSpec
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import MOE_DISPATCHERS
+from fathom.specs.plan import MOE_DISPATCHERS, ZERO3_GATHERS
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -119,7 +119,9 @@ class DataParallelComm:
     per_micro_batch: np.ndarray  # ZeRO 3: parameter gathers and gradient reduce-scatter every micro-batch
 
 
-def data_parallel_comm(system: SystemSpec, p: PlanArrays, s: PlanShapes) -> DataParallelComm:
+def data_parallel_comm(
+    system: SystemSpec, p: PlanArrays, s: PlanShapes, tensors_per_layer: float = 1.0
+) -> DataParallelComm:
     group = p.dp * p.cp  # gradients are averaged over DP and CP ranks
     stride = p.tp
     params = s.stage_params_local
@@ -131,9 +133,13 @@ def data_parallel_comm(system: SystemSpec, p: PlanArrays, s: PlanShapes) -> Data
     # ZeRO-3 / FSDP gathers and reduces one layer (wrapping unit) at a time: the volume is the stage's, but every
     # layer pays its own collective latency.
     layers = s.layers_per_stage
-    zero3 = layers * (
-        2 * all_gather_s(system, param_bytes / layers, group, stride)
-        + reduce_scatter_s(system, grad_bytes / layers, group, stride)
+    # DeepSpeed's first ZeRO-3 gathers and reduces every parameter tensor on its own (zero3_gather
+    # "per-parameter-sync"): the same volume in more, smaller collectives, each paying its latency.
+    per_layer = np.where(p.zero3_gather == ZERO3_GATHERS.index("per-parameter-sync"), tensors_per_layer, 1.0)
+    calls = layers * per_layer
+    zero3 = calls * (
+        2 * all_gather_s(system, param_bytes / calls, group, stride)
+        + reduce_scatter_s(system, grad_bytes / calls, group, stride)
     )
     per_mb = np.where(p.zero == 3, zero3, 0.0)
     return DataParallelComm(per_step=per_step, per_micro_batch=per_mb)

@@ -79,7 +79,9 @@ def estimate_arrays(
     comm = layer_comm(model, cluster.system, plans, shapes, compute.attn_fwd, compute.attn_bwd)
     # Gradients and updated parameters of the trainable part cross the DP group (ZeRO-3 gathers them all).
     dp_params = np.where(plans.zero >= 3, shapes.stage_params_local, pb.trainable)
-    dp = data_parallel_comm(cluster.system, plans, replace(shapes, stage_params_local=dp_params))
+    dp = data_parallel_comm(
+        cluster.system, plans, replace(shapes, stage_params_local=dp_params), model.param_tensors_per_layer
+    )
     times = step_time(model, cluster, plans, shapes, compute, comm, dp, pb)
     mem = training_memory(model, cluster, plans, shapes, pb)
     on_gpu, paging_s = page_optimizer(mem.optimizer, mem.total, cluster, plans)

@@ -26,6 +26,7 @@ from fathom.specs.plan import (
     RECOMPUTES,
     SCHEDULES,
     TRAIN_PRECISIONS,
+    ZERO3_GATHERS,
     TrainingPlan,
 )
 
@@ -37,6 +38,7 @@ _CODED = {
     "offload": OFFLOADS,
     "attention": ATTENTION_KERNELS,
     "moe_dispatcher": MOE_DISPATCHERS,
+    "zero3_gather": ZERO3_GATHERS,
     "finetune": FINETUNES,
     "lora_targets": LORA_TARGETS,
 }
@@ -65,6 +67,7 @@ class PlanArrays:
     attention: np.ndarray
     moe_dispatcher: np.ndarray
     overlap_grad_reduce: np.ndarray
+    zero3_gather: np.ndarray
     overlap_moe_comm: np.ndarray
     balance_pipeline_ends: np.ndarray
     overlap_tp_comm: np.ndarray

@@ -27,7 +27,7 @@ import numpy as np
 from fathom.costmodel.kernels import memory_bound_s
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import SCHEDULES
+from fathom.specs.plan import SCHEDULES, ZERO3_GATHERS
 from fathom.training.communication import DataParallelComm, LayerComm
 from fathom.training.compute import LayerCompute
 from fathom.training.finetune import ParameterBytes, galore_plans, parameter_bytes, trainable_layer_fraction
@@ -177,6 +177,8 @@ def step_time(
     )
     zero3 = dp.per_micro_batch
     zero3_exposed = np.maximum(zero3 - stage_max, 0.0) + zero3 / np.maximum(L, 1.0)
+    # DeepSpeed's first ZeRO-3 synchronises the device before every gather: nothing overlaps.
+    zero3_exposed = np.where(p.zero3_gather == ZERO3_GATHERS.index("per-parameter-sync"), zero3, zero3_exposed)
     zero3_exposed = np.where(p.zero == 3, zero3_exposed, 0.0)
     # Bubble, in units of the average stage time.
     fwd_share = layers_fwd / np.maximum(layers_fwd + layers_bwd, 1e-30)

@@ -101,6 +101,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         moe_dispatcher=row["moe_dispatcher"] or "alltoall",
         overlap_moe_comm=row.flag("overlap_moe_comm"),
         async_tp_allreduce=row.flag("async_tp_allreduce", default=True),
+        zero3_gather=row["zero3_gather"] or "prefetch",
     )
 
 
