@@ -113,6 +113,35 @@ def test_pipelined_runs_conserve_requests_tokens_and_blocks(scenario):
     for rep in sim.all:  # the stages are never busy for longer than the run
         if rep.pipeline is not None:
             assert rep.pipeline.busy_s <= res.total_time_s + 1e-9
+    for stats, config in zip(res.replicas, replicas, strict=True):  # max_batch bounds all micro-batches together
+        if stats.preemptions == 0:  # then a request runs from its admission to its finish
+            spans = [(r.first_scheduled_s, r.finished_s) for r in res.requests if r.replica == stats.index and
+                     r.state is RequestState.FINISHED]  # fmt: skip
+            assert max_overlap(spans) <= config.max_batch
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """Most half-open intervals [start, end) holding at one instant (an end frees its slot for a start then)."""
+    events = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    depth = best = 0
+    for _, step in events:
+        depth += step
+        best = max(best, depth)
+    return best
+
+
+def test_virtual_engines_share_the_replicas_batch_slots():
+    """One scheduler over every micro-batch in flight (Sarathi-Serve's PP engine): with max_batch 2 and two stages,
+    four simultaneous requests run two at a time, not two per virtual engine."""
+    reqs = [Request(i, 0.0, 10, 20) for i in range(4)]
+    cost = Staged(2, base_s=0.01, per_prefill_token_s=0.0, per_decode_s=0.0)
+    res = simulate(reqs, [ReplicaConfig(cost, max_batch=2)])
+    assert max_overlap([(r.first_scheduled_s, r.finished_s) for r in res.requests]) == 2
+    starts = sorted(r.first_scheduled_s for r in res.requests)
+    assert starts[1] == 0.0 and starts[2] > 0.0  # the last two wait for slots the first two free
+    wide = simulate(reqs, [ReplicaConfig(cost, max_batch=4)])
+    assert max_overlap([(r.first_scheduled_s, r.finished_s) for r in wide.requests]) == 4
+    assert wide.total_time_s < res.total_time_s
 
 
 def test_prompt_first_pauses_the_decodes_while_a_prompt_runs():

@@ -8,6 +8,13 @@ and a new micro-batch enters stage 1 as soon as stage 1 is free. Throughput is t
 micro-batch, and micro-batches of very different durations (a prompt-heavy batch beside decode-only ones) leave
 stages idle: the pipeline bubbles of Sarathi-Serve Sec. 3.3, which uniform chunked-prefill batches avoid.
 
+``max_batch`` bounds the replica's running requests over all its micro-batches, not each virtual engine's: an
+engine admits a request only while the engines together run fewer than ``max_batch`` (Sarathi-Serve's artifact runs
+one scheduler for all micro-batches in flight and counts every running sequence against ``max_num_seqs``:
+microsoft/sarathi-serve sarathi/core/scheduler/base_scheduler.py and the schedulers beside it,
+engine/pipeline_parallel_llm_engine.py). vLLM v0's virtual engines each had their own limit; give such a replica
+``pp * max_batch`` to model it.
+
 The cost model prices a micro-batch's whole trip through the pipeline (every stage's layers and the hops between
 stages); each stage takes an equal share of it, as stages hold equal numbers of layers.
 """
@@ -38,6 +45,12 @@ class PipelineStages:
         self.free = [0.0] * stages
         self.busy_s = 0.0  # time at least one stage was working
         self._busy_until = 0.0
+        self.engines: list = []  # the virtual engines (replicas) sharing these stages
+
+    def slots_taken(self, engine) -> int:
+        """Batch slots the other virtual engines hold: ``max_batch`` counts every running request of the replica,
+        whichever micro-batch it rides in (one scheduler over all micro-batches in flight)."""
+        return sum(len(e.running) + e._reserved for e in self.engines if e is not engine)
 
     def first_free_s(self) -> float:
         """When stage 1 can take the next micro-batch."""

@@ -70,12 +70,13 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         if pipeline is not None:
             self.kv.capacity_blocks //= len(pipeline.free)
             self.kv._free = self.kv.capacity_blocks
+            pipeline.engines.append(self)  # its max_batch slots are shared with the other virtual engines
         self.bs = self.kv.block_size
         self.scheduler = get_scheduler(config.scheduler)
         self._prompt_first = getattr(self.scheduler, "prompt_only_runs", False)
         self._prompt_run = False  # the iteration in flight runs prompts alone (prompt-first schedulers)
         self.prompt_runs = 0  # such iterations, which do not advance ``it``
-        self.max_batch, self.max_batch_tokens = config.max_batch, config.max_batch_tokens
+        self.max_batch_tokens = config.max_batch_tokens
         self.swap = config.preemption == "swap"
         # a prefill replica hands requests off after their first token: only decoding replicas reserve outputs
         self._reserve_output = config.capacity_policy == "guaranteed-no-evict" and role != "prefill"
@@ -121,14 +122,21 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self._record = record_timeseries
         self._ts: list[tuple[float, int, int, int]] = []
 
+    @property
+    def max_batch(self) -> int:
+        """Requests this replica may run now: ``max_batch``, less those a pipelined replica's other virtual engines
+        run (one scheduler's limit over all micro-batches in flight, ``fathom.serving.pipeline``)."""
+        pipe = self.pipeline
+        return self.config.max_batch if pipe is None else self.config.max_batch - pipe.slots_taken(self)
+
     # -- arrivals ----------------------------------------------------------------------------------------------
     def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run here, or None."""
         if req.input_tokens < 1 or req.output_tokens < 1:
             return f"input_tokens and output_tokens must be >= 1 (got {req.input_tokens}, {req.output_tokens})"
         total = req.input_tokens + req.output_tokens
-        if req.samples > self.max_batch:
-            return f"samples {req.samples} exceed max_batch {self.max_batch}"
+        if req.samples > self.config.max_batch:
+            return f"samples {req.samples} exceed max_batch {self.config.max_batch}"
         if total > self.cost.max_context:
             return f"input+output tokens {total} exceed max_context {self.cost.max_context}"
         held = min(req.input_tokens + 1, total) if self.role == "prefill" else total

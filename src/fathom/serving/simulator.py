@@ -239,6 +239,11 @@ class _Simulation:
 
     def _complete(self, rep: Replica) -> None:
         finished, handoffs = rep.finish_iteration(self.now)
+        if finished and rep.pipeline is not None:  # freed batch slots: the other virtual engines may admit now
+            for other in rep.pipeline.engines:
+                if other is not rep and not (other.busy or other.step_pending):
+                    other.step_pending = True
+                    self.heap.push(self.now, STEP, other)
         for req in finished:
             self._done(req)
         for req in handoffs:
