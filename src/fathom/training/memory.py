@@ -151,7 +151,8 @@ def training_memory(
     layer_full = s.layer_params_local * 2.0
     zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
     tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
-    dp_buffers = np.where(p.dp * p.cp > 1, DP_BUCKET_BYTES, 0.0)
+    # Gradient buckets hold (copies of) the gradients being reduced: never more than the rank's gradients.
+    dp_buffers = np.where(p.dp * p.cp > 1, np.minimum(DP_BUCKET_BYTES, pb.gradients), 0.0)
     comm = zero3_buffers + tp_buffers + dp_buffers
     reserved = cluster.device.runtime_reserved_gib
     runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES if reserved is None else reserved * GIB)
