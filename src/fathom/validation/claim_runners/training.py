@@ -32,6 +32,17 @@ def training_ratio(fig: dict) -> tuple[list[Pair], str]:
     return pairs, f"{len(pairs)} scenario pair(s)"
 
 
+def training_value(fig: dict) -> tuple[list[Pair], str]:
+    """One published operating point's metric (e.g. a run's share of peak), no baseline: the scenario is
+    ``common`` merged with each case; the caller reduces the per-case values."""
+    values = []
+    for case in cases(fig):
+        inputs = dict(case)
+        inputs["model"] = data_path(inputs["model"])
+        values.append((float("nan"), _metric(estimate_training_plan(**inputs), fig["metric"])))
+    return values, f"{len(values)} scenario(s)"
+
+
 def _largest_depth(spec, cluster, plan_fields: dict) -> tuple[int, float]:
     """The most layers of ``spec``'s width that fit (bisection on depth: memory grows with it), and their params."""
 
@@ -87,6 +98,7 @@ def training_min_gpus(fig: dict) -> tuple[list[Pair], str]:
 
 RUNNERS = {
     "training_ratio": training_ratio,
+    "training_value": training_value,
     "training_largest_fit": training_largest_fit,
     "training_min_gpus": training_min_gpus,
 }
