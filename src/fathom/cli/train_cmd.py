@@ -24,8 +24,10 @@ from fathom.cli.render import print_json, render_training
 from fathom.cli.render_energy import render_energy_and_reliability
 from fathom.errors import FathomInputError
 from fathom.reliability.checkpoint import CHECKPOINT_MODES
+from fathom.specs.plan import MOE_ROUTINGS
 
 CheckpointChoice = StrEnum("CheckpointChoice", {m.replace("-", "_"): m for m in CHECKPOINT_MODES})
+MoERoutingChoice = StrEnum("MoERoutingChoice", {m: m for m in MOE_ROUTINGS})
 
 Pos = dict(min=1)
 
@@ -79,6 +81,12 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="ZeRO-3 gathers: per layer, prefetched; or DeepSpeed 2021's per-parameter sync."),
         ] = Zero3GatherChoice.prefetch,
         overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
+        moe_routing: Annotated[
+            MoERoutingChoice,
+            typer.Option(
+                help="MoE routing: balanced (every EP rank at the mean) or dropless (busiest rank sets pace)."
+            ),
+        ] = MoERoutingChoice.balanced,
         balance_pipeline_ends: Annotated[
             bool,
             typer.Option(
@@ -169,6 +177,7 @@ def register(app: typer.Typer) -> None:
             attention=attention.value,
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,
+            moe_routing=moe_routing.value,
             overlap_grad_reduce=overlap_grad_reduce,
             zero3_gather=zero3_gather.value,
             balance_pipeline_ends=balance_pipeline_ends,

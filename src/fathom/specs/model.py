@@ -32,6 +32,12 @@ class MoESpec(_Frozen):
     shared_expert_gate: bool = False  # Qwen2-MoE gates the shared expert with a sigmoid(h -> 1)
     first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense FFN (DeepSeek first_k_dense)")
     layer_interval: PositiveInt = 1  # every n-th layer (after the dense ones) is MoE
+    # Dropless routing (TrainingPlan.moe_routing): routed tokens on the busiest EP rank over the mean, a property of
+    # the trained router. Default from FEPLB (Liu, Zhao, Qi 2026, arXiv:2604.19654, Fig. 1b): GLM-5 MoE layers,
+    # 128 routed experts, EP = 8 on H100s, lose 18.6% of the MoE layer's GPU time waiting for the busiest rank, i.e.
+    # busiest / mean = 1 / (1 - 0.186) = 1.23 (inferred from the reported waste). DODOCO (Ma et al. 2026,
+    # arXiv:2605.20982) finds the per-expert max/mean moves by at most 5% from EP 4 to 32: one number per model.
+    dropless_ep_imbalance: float = Field(1.23, ge=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:

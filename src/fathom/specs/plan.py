@@ -19,6 +19,7 @@ Optimizer = Literal["adamw", "adam-8bit", "adafactor", "sgd", "galore", "galore-
 Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 MoEDispatcher = Literal["alltoall", "deepep"]
+MoERouting = Literal["balanced", "dropless"]
 Zero3Gather = Literal["prefetch", "per-parameter-sync"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
@@ -31,6 +32,7 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adam-8bit", "adafactor", "sgd", "galore
 OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
+MOE_ROUTINGS: tuple[str, ...] = ("balanced", "dropless")
 ZERO3_GATHERS: tuple[str, ...] = ("prefetch", "per-parameter-sync")
 FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
 LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
@@ -69,6 +71,11 @@ class TrainingPlan(BaseModel):
     # once per destination node and forwards it inside the node (DeepSeek-AI 2024, V3 report Sec. 3.2.2).
     moe_dispatcher: MoEDispatcher = "alltoall"
     overlap_moe_comm: bool = False  # hide EP all-to-all under another micro-batch's compute (DualPipe-style)
+    # How the router's token counts land on the EP ranks: "balanced" prices every rank at the mean (an idealised
+    # router, Megatron-Core's --moe-router-force-load-balancing benchmark mode); "dropless" lets the trained router's
+    # skew through, so the busiest rank's expert GEMMs and all-to-all receives set the pace, by the model's
+    # ``moe.dropless_ep_imbalance`` (fathom.training.moe_imbalance).
+    moe_routing: MoERouting = "balanced"
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
     # How a ZeRO-3 stack moves parameters: "prefetch" gathers one layer (wrapping unit) at a time ahead of its use,
     # under the previous layer's compute (FSDP, DeepSpeed since 2021); "per-parameter-sync" is DeepSpeed's first

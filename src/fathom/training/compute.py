@@ -18,6 +18,7 @@ from fathom.specs.hardware import DeviceSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
 from fathom.training.eager import eager_head_ops, eager_layer
+from fathom.training.fp8_casts import fp8_cast_s
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -42,6 +43,14 @@ class LayerCompute:
     # asynchronously: weight-gradient and input-gradient GEMM seconds (fathom.training.step_time).
     column_wgrad: np.ndarray | float = 0.0
     column_dgrad: np.ndarray | float = 0.0
+    # The routed experts' share of the above (their grouped GEMMs and the activation/permutation traffic of their
+    # token copies, MoE layers' share included): the work dropless routing piles onto the busiest EP rank
+    # (fathom.training.moe_imbalance): GEMM forward, backward and its weight-gradient part; memory-bound fwd/bwd.
+    expert_gemm_fwd: np.ndarray | float = 0.0
+    expert_gemm_bwd: np.ndarray | float = 0.0
+    expert_gemm_wgrad: np.ndarray | float = 0.0
+    expert_mem_fwd: np.ndarray | float = 0.0
+    expert_mem_bwd: np.ndarray | float = 0.0
 
     @property
     def fwd(self) -> np.ndarray:
@@ -186,6 +195,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         attn_f, attn_b, attn_w, dense_f, dense_b, dense_w = _parallel_block_gemms(model, dev, codes, t, tp)
     mlp_f, mlp_b, mlp_w = dense_f, dense_b, dense_w
     ffn_avg = model.ffn_size / tp
+    expert = (0.0,) * 5  # routed experts' GEMM fwd, bwd, wgrad and memory-bound fwd, bwd
     if model.moe is not None:
         moe = model.moe
         routed_tokens = s.tokens_sp * moe.top_k  # token copies this GPU's experts process (balanced routing)
@@ -206,13 +216,26 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         mlp_b = (1 - fr) * dense_b + fr * (experts_b + router_b + shared_b)
         mlp_w = (1 - fr) * dense_w + fr * (experts_w + router_w + shared_w)
         ffn_avg = (1 - fr) * ffn_avg + fr * (routed_tokens / t * moe.expert_ffn_size)
+        # Activation of the routed copies plus their permutation (as in _elementwise_bytes), no extra kernels.
+        act_bytes = (3 if model.gated_mlp else 2) * routed_tokens * moe.expert_ffn_size * s.act_bytes
+        permute_bytes = 2 * (1 + moe.top_k) * s.tokens_sp * model.hidden_size * s.act_bytes
+        routed_mem = fr * (act_bytes + permute_bytes)
+        expert = (fr * experts_f, fr * experts_b, fr * experts_w, memory_bound_s(dev, routed_mem, 0),
+                  memory_bound_s(dev, 2 * routed_mem, 0))  # fmt: skip
     core_f, core_b = _attention_core(model, dev, p, s, codes)
     ew_bytes, ew_kernels = _elementwise_bytes(model, p, s, ffn_avg)
     other_f = memory_bound_s(dev, ew_bytes, ew_kernels)
     other_b = memory_bound_s(dev, 2 * ew_bytes, 2 * ew_kernels)
+    fp8 = codes == TRAIN_PRECISIONS.index("fp8")
+    if fp8.any():  # FP8 linears first quantise their 16-bit operands (fathom.training.fp8_casts)
+        cast_f, cast_b = fp8_cast_s(dev, _fp8_cast_sets(model, p, s, tp))
+        other_f, other_b = other_f + np.where(fp8, cast_f, 0.0), other_b + np.where(fp8, cast_b, 0.0)
     # LM head and loss on the last stage: logits GEMM (vocab sharded by TP) and fp32 softmax-cross-entropy.
+    # FP8 recipes leave the output layer in 16 bits (Transformer Engine replaces the transformer's linears only;
+    # Megatron's output layer and llm-foundry's tied-embedding logits are plain 16-bit GEMMs).
     v_local = model.vocab_size / tp
-    head_f, head_b, head_w = _gemm_set(dev, codes, [(t, v_local, model.hidden_size, 1.0)])
+    head_codes = np.where(fp8, TRAIN_PRECISIONS.index("bf16"), codes)
+    head_f, head_b, head_w = _gemm_set(dev, head_codes, [(t, v_local, model.hidden_size, 1.0)])
     logits_bytes = t * v_local * (s.act_bytes + 3 * BYTES["fp32"])
     head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
     head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
@@ -237,8 +260,25 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     col_w, col_d = _column_parallel_backward(model, dev, codes, t, tp, s.moe_fraction)
     return LayerCompute(
         gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
-        col_w, col_d,
+        col_w, col_d, *expert,
     )  # fmt: skip
+
+
+def _fp8_cast_sets(model: ModelSpec, p: PlanArrays, s: PlanShapes, tp) -> list[tuple]:
+    """The layer's FP8 GEMMs for ``fp8_cast_s``: attention projections, and the MLP (dense, or for the MoE layer
+    fraction the routed experts' grouped GEMMs and the shared experts). The router stays in 16 bits."""
+    t = s.tokens
+    sets = [(1.0, _attention_gemms(model, t, tp))]
+    if model.moe is None:
+        return sets + [(1.0, _mlp_gemms(model, t, model.ffn_size / tp))]
+    moe, fr = model.moe, s.moe_fraction
+    local_experts = moe.num_experts / p.ep.astype(float)
+    per_expert = s.tokens_sp * moe.top_k / local_experts
+    sets += [(1.0 - fr, _mlp_gemms(model, t, model.ffn_size / tp)),
+             (fr, _mlp_gemms(model, per_expert, moe.expert_ffn_size, batch=local_experts))]  # fmt: skip
+    if moe.num_shared_experts:
+        sets.append((fr, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp)))
+    return sets
 
 
 def _column_parallel_backward(model: ModelSpec, dev: DeviceSpec, codes, t, tp, moe_fraction) -> tuple:

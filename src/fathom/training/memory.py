@@ -9,7 +9,11 @@
 - Activations per layer follow Korthikanti et al. 2022 (Sec. 4), generalised from their GPT layer to
   GQA/MLA attention, gated MLPs, optional dropout and fused attention: 34 s b h + 5 a s^2 b bytes for their
   GPT layer, with the TP-sharded and sequence-parallel terms divided by t. Selective recomputation drops the
-  attention-core terms; full recomputation keeps only each layer's input.
+  attention-core terms; full recomputation keeps only each layer's input. While a checkpointed layer runs its
+  backward, its activations are rematerialised on top of the stored ones (Chen et al. 2016, arXiv:1604.06174,
+  Sec. 4): one whole layer of one micro-batch under full recomputation, one attention core under selective.
+  Korthikanti et al.'s formula leaves this transient out, so it has its own column (``recompute``) and the
+  ``activations`` column stays theirs.
 - 1F1B keeps ``min(pp, m)`` micro-batches in flight on the first stage; interleaving multiplies that by
   ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 and ZB-1p keep the 1F1B peak, ZB-H2 and ZB-2p
   hold 2p - 1 micro-batches (Qi et al. 2024).
@@ -60,16 +64,35 @@ class MemoryBreakdown:
     comm_buffers: np.ndarray
     runtime: np.ndarray
     adapters: np.ndarray  # LoRA/QLoRA adapter weights (their gradients and states are in the columns above)
+    # Activations rematerialised during backward beyond the stored ones (``recompute_workspace_bytes``), net of
+    # what the peak stage already holds (the last stage's logits are gone before its layers recompute).
+    recompute: np.ndarray
 
     @property
     def total(self) -> np.ndarray:
         return (
             self.weights + self.gradients + self.optimizer + self.activations + self.comm_buffers + self.runtime
-        ) + self.adapters
+        ) + (self.adapters + self.recompute)
 
 
 def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
     """Stored activation bytes of one layer for one micro-batch (Korthikanti et al. 2022, generalised)."""
+    full_layer, core = _layer_activation_terms(model, p, s)
+    only_input = s.tokens_sp * model.hidden_size * s.act_bytes
+    return np.select([p.recompute == 0, p.recompute == 1], [full_layer, full_layer - core], only_input)
+
+
+def recompute_workspace_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+    """Activations rematerialised during backward on top of the stored ones: one checkpointed layer of one
+    micro-batch under full recomputation, one layer's attention core under selective recomputation (Chen et al.
+    2016, Sec. 4: a checkpointed segment is recomputed and held while its backward runs). Korthikanti et al.
+    2022's activation formula counts only what is stored between forward and backward, so this is its own term."""
+    full_layer, core = _layer_activation_terms(model, p, s)
+    return np.select([p.recompute == 0, p.recompute == 1], [0.0, core], full_layer)
+
+
+def _layer_activation_terms(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> tuple[np.ndarray, np.ndarray]:
+    """(all activations autograd keeps for one layer and one micro-batch, the attention-core part of them)."""
     h = model.hidden_size
     tp = p.tp.astype(float)
     t, t_sp = s.tokens, s.tokens_sp
@@ -102,10 +125,7 @@ def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -
         shared = model.moe.num_shared_experts * model.moe.shared_ffn_size / tp
         ffn = (1 - s.moe_fraction) * ffn + s.moe_fraction * (routed + shared)
     mlp = t * ffn * (3 if model.gated_mlp else 2) * s.act_bytes
-    full_layer = norm_in + block_in + masks + qkv + attn_out + core + mlp
-    selective = full_layer - core
-    only_input = t_sp * h * s.act_bytes
-    return np.select([p.recompute == 0, p.recompute == 1], [full_layer, selective], only_input)
+    return norm_in + block_in + masks + qkv + attn_out + core + mlp, core
 
 
 def in_flight_micro_batches(p: PlanArrays, s: PlanShapes) -> np.ndarray:
@@ -142,12 +162,23 @@ def training_memory(
         saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_activation_bytes(model, p, s)
         per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
-    acts = per_layer * layers * in_flight_micro_batches(p, s)
+    stored = per_layer * layers * in_flight_micro_batches(p, s)
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
     logits = s.tokens * model.vocab_size / p.tp * (s.act_bytes + 4.0)
+    workspace = recompute_workspace_bytes(model, p, s)
     if eager:
         logits = eager_head_saved_bytes(model, s.tokens, s.act_bytes)
-    acts = np.where(p.pp > 1, np.maximum(acts, per_layer * layers + logits), acts + logits)
+        workspace = np.where(p.recompute == 2, saved, workspace)
+    last_stored = per_layer * layers  # the last stage runs each micro-batch's backward right after its forward
+    acts = np.where(p.pp > 1, np.maximum(stored, last_stored + logits), stored + logits)
+    # The first stage recomputes a layer while holding every in-flight micro-batch; the last stage's logits and
+    # their fp32 softmax are freed by the time its layers recompute, so that stage holds the larger of the two.
+    with_workspace = np.where(
+        p.pp > 1,
+        np.maximum(stored + workspace, last_stored + np.maximum(logits, workspace)),
+        stored + np.maximum(logits, workspace),
+    )
+    recompute = with_workspace - acts
     layer_full = s.layer_params_local * 2.0
     zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
     tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
@@ -156,4 +187,4 @@ def training_memory(
     comm = zero3_buffers + tp_buffers + dp_buffers
     reserved = cluster.device.runtime_reserved_gib
     runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES if reserved is None else reserved * GIB)
-    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters)
+    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters, recompute)

@@ -21,6 +21,7 @@ from fathom.specs.plan import (
     FINETUNES,
     LORA_TARGETS,
     MOE_DISPATCHERS,
+    MOE_ROUTINGS,
     OFFLOADS,
     OPTIMIZERS,
     RECOMPUTES,
@@ -38,6 +39,7 @@ _CODED = {
     "offload": OFFLOADS,
     "attention": ATTENTION_KERNELS,
     "moe_dispatcher": MOE_DISPATCHERS,
+    "moe_routing": MOE_ROUTINGS,
     "zero3_gather": ZERO3_GATHERS,
     "finetune": FINETUNES,
     "lora_targets": LORA_TARGETS,
@@ -80,6 +82,7 @@ class PlanArrays:
     frozen_layers: np.ndarray
     galore_rank: np.ndarray
     master_weights: np.ndarray
+    moe_routing: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])

@@ -30,8 +30,10 @@ from fathom.specs.model import ModelSpec
 from fathom.specs.plan import SCHEDULES, ZERO3_GATHERS
 from fathom.training.communication import DataParallelComm, LayerComm
 from fathom.training.compute import LayerCompute
+from fathom.training.ep_overlap import exposed_ep_s
 from fathom.training.finetune import ParameterBytes, galore_plans, parameter_bytes, trainable_layer_fraction
 from fathom.training.finetune_time import galore_step_s
+from fathom.training.moe_imbalance import with_dropless_imbalance
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 from fathom.training.zero_bubble_auto import pipeline_span
@@ -123,6 +125,7 @@ def step_time(
     pb: ParameterBytes | None = None,
 ) -> TimeBreakdown:
     pb = pb if pb is not None else parameter_bytes(model, p, s)
+    c, comm = with_dropless_imbalance(model, p, c, comm)  # the busiest EP rank's MoE work under dropless routing
     live = trainable_layer_fraction(p, s)  # frozen leading layers have no backward pass
     L = s.layers_per_stage
     m = s.micro_batches
@@ -141,9 +144,9 @@ def step_time(
     recompute_comm = live * np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
     comm = replace(comm, tp_bwd=live * comm.tp_bwd, cp_bwd=live * comm.cp_bwd, ep_bwd=live * comm.ep_bwd)
     # EP all-to-all overlapped with another micro-batch's compute (DeepSeek-V3's DualPipe, Megatron's 1F1B
-    # all-to-all overlap): only what the layer's compute cannot cover stays exposed, split like the traffic.
+    # all-to-all overlap): what stays exposed (fathom.training.ep_overlap), split like the traffic.
     ep_total = comm.ep_fwd + comm.ep_bwd
-    ep_exposed = np.where(p.overlap_moe_comm, np.maximum(ep_total - (c.fwd + c.bwd), 0.0), ep_total)
+    ep_exposed = exposed_ep_s(p, m, ep_total, c.fwd + c.bwd)
     ep_scale = np.divide(ep_exposed, ep_total, out=np.zeros_like(ep_total), where=ep_total > 0)
     ep_fwd, ep_bwd = comm.ep_fwd * ep_scale, comm.ep_bwd * ep_scale
     layer_fwd = c.fwd + comm.tp_fwd + comm.cp_fwd + ep_fwd

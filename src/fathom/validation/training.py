@@ -100,6 +100,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         attention=row["attention_kernel"] or "flash2",
         moe_dispatcher=row["moe_dispatcher"] or "alltoall",
         overlap_moe_comm=row.flag("overlap_moe_comm"),
+        moe_routing=row["moe_routing"] or "balanced",
         async_tp_allreduce=row.flag("async_tp_allreduce", default=True),
         zero3_gather=row["zero3_gather"] or "prefetch",
     )
