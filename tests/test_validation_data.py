@@ -26,7 +26,7 @@ FILES = (TRAINING, VTRAIN)
 COLUMNS = (
     "id,source,source_detail,model,num_layers,hidden_size,num_heads,num_kv_heads,ffn_size,vocab_size,gated_mlp,"
     "seq_len,global_batch,micro_batch,gpu,system,num_gpus,tp,pp,dp,cp,ep,vpp,sequence_parallel,zero,recompute,"
-    "precision,schedule,attention_kernel,moe_dispatcher,overlap_moe_comm,moe_routing,async_tp_allreduce,zero3_gather,dropout,flops,metric,value,complete,note"
+    "precision,schedule,attention_kernel,moe_dispatcher,overlap_moe_comm,moe_routing,async_tp_allreduce,zero3_gather,overlap_grad_reduce,dropout,flops,metric,value,complete,note"
 ).split(",")
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
@@ -83,7 +83,8 @@ ENUMS = {
     "overlap_moe_comm": {"true", "false"},
     "moe_routing": {"balanced", "dropless"},
     "async_tp_allreduce": {"true", "false"},
-    "zero3_gather": {"prefetch", "per-parameter-sync"},
+    "zero3_gather": {"prefetch", "per-parameter-sync", "backward-post"},
+    "overlap_grad_reduce": {"true", "false"},
     "dropout": {"true", "false"},
     "flops": {"model", "model_causal", "hardware"},
 }

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
         zero3_gather: Annotated[
             Zero3GatherChoice,
-            typer.Option(help="ZeRO-3 gathers: per layer, prefetched; or DeepSpeed 2021's per-parameter sync."),
+            typer.Option(help="ZeRO-3 gathers: prefetched; DeepSpeed 2021 per-parameter sync; FSDP BACKWARD_POST."),
         ] = Zero3GatherChoice.prefetch,
         overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
         moe_routing: Annotated[

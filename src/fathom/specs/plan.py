@@ -20,7 +20,7 @@ Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 MoEDispatcher = Literal["alltoall", "deepep"]
 MoERouting = Literal["balanced", "dropless"]
-Zero3Gather = Literal["prefetch", "per-parameter-sync"]
+Zero3Gather = Literal["prefetch", "per-parameter-sync", "backward-post"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
 
@@ -33,7 +33,7 @@ OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
 MOE_ROUTINGS: tuple[str, ...] = ("balanced", "dropless")
-ZERO3_GATHERS: tuple[str, ...] = ("prefetch", "per-parameter-sync")
+ZERO3_GATHERS: tuple[str, ...] = ("prefetch", "per-parameter-sync", "backward-post")
 FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
 LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
 
@@ -80,7 +80,9 @@ class TrainingPlan(BaseModel):
     # How a ZeRO-3 stack moves parameters: "prefetch" gathers one layer (wrapping unit) at a time ahead of its use,
     # under the previous layer's compute (FSDP, DeepSpeed since 2021); "per-parameter-sync" is DeepSpeed's first
     # ZeRO-3 (v0.3.13, March 2021, runtime/zero/partition_parameters.py): one all-gather and one reduce-scatter per
-    # parameter tensor, each gather issued after torch.cuda.synchronize(), so none overlaps compute or each other.
+    # parameter tensor, each gather issued after torch.cuda.synchronize(), so none overlaps compute or each other;
+    # "backward-post" is PyTorch FSDP's BackwardPrefetch.BACKWARD_POST (Composer's default): the backward pass's
+    # re-gathers are issued after each unit's gradient computation and priced exposed (fathom.training.step_time).
     zero3_gather: Zero3Gather = "prefetch"
     # Communication overlap of MegaScale (Jiang et al. NSDI'24, arXiv:2402.15627, Sec. 3.2), each also a
     # Megatron-Core/TransformerEngine option: TP/SP all-gathers and reduce-scatters split into chunks and pipelined

@@ -117,6 +117,8 @@ class DataParallelComm:
 
     per_step: np.ndarray  # ZeRO 0-2: gradient reduction + parameter gather, once per step
     per_micro_batch: np.ndarray  # ZeRO 3: parameter gathers and gradient reduce-scatter every micro-batch
+    gather_pass: np.ndarray  # ZeRO 3: one pass of parameter all-gathers over the stage (forward or backward)
+    reduce_pass: np.ndarray  # ZeRO 3: the gradient reduce-scatters of one backward pass
 
 
 def data_parallel_comm(
@@ -137,9 +139,10 @@ def data_parallel_comm(
     # "per-parameter-sync"): the same volume in more, smaller collectives, each paying its latency.
     per_layer = np.where(p.zero3_gather == ZERO3_GATHERS.index("per-parameter-sync"), tensors_per_layer, 1.0)
     calls = layers * per_layer
-    zero3 = calls * (
-        2 * all_gather_s(system, param_bytes / calls, group, stride)
-        + reduce_scatter_s(system, grad_bytes / calls, group, stride)
+    zero3 = p.zero == 3
+    gather = np.where(zero3, calls * all_gather_s(system, param_bytes / calls, group, stride), 0.0)
+    reduce = np.where(zero3, calls * reduce_scatter_s(system, grad_bytes / calls, group, stride), 0.0)
+    # Forward gathers, backward re-gathers (FULL_SHARD frees each unit after its forward), one reduce-scatter.
+    return DataParallelComm(
+        per_step=per_step, per_micro_batch=2 * gather + reduce, gather_pass=gather, reduce_pass=reduce
     )
-    per_mb = np.where(p.zero == 3, zero3, 0.0)
-    return DataParallelComm(per_step=per_step, per_micro_batch=per_mb)

@@ -13,7 +13,8 @@ Pipeline schedules (per optimizer step, m micro-batches, p stages, v chunks per 
   weight-gradient GEMMs (``LayerCompute.gemm_wgrad``).
 TP collectives, pipeline sends and per-chunk ZeRO gathers overlap compute where the plan asks for it (MegaScale,
 Jiang et al. 2024 Sec. 3.2). Data-parallel traffic of ZeRO 0-2 overlaps the last micro-batch's backward; ZeRO-3
-gathers overlap each micro-batch's compute except the first layer's. The optimizer step is memory-bound.
+gathers overlap each micro-batch's compute except the first layer's (and, under FSDP's BACKWARD_POST, the backward
+re-gathers). The optimizer step is memory-bound.
 Frozen leading layers neither recompute nor communicate backward; the optimizer step covers the trainable
 parameters only (``fathom.training.finetune``).
 """
@@ -114,6 +115,40 @@ def _exposed_tp_backward(p: PlanArrays, tp_bwd: np.ndarray, c: LayerCompute) -> 
     return np.where(p.overlap_tp_comm | ~p.async_tp_allreduce, tp_bwd, overlapped)
 
 
+def _zero3_exposed(p: PlanArrays, dp: DataParallelComm, stage_max: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """ZeRO-3 seconds per micro-batch that the stage's compute does not hide, by how the stack gathers.
+
+    - ``prefetch``: every gather and reduce-scatter runs one unit ahead under compute; the first unit's gather
+      and the last reduce-scatter (1/L of the traffic) and whatever exceeds the compute stay exposed.
+    - ``per-parameter-sync``: DeepSpeed's first ZeRO-3 synchronises the device before every gather: nothing
+      overlaps.
+    - ``backward-post``: FSDP's ``BackwardPrefetch.BACKWARD_POST``, which PyTorch documents (torch/distributed/fsdp/
+      api.py, ``BackwardPrefetch``, 2.0-2.1) as prefetching the next unit's parameters *after* the current unit's
+      gradient computation: the reduce-scatters overlap the next gradient computation, the backward re-gathers do
+      not, so one gather pass is exposed. The forward gathers (no ``forward_prefetch``: issued while the host runs
+      ahead) and the reduce-scatters overlap as under ``prefetch``. fathom prices the documented overlap. In the
+      code (_runtime_utils.py, 2.1: ``_post_backward_hook`` -> ``_post_backward_reshard`` -> ``_prefetch_handle``)
+      that gather is issued after the host has issued the unit's gradient kernels, on the unshard stream, and with
+      ``limit_all_gathers`` only once the unit before has finished (rate limiter, two gathers in flight); the
+      stream itself does not wait for the compute, so a host running ahead could still hide part of it.
+    """
+    zero3 = dp.per_micro_batch
+    layers = np.maximum(L, 1.0)
+    prefetched = np.maximum(zero3 - stage_max, 0.0) + zero3 / layers
+    hidden = dp.gather_pass + dp.reduce_pass  # backward-post: forward gathers and reduce-scatters still overlap
+    # Exposing the backward gathers never leaves less exposed than prefetching them (traffic beyond the compute).
+    post = np.maximum(dp.gather_pass + np.maximum(hidden - stage_max, 0.0) + hidden / layers, prefetched)
+    exposed = np.select(
+        [
+            p.zero3_gather == ZERO3_GATHERS.index("per-parameter-sync"),
+            p.zero3_gather == ZERO3_GATHERS.index("backward-post"),
+        ],
+        [zero3, post],
+        prefetched,
+    )
+    return np.where(p.zero == 3, exposed, 0.0)
+
+
 def step_time(
     model: ModelSpec,
     cluster: Cluster,
@@ -178,11 +213,7 @@ def step_time(
     stage_avg = np.where(
         ends, ((pp * L - 2.0) * layer_pair + head) / pp + p2p, layers_fwd + layers_bwd + p2p + head / pp
     )
-    zero3 = dp.per_micro_batch
-    zero3_exposed = np.maximum(zero3 - stage_max, 0.0) + zero3 / np.maximum(L, 1.0)
-    # DeepSpeed's first ZeRO-3 synchronises the device before every gather: nothing overlaps.
-    zero3_exposed = np.where(p.zero3_gather == ZERO3_GATHERS.index("per-parameter-sync"), zero3, zero3_exposed)
-    zero3_exposed = np.where(p.zero == 3, zero3_exposed, 0.0)
+    zero3_exposed = _zero3_exposed(p, dp, stage_max, L)
     # Bubble, in units of the average stage time.
     fwd_share = layers_fwd / np.maximum(layers_fwd + layers_bwd, 1e-30)
     # ZB-H2: t_F + t_B - 2 t_W per stage with t_B = backward minus t_W, as a share of the stage's F + B + W.
