@@ -91,3 +91,17 @@ def test_runner_passes_the_kv_link():
                   input_len="200", output_len="8", slo_slowdown={"e2e": {50: 3.0}})  # fmt: skip
     assert meets_slowdown_slo(inputs, 1.0)
     assert not meets_slowdown_slo({**inputs, "kv_link_GBps": 1e-4}, 1.0)
+
+
+def test_runner_passes_the_mixed_pool():
+    """``mixed_pool`` reaches the simulator: it needs a split, and the claim's Splitwise designs run with it."""
+    from fathom.validation.claim_runners.splitwise import meets_slowdown_slo
+    from fathom.validation.claims import load_claims
+
+    inputs = dict(model="llama-2-7b", gpu="h100-sxm", tp=1, max_batch=32, num_requests=6, input_len="200",
+                  output_len="8", slo_slowdown={"e2e": {50: 3.0}}, mixed_pool=True)  # fmt: skip
+    with pytest.raises(FathomInputError, match="mixed-pool"):
+        meets_slowdown_slo(inputs, 1.0)
+    assert meets_slowdown_slo({**inputs, "disaggregate": [1, 1]}, 1.0)
+    (claim,) = [c for c in load_claims() if c["id"] == "splitwise"]
+    assert all(f["technique"]["mixed_pool"] is True for f in claim["figures"])

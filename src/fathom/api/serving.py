@@ -15,6 +15,7 @@ from fathom.inference.speculative import speculative_step_model
 from fathom.inference.step_model import InferenceStepModel
 from fathom.serving.lora_pool import draw_adapters
 from fathom.serving.metrics import ServingReport, summarize
+from fathom.serving.mixed_pool import MixedPoolPolicy
 from fathom.serving.request import Request
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
 from fathom.serving.slowdown import IsolatedLatency, parse_slo, slowdown_report, slowdowns
@@ -88,6 +89,7 @@ def simulate_serving(
     decode_plan: ServingPlan | None = None,
     kv_link_GBps: float | None = None,
     decode_gpu: str | None = None,
+    mixed_pool: bool = False,
     slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None,
     seed: int = 0,
@@ -105,15 +107,21 @@ def simulate_serving(
     ``capacity_policy``: ``max-utilization`` (vLLM: admit while the prompt fits, preempt when blocks run out) or
     ``guaranteed-no-evict`` (TensorRT-LLM's default: admit only when the whole output's KV is reserved).
     ``decode_gpu``: the decode pool of a ``disaggregate`` split runs on this GPU type (Splitwise-HA, Patel et al.
-    2024). ``slo_slowdown`` (``{"ttft"|"tbt"|"e2e": {percentile: max}}``): per-request slowdowns over the request
-    run alone (``fathom.serving.slowdown``) on the prefill replica, or on one replica of ``slowdown_reference_gpu``
-    with the same plan, go to ``extras["slowdown"]`` with whether every bound holds."""
+    2024); ``mixed_pool``: its machines move into Splitwise's mixed pool under load (``fathom.serving.mixed_pool``,
+    which then places requests instead of ``router``). ``slo_slowdown`` (``{"ttft"|"tbt"|"e2e": {percentile:
+    max}}``): per-request slowdowns over the request run alone (``fathom.serving.slowdown``) on the prefill
+    replica, or on one replica of ``slowdown_reference_gpu`` with the same plan, go to ``extras["slowdown"]`` with
+    whether every bound holds."""
     spec = get_model(model)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
     offload = plan.offload_weights != "none" or plan.offload_kv != "none"
     _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching)
     if decode_gpu and not disaggregate:
         raise FathomInputError("decode_gpu: a decode pool's GPU type needs disaggregate=(prefill, decode)")
+    if mixed_pool and not disaggregate:
+        raise FathomInputError("--mixed-pool: Splitwise's mixed pool needs --disaggregate PREFILL:DECODE")
+    if mixed_pool and capacity_policy != "max-utilization":
+        raise FathomInputError("--mixed-pool: not modelled with --capacity-policy guaranteed-no-evict")
     deployed = replicas * plan.num_gpus if not disaggregate else sum(disaggregate) * plan.num_gpus
 
     def config(p: ServingPlan, on_gpu: str = gpu) -> ReplicaConfig:
@@ -140,7 +148,8 @@ def simulate_serving(
         link = (kv_link_GBps or cluster.system.inter_node_bw_GBps) * 1e9
         disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill,
                                         decode=[config(d_plan, decode_gpu or gpu)] * n_decode,
-                                        kv_link_bytes_per_s=link)  # fmt: skip
+                                        kv_link_bytes_per_s=link,
+                                        mixed_pool=MixedPoolPolicy() if mixed_pool else None)  # fmt: skip
         configs: list[ReplicaConfig] = []
         gpus = n_prefill * plan.num_gpus + n_decode * d_plan.num_gpus
     else:
@@ -163,6 +172,8 @@ def simulate_serving(
         kv_cache_gib=first_cost.memory.kv_cache_bytes / GIB,
     )
     extras = _extras(first_cost, result, lora, samples)
+    if result.mixed_pool is not None:
+        extras["mixed_pool"] = result.mixed_pool
     if slo_slowdown is not None:
         slo = parse_slo(slo_slowdown)
         own = disaggregation.prefill[0] if disaggregation else configs[0]

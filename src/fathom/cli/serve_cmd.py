@@ -112,6 +112,9 @@ def register(app: typer.Typer) -> None:
         disaggregate: Annotated[str | None, Opt(help="PREFILL:DECODE replica counts, e.g. 2:1.")] = None,
         decode_tp: Annotated[int | None, Opt(min=1, help="TP of decode replicas when disaggregated.")] = None,
         kv_link_bw: Annotated[float | None, Opt(min=0.001, help="GB/s between prefill and decode pools.")] = None,
+        mixed_pool: Annotated[
+            bool, Opt("--mixed-pool", help="Splitwise: disaggregated machines join a mixed pool under load.")
+        ] = False,
         cuda_graphs: Annotated[bool, Opt("--cuda-graphs/--no-cuda-graphs")] = True,
         memory_utilization: Annotated[float, Opt(min=0.05, max=1.0)] = 0.9,
         slo_ttft: Annotated[float | None, Opt(min=0.0, help="Seconds.")] = None,
@@ -201,6 +204,7 @@ def register(app: typer.Typer) -> None:
             disaggregate=_split(disaggregate),
             decode_plan=decode_plan,
             kv_link_GBps=kv_link_bw,
+            mixed_pool=mixed_pool,
             slo_ttft_s=slo_ttft,
             slo_tpot_s=slo_tpot,
             seed=seed,

@@ -78,6 +78,8 @@ class Admission:
             if victim is seq:
                 break
             self._preempt(victim)
+        if need > kv.available and self.pipeline is not None:  # the KV cache is shared (fathom.serving.pipeline)
+            self.pipeline.preempt_later_prefills(self, seq, need)
         if need > kv.available:
             cap = (held + kv.available) * self.bs  # tokens it could hold
             n = min(n, cap - done)

@@ -63,14 +63,12 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             raise unknown_name_error("role", role, ROLES)
         self.index, self.config, self.role = index, config, role
         self.cost = config.cost
-        self.kv = KVCacheManager(config.cost)
-        # one virtual engine of a pipelined replica (fathom.serving.pipeline): its stages are shared, and the KV
-        # cache is split evenly among the virtual engines (vLLM's scheduler divides its GPU blocks by pp)
+        # one virtual engine of a pipelined replica (fathom.serving.pipeline) shares its stages, KV cache, waiting
+        # queue and max_batch slots with the other virtual engines
         self.pipeline = pipeline
+        self.kv = KVCacheManager(config.cost) if pipeline is None else pipeline.shared_kv(config.cost)
         if pipeline is not None:
-            self.kv.capacity_blocks //= len(pipeline.free)
-            self.kv._free = self.kv.capacity_blocks
-            pipeline.engines.append(self)  # its max_batch slots are shared with the other virtual engines
+            pipeline.engines.append(self)
         self.bs = self.kv.block_size
         self.scheduler = get_scheduler(config.scheduler)
         self._prompt_first = getattr(self.scheduler, "prompt_only_runs", False)
@@ -83,13 +81,17 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self._kv_reservations: dict[int, int] = {}  # request id -> blocks of prompt + all output (no-evict policy)
         self._kv_reserved = 0
         self.prefix_caching = config.prefix_caching
-        self.waiting: deque[Seq] = deque()
+        self.waiting: deque[Seq] = deque() if pipeline is None else pipeline.waiting
         self.swapped: deque[Seq] = deque()
         self.arrived_kv: deque[Seq] = deque()  # disaggregated: prefilled elsewhere, KV landed, waiting for blocks
         self.running: dict[int, Seq] = {}  # admission order -> seq; the last one is the preemption victim
         self.prefilling: dict[int, Seq] = {}  # admission order -> running seq part-way through its prompt
         self._order = 0
         self._pinned: dict[int, int] = {}  # request id -> tokens held after hand-off (prefill role)
+        self._handoff: set[int] = set()  # request ids that leave after their first token (``enqueue``'s handoff)
+        # prompt tokens queued or running here before their first token: Splitwise's JSQ (fathom.serving.mixed_pool,
+        # whose replicas are never pipelined; a pipelined replica's engines share one queue and split this count)
+        self.queued_prompt_tokens = 0
         self._init_decodes()
         self._init_preemption()
         self._init_samples()
@@ -130,8 +132,8 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         return self.config.max_batch if pipe is None else self.config.max_batch - pipe.slots_taken(self)
 
     # -- arrivals ----------------------------------------------------------------------------------------------
-    def reject_reason(self, req: Request) -> str | None:
-        """Why ``req`` can never run here, or None."""
+    def reject_reason(self, req: Request, handoff: bool | None = None) -> str | None:
+        """Why ``req`` can never run here (only its prompt and first token if ``handoff``), or None."""
         if req.input_tokens < 1 or req.output_tokens < 1:
             return f"input_tokens and output_tokens must be >= 1 (got {req.input_tokens}, {req.output_tokens})"
         total = req.input_tokens + req.output_tokens
@@ -139,21 +141,28 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             return f"samples {req.samples} exceed max_batch {self.config.max_batch}"
         if total > self.cost.max_context:
             return f"input+output tokens {total} exceed max_context {self.cost.max_context}"
-        held = min(req.input_tokens + 1, total) if self.role == "prefill" else total
+        handoff = self.role == "prefill" if handoff is None else handoff
+        held = min(req.input_tokens + 1, total) if handoff else total
         need = self.kv_blocks_reserved_for(req) if self._reserve_output else self.kv.blocks_for(held)
         if need > self.kv.capacity_blocks:
             return f"needs {need} KV blocks of {self.bs} tokens, replica {self.index} holds {self.kv.capacity_blocks}"
         return None
 
-    def enqueue(self, req: Request) -> bool:
-        """A new request routed here: queued, or rejected (False) with ``reject_reason`` set."""
-        reason = self.reject_reason(req)
+    def enqueue(self, req: Request, handoff: bool | None = None) -> bool:
+        """A new request routed here: queued, or rejected (False) with ``reject_reason`` set. ``handoff``: it leaves
+        for a decode replica after its first token (default: on a prefill replica; Splitwise's mixed pool sets it
+        per request, ``fathom.serving.mixed_pool``)."""
+        handoff = self.role == "prefill" if handoff is None else handoff
+        reason = self.reject_reason(req, handoff)
         if reason is not None:
             req.state, req.reject_reason = RequestState.REJECTED, reason
             return False
         req.replica, req.state = self.index, _WAITING
         self.waiting.append(Seq(req, req.input_tokens))
-        self.outstanding += req.input_tokens + (1 if self.role == "prefill" else req.output_tokens * req.samples)
+        self.outstanding += req.input_tokens + (1 if handoff else req.output_tokens * req.samples)
+        self.queued_prompt_tokens += req.input_tokens
+        if handoff:
+            self._handoff.add(req.id)
         return True
 
     def expect(self, req: Request) -> None:
@@ -286,6 +295,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
             req.token_times_s.append(now)
             if req.first_token_s is None:
                 req.first_token_s = now
+                self.queued_prompt_tokens -= req.input_tokens
             self.outstanding -= 1
             if req.generated_tokens >= req.output_tokens:
                 del self.running[seq.order]
@@ -293,7 +303,8 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
                     finished.append(done_req)
             elif req.samples > 1:
                 self._fork(seq, nxt, now)
-            elif self.role == "prefill":
+            elif req.id in self._handoff:
+                self._handoff.discard(req.id)
                 del self.running[seq.order]
                 self._pinned[req.id] = seq.kv
                 handoffs.append(req)

@@ -11,7 +11,8 @@ on a prefill replica, which emits its first token; a decode replica is then pick
 Transfers are serialized per prefill replica (its outgoing NIC; FIFO, whatever the destination), and the KV stays
 pinned on the prefill replica until its transfer is over. On the decode replica the request waits for a slot and
 blocks, then decodes: the gap between its first and second token is queueing on the link + transfer + decode wait +
-one decode iteration.
+one decode iteration. With Splitwise's mixed pool (``fathom.serving.mixed_pool``) the pool picks both replicas on
+arrival instead of the routers and may pick one replica for both, which then runs the request whole.
 
 A replica with pipeline stages (``pp`` > 1) keeps one micro-batch per stage in flight (``fathom.serving.pipeline``):
 its virtual engines sit side by side among the replicas the router picks from and share the stages' clock.
@@ -27,6 +28,7 @@ import numpy as np
 
 from fathom.errors import FathomInputError
 from fathom.serving.events import ARRIVAL, ITERATION_DONE, STEP, TRANSFER_DONE, EventHeap
+from fathom.serving.mixed_pool import MixedPool, MixedPoolPolicy
 from fathom.serving.pipeline import PipelineStages, merge_stats, pipeline_stages
 from fathom.serving.replica import Replica, ReplicaConfig
 from fathom.serving.request import Request, RequestState
@@ -58,11 +60,14 @@ class ClosedLoop:
 
 @dataclass(frozen=True)
 class Disaggregation:
-    """Separate prefill and decode pools joined by a KV link of ``kv_link_bytes_per_s`` per prefill replica."""
+    """Separate prefill and decode pools joined by a KV link of ``kv_link_bytes_per_s`` per prefill replica.
+    ``mixed_pool``: Splitwise's mixed pool (``fathom.serving.mixed_pool``), which picks both replicas of a request on
+    arrival and lends machines to the other phase under load, in place of the router."""
 
     prefill: list[ReplicaConfig]
     decode: list[ReplicaConfig]
     kv_link_bytes_per_s: float
+    mixed_pool: MixedPoolPolicy | None = None
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
@@ -112,6 +117,7 @@ class SimulationResult:
     total_time_s: float  # time of the last event processed (the cut-off if ``truncated``)
     truncated: bool  # stopped at ``max_sim_time_s`` with requests still in flight
     transfers: list[KVTransfer] = field(default_factory=list, repr=False)
+    mixed_pool: dict[str, int] | None = None  # Splitwise's mixed pool: ``MixedPool.stats``
 
     @property
     def finished(self) -> list[Request]:
@@ -144,6 +150,8 @@ class _Simulation:
         self.heap = EventHeap()
         self.now = 0.0
         self.limit = max_sim_time_s
+        self.pool: MixedPool | None = None
+        self.pipelines: list[PipelineStages] = []
         if disaggregation is None:
             if not replicas:
                 raise FathomInputError("simulate needs at least one replica")
@@ -152,6 +160,8 @@ class _Simulation:
                 stages = pipeline_stages(c.cost)
                 pipe = PipelineStages(stages) if stages > 1 else None
                 self.front += [Replica(i, c, "both", record_timeseries, pipe) for _ in range(stages)]
+                if pipe is not None:
+                    self.pipelines.append(pipe)
             self.back: list[Replica] = []
             self.link_bw = 0.0
         else:
@@ -163,10 +173,14 @@ class _Simulation:
             self.front = [Replica(i, c, "prefill", record_timeseries) for i, c in enumerate(disaggregation.prefill)]
             self.back = [Replica(p + i, c, "decode", record_timeseries) for i, c in enumerate(disaggregation.decode)]
             self.link_bw = float(disaggregation.kv_link_bytes_per_s)
+            if disaggregation.mixed_pool is not None:
+                self.pool = MixedPool(self.front, self.back, disaggregation.mixed_pool)
         self.all = self.front + self.back
+        # the router sees a pipelined replica once, as its first virtual engine (they share one waiting queue)
+        self.doors = [r for r in self.front if r.pipeline is None or r is r.pipeline.engines[0]]
         self.router = get_router(router)
         self.back_router = get_router(router)
-        self.link_free = [0.0] * len(self.front)
+        self.link_free = [0.0] * len(self.all)  # per sending replica (a mixed pool's decode replicas send too)
         self.transfers: list[KVTransfer] = []
         if isinstance(source, ClosedLoop):
             self.closed: ClosedLoop | None = source
@@ -218,14 +232,12 @@ class _Simulation:
         pending = heap.items
         pipe = rep.pipeline
         while True:
-            if pipe is not None and pipe.free[0] > self.now:  # stage 1 still holds another micro-batch
-                rep.step_pending = True
-                heap.push(pipe.free[0], STEP, rep)
-                return
             dur = rep.start_iteration(self.now)
             if dur is None:
+                if self.pool is not None:
+                    self.pool.idle(rep)
                 return
-            end = self.now + dur if pipe is None else pipe.run(self.now, dur)
+            end = self.now + dur if pipe is None else pipe.run(self.now, dur)  # queued behind stage 1
             if (pending and end >= pending[0][0]) or (limit is not None and end > limit):
                 rep.busy = True
                 heap.push(end, ITERATION_DONE, rep)
@@ -239,12 +251,15 @@ class _Simulation:
 
     def _complete(self, rep: Replica) -> None:
         finished, handoffs = rep.finish_iteration(self.now)
-        if finished and rep.pipeline is not None:  # freed batch slots: the other virtual engines may admit now
+        if rep.pipeline is not None:  # idle virtual engines may form a micro-batch now, with the slots, blocks or
+            # queued requests this one left (the artifact's scheduler runs every 10 ms, fathom.serving.pipeline)
             for other in rep.pipeline.engines:
                 if other is not rep and not (other.busy or other.step_pending):
                     other.step_pending = True
                     self.heap.push(self.now, STEP, other)
         for req in finished:
+            if self.pool is not None:
+                self.pool.finished(req)
             self._done(req)
         for req in handoffs:
             self._handoff(rep, req)
@@ -258,8 +273,11 @@ class _Simulation:
         return False
 
     def _handoff(self, src: Replica, req: Request) -> None:
-        fits = [d for d in self.back if d.reject_reason(req) is None]  # not empty: checked on arrival
-        dst = self.back_router.route(req, fits if len(fits) < len(self.back) else self.back)
+        if self.pool is not None:
+            dst = self.pool.decode_replica(req)
+        else:
+            fits = [d for d in self.back if d.reject_reason(req) is None]  # not empty: checked on arrival
+            dst = self.back_router.route(req, fits if len(fits) < len(self.back) else self.back)
         dst.expect(req)
         nbytes = req.input_tokens * float(src.cost.kv_bytes_per_token)
         start = max(self.now, self.link_free[src.index])
@@ -285,12 +303,22 @@ class _Simulation:
                     nxt = self.arrivals[self.next_arrival]
                     self.next_arrival += 1
                     heap.push(nxt.arrival_s, ARRIVAL, nxt)
+                if self.pool is not None:  # Splitwise's mixed pool places it instead of the router
+                    rep = self.pool.admit(req)
+                    if rep is None:
+                        self._done(req)
+                    else:
+                        self._kick(rep)
+                    continue
                 if self.back and not self._decodable(req):
                     self._done(req)
                     continue
-                rep = self.router.route(req, self.front)
+                for pipe in self.pipelines:
+                    pipe.settle_load()
+                rep = self.router.route(req, self.doors)
                 if rep.enqueue(req):
-                    self._kick(rep)
+                    for engine in rep.pipeline.engines if rep.pipeline is not None else (rep,):
+                        self._kick(engine)  # a pipelined replica: the next micro-batch formed takes it
                 else:
                     self._done(req)
             elif kind == STEP:
@@ -299,6 +327,8 @@ class _Simulation:
             else:  # TRANSFER_DONE
                 src, dst, req = payload
                 src.release(req)
+                if self.pool is not None:
+                    self.pool.released(src, req)
                 dst.receive(req)
                 self._kick(src)
                 self._kick(dst)
@@ -310,7 +340,8 @@ class _Simulation:
             stuck = [r.id for r in self.requests if r.state not in _TERMINAL]
             if stuck:
                 raise RuntimeError(f"simulation stalled with {len(stuck)} requests unfinished (first ids {stuck[:5]})")
-        return SimulationResult(self.requests, _all_stats(self.all), self.now, truncated, self.transfers)
+        pool = self.pool.stats() if self.pool is not None else None
+        return SimulationResult(self.requests, _all_stats(self.all), self.now, truncated, self.transfers, pool)
 
 
 def _all_stats(replicas: list[Replica]) -> list[ReplicaStats]:

@@ -9,6 +9,7 @@ Poisson-rate bisection as ``serving_capacity`` (``fathom.validation.claim_runner
 
 Inputs per side (``common``, each of ``cases``, then ``baseline`` / ``technique``): model, gpu, plan fields,
 ``router``, ``kv_link_GBps`` (the prefill-to-decode KV link; the system's inter-node bandwidth when absent),
+``mixed_pool`` (Splitwise's mixed machine pool, ``fathom.serving.mixed_pool``),
 ``slo_slowdown``, ``slowdown_reference_gpu``, workload lengths, ``num_requests``, ``start_rate``, ``iterations``.
 """
 
@@ -33,7 +34,8 @@ def meets_slowdown_slo(inputs: dict, rate: float) -> bool:
         replicas=int(inputs.get("replicas", 1)), system=inputs.get("system"),
         scheduler=inputs.get("scheduler", "continuous"), router=inputs.get("router", "round-robin"),
         disaggregate=tuple(split) if split else None, decode_gpu=inputs.get("decode_gpu"),
-        kv_link_GBps=inputs.get("kv_link_GBps"), slo_slowdown=inputs["slo_slowdown"],
+        kv_link_GBps=inputs.get("kv_link_GBps"), mixed_pool=bool(inputs.get("mixed_pool", False)),
+        slo_slowdown=inputs["slo_slowdown"],
         slowdown_reference_gpu=inputs.get("slowdown_reference_gpu"),
         seed=int(inputs.get("seed", 0)),
     )  # fmt: skip
