@@ -7,6 +7,7 @@ measurements (so a profile can be refitted or audited). ``fathom.catalog.hardwar
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import yaml
@@ -81,9 +82,10 @@ _TIMES = ("seconds", "seconds_per_op", "fwd_s", "bwd_s")
 
 
 def mean_rows(passes: list[list[dict]]) -> list[dict]:
-    """Passes over the same cases merged case by case: the mean of each case's seconds (``fathom.profiling.timing``)."""
+    """Passes over the same cases merged case by case: the median of each case's seconds over the passes, so one
+    pass caught in a slow (or fast) spell of the host does not move the profile (``fathom.profiling.timing``)."""
     return [
-        {**rows[0], **{k: sum(r[k] for r in rows) / len(rows) for k in _TIMES if k in rows[0]}}
+        {**rows[0], **{k: statistics.median(r[k] for r in rows) for k in _TIMES if k in rows[0]}}
         for rows in zip(*passes, strict=True)
     ]
 

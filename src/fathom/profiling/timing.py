@@ -9,7 +9,8 @@ about a second, between its own and a contended state (measured on the 2-core de
 whatever its other core runs: bf16 AMX GEMMs at 400-500 against 850-1000 GFLOP/s, a pure-Python loop 1.5x slower,
 fp32 GEMMs 0.65-1x), and more processes than cores evict each other's caches between time slices. A minimum
 over a few milliseconds' repeats catches the fastest spell, which a step of seconds cannot: the profile keeps
-each case's median and averages passes taken seconds apart (``fathom.profiling.runner``), the checks the median
+each case's median within a pass and its median over three passes taken seconds apart (``fathom.profiling.runner``;
+a pass caught in a spell is outvoted), the checks the median
 step, so both describe the machine's typical speed over their run. ``fathom check`` re-times a reference GEMM
 beside the real work (``speed_probe``) to show how that speed compares with the profile's.
 """
