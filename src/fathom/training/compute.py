@@ -189,8 +189,19 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     codes = p.precision
     tp = p.tp.astype(float)
     t = s.tokens
-    attn_f, attn_b, attn_w = _gemm_set(dev, codes, _attention_gemms(model, t, tp))
-    dense_f, dense_b, dense_w = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp))
+    attn_gemms = _attention_gemms(model, t, tp)
+    up, down = _mlp_gemms(model, t, model.ffn_size / tp)
+    # Column-parallel GEMMs (attention input projections, MLP up) priced apart: Megatron overlaps their backward
+    # TP collectives with their gradient GEMMs (fathom.training.step_time). MoE experts are not TP-sharded.
+    in_f, in_b, in_w = _gemm_set(dev, codes, attn_gemms[:-1])
+    out_f, out_b, out_w = _gemm_set(dev, codes, attn_gemms[-1:])
+    up_f, up_b, up_w = _gemm_set(dev, codes, [up])
+    down_f, down_b, down_w = _gemm_set(dev, codes, [down])
+    attn_f, attn_b, attn_w = in_f + out_f, in_b + out_b, in_w + out_w
+    dense_f, dense_b, dense_w = up_f + down_f, up_b + down_b, up_w + down_w
+    column_share = 1.0 - s.moe_fraction if model.moe is not None else 1.0
+    col_w = in_w + column_share * up_w
+    col_d = (in_b - in_w) + column_share * (up_b - up_w)
     if model.parallel_block and model.moe is None and model.mla is None:
         attn_f, attn_b, attn_w, dense_f, dense_b, dense_w = _parallel_block_gemms(model, dev, codes, t, tp)
     mlp_f, mlp_b, mlp_w = dense_f, dense_b, dense_w
@@ -257,7 +268,6 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         head_ops = eager_head_ops(model)
         head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
     gemm_f, gemm_b = attn_f + mlp_f, attn_b + mlp_b
-    col_w, col_d = _column_parallel_backward(model, dev, codes, t, tp, s.moe_fraction)
     return LayerCompute(
         gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
         col_w, col_d, *expert,
@@ -279,14 +289,3 @@ def _fp8_cast_sets(model: ModelSpec, p: PlanArrays, s: PlanShapes, tp) -> list[t
     if moe.num_shared_experts:
         sets.append((fr, _mlp_gemms(model, t, moe.shared_ffn_size * moe.num_shared_experts / tp)))
     return sets
-
-
-def _column_parallel_backward(model: ModelSpec, dev: DeviceSpec, codes, t, tp, moe_fraction) -> tuple:
-    """Weight- and input-gradient seconds of the column-parallel GEMMs: the attention input projections (every
-    attention GEMM but the output projection) and the dense MLP's up projection; MoE experts are not TP-sharded."""
-    attn_in = _attention_gemms(model, t, tp)[:-1]
-    _, a_b, a_w = _gemm_set(dev, codes, attn_in)
-    _, m_b, m_w = _gemm_set(dev, codes, _mlp_gemms(model, t, model.ffn_size / tp)[:1])
-    dense = 1.0 - moe_fraction if model.moe is not None else 1.0
-    wgrad = a_w + dense * m_w
-    return wgrad, (a_b - a_w) + dense * (m_b - m_w)

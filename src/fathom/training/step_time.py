@@ -106,13 +106,13 @@ def _exposed_tp_backward(p: PlanArrays, tp_bwd: np.ndarray, c: LayerCompute) -> 
     sequence parallelism the backward has half that volume as all-gathers behind the row-parallel GEMMs (exposed),
     the other half as reduce-scatters under the weight-gradient GEMMs, plus a re-gather of each column-parallel input
     (the same volume again) under its input-gradient GEMM. Stacks without these asynchronous collectives
-    (``async_tp_allreduce`` off) expose them all; chunked TP overlap (MegaScale) is priced separately.
+    (``async_tp_allreduce`` off) expose them all; chunked TP overlap (MegaScale) replaces this where the plan asks.
     """
     half = 0.5 * tp_bwd
     sp = p.sequence_parallel & (p.tp > 1)
     with_sp = half + np.maximum(half - c.column_wgrad, 0.0) + np.maximum(half - c.column_dgrad, 0.0)
     overlapped = np.where(sp, with_sp, np.maximum(tp_bwd - c.column_wgrad, 0.0))
-    return np.where(p.overlap_tp_comm | ~p.async_tp_allreduce, tp_bwd, overlapped)
+    return np.where(p.async_tp_allreduce, overlapped, tp_bwd)
 
 
 def _zero3_exposed(p: PlanArrays, dp: DataParallelComm, stage_max: np.ndarray, L: np.ndarray) -> np.ndarray:
@@ -171,9 +171,10 @@ def step_time(
     comm = replace(
         comm,
         tp_fwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_fwd - c.gemm_fwd, 0.0), comm.tp_fwd),
-        tp_bwd=np.where(p.overlap_tp_comm, np.maximum(comm.tp_bwd - c.gemm_bwd, 0.0), comm.tp_bwd),
+        tp_bwd=np.where(
+            p.overlap_tp_comm, np.maximum(comm.tp_bwd - c.gemm_bwd, 0.0), _exposed_tp_backward(p, comm.tp_bwd, c)
+        ),
     )
-    comm = replace(comm, tp_bwd=_exposed_tp_backward(p, comm.tp_bwd, c))
     # Recomputation: selective redoes the attention core; full redoes the whole forward incl. TP traffic.
     recompute_compute = live * np.where(full, c.fwd, np.where(sel, c.attn_fwd, 0.0))
     recompute_comm = live * np.where(full, comm.tp_fwd + comm.ep_fwd, 0.0)
