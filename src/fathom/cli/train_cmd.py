@@ -25,10 +25,12 @@ from fathom.cli.render import print_json, render_training
 from fathom.cli.render_energy import render_energy_and_reliability
 from fathom.errors import FathomInputError
 from fathom.reliability.checkpoint import CHECKPOINT_MODES
-from fathom.specs.plan import MOE_ROUTINGS
+from fathom.specs.plan import CUDA_GRAPHS, MOE_ROUTINGS, PIPELINE_ENGINES
 
 CheckpointChoice = StrEnum("CheckpointChoice", {m.replace("-", "_"): m for m in CHECKPOINT_MODES})
 MoERoutingChoice = StrEnum("MoERoutingChoice", {m: m for m in MOE_ROUTINGS})
+CudaGraphsChoice = StrEnum("CudaGraphsChoice", {g.replace("-", "_"): g for g in CUDA_GRAPHS})
+PipelineEngineChoice = StrEnum("PipelineEngineChoice", {e: e for e in PIPELINE_ENGINES})
 
 Pos = dict(min=1)
 
@@ -85,6 +87,13 @@ def register(app: typer.Typer) -> None:
             Zero2CommChoice,
             typer.Option(help="ZeRO-2 traffic: once per step (DeepSpeed, Megatron) or per unit (FSDP SHARD_GRAD_OP)."),
         ] = Zero2CommChoice.per_step,
+        pipeline_engine: Annotated[
+            PipelineEngineChoice,
+            typer.Option(
+                help="Pipeline runtime: Megatron-LM (frees sent stage outputs) or DeepSpeed's PipelineEngine "
+                "(keeps TP-partitioned stage outputs and p + 1 loaded micro-batches on the first stage)."
+            ),
+        ] = PipelineEngineChoice.megatron,
         overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
         moe_routing: Annotated[
             MoERoutingChoice,
@@ -92,6 +101,17 @@ def register(app: typer.Typer) -> None:
                 help="MoE routing: balanced (every EP rank at the mean) or dropless (busiest rank sets pace)."
             ),
         ] = MoERoutingChoice.balanced,
+        moe_router_fusion: Annotated[
+            bool,
+            typer.Option(
+                "--moe-router-fusion/--no-moe-router-fusion",
+                help="Transformer Engine's fused MoE router kernels (Megatron --moe-router-fusion; default off).",
+            ),
+        ] = False,
+        cuda_graphs: Annotated[
+            CudaGraphsChoice,
+            typer.Option(help="Layer parts replayed as CUDA graphs: none, attn, attn-moe-router, full (dense only)."),
+        ] = CudaGraphsChoice.none,
         balance_pipeline_ends: Annotated[
             bool,
             typer.Option(
@@ -183,9 +203,12 @@ def register(app: typer.Typer) -> None:
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,
             moe_routing=moe_routing.value,
+            moe_router_fusion=moe_router_fusion,
+            cuda_graphs=cuda_graphs.value,
             overlap_grad_reduce=overlap_grad_reduce,
             zero3_gather=zero3_gather.value,
             zero2_comm=zero2_comm.value,
+            pipeline_engine=pipeline_engine.value,
             balance_pipeline_ends=balance_pipeline_ends,
             overlap_tp_comm=overlap_tp_comm,
             async_tp_allreduce=async_tp_allreduce,

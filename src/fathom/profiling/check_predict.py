@@ -69,7 +69,7 @@ def predict_train(spec: ModelSpec, gpu: str, micro_batch: int, seq_len: int, dp:
         "dp_comm_total": float(dp_raw[0]),
         "memory": {
             "weights_grads_optimizer": float(state[0]),
-            "activations": float(mem.activations[0]),
+            "activations": float(mem.activations[0] + mem.recompute[0] + mem.outside_layers[0]),
             "comm_buffers": float(mem.comm_buffers[0]),
             "runtime_reserved": float(mem.runtime[0]),
         },

@@ -20,8 +20,10 @@ Offload = Literal["none", "cpu", "nvme"]
 AttentionKernel = Literal["flash3", "flash2", "flash1", "unfused"]
 MoEDispatcher = Literal["alltoall", "deepep"]
 MoERouting = Literal["balanced", "dropless"]
+CudaGraphs = Literal["none", "attn", "attn-moe-router", "full"]
 Zero3Gather = Literal["prefetch", "per-parameter-sync", "backward-post"]
 Zero2Comm = Literal["per-step", "per-unit"]
+PipelineEngine = Literal["megatron", "deepspeed"]
 Finetune = Literal["none", "lora", "qlora"]
 LoraTargets = Literal["all-linear", "attention"]
 
@@ -34,8 +36,10 @@ OFFLOADS: tuple[str, ...] = ("none", "cpu", "nvme")
 ATTENTION_KERNELS: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
 MOE_DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
 MOE_ROUTINGS: tuple[str, ...] = ("balanced", "dropless")
+CUDA_GRAPHS: tuple[str, ...] = ("none", "attn", "attn-moe-router", "full")
 ZERO3_GATHERS: tuple[str, ...] = ("prefetch", "per-parameter-sync", "backward-post")
 ZERO2_COMMS: tuple[str, ...] = ("per-step", "per-unit")
+PIPELINE_ENGINES: tuple[str, ...] = ("megatron", "deepspeed")
 FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
 LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
 
@@ -78,6 +82,14 @@ class TrainingPlan(BaseModel):
     # skew through, so the busiest rank's expert GEMMs and all-to-all receives set the pace, by the model's
     # ``moe.dropless_ep_imbalance`` (fathom.training.moe_imbalance).
     moe_routing: MoERouting = "balanced"
+    # Host-side levers of Megatron-Core's MoE layer (fathom.training.moe_host). ``moe_router_fusion`` is
+    # --moe-router-fusion (default off): Transformer Engine's fused router kernels. ``cuda_graphs`` is the part of
+    # each layer replayed as CUDA graphs (--cuda-graph-impl transformer_engine --cuda-graph-scope): "attn" the
+    # attention sublayer; "attn-moe-router" also the MoE router, the EP preprocessing and the shared experts
+    # (--cuda-graph-scope attn moe_router moe_preprocess); "full" the whole layer (dense models only: dropless MoE
+    # layers have dynamic shapes). Default "none", as Megatron's.
+    moe_router_fusion: bool = False
+    cuda_graphs: CudaGraphs = "none"
     overlap_grad_reduce: bool = True  # DP reduction bucketed under the last backward pass
     # How a ZeRO-3 stack moves parameters: "prefetch" gathers one layer (wrapping unit) at a time ahead of its use,
     # under the previous layer's compute (FSDP, DeepSpeed since 2021); "per-parameter-sync" is DeepSpeed's first
@@ -92,6 +104,11 @@ class TrainingPlan(BaseModel):
     # and reduce-scatters its gradients after its backward in every micro-batch, keeping the gathered parameters
     # through the backward (no re-gather; torch/distributed/fsdp/api.py, ShardingStrategy). Other ZeRO stages ignore it.
     zero2_comm: Zero2Comm = "per-step"
+    # Which pipeline runtime holds the stage outputs: "megatron" (Megatron-LM's schedules free each output's data
+    # once sent) or "deepspeed" (DeepSpeed's PipelineEngine running Megatron-DeepSpeed's GPTModelPipe keeps a
+    # TP-partitioned copy of every in-flight output, the attention mask and p + 1 loaded micro-batches on the first
+    # stage). Memory only: fathom.training.stage_activations.
+    pipeline_engine: PipelineEngine = "megatron"
     # Communication overlap of MegaScale (Jiang et al. NSDI'24, arXiv:2402.15627, Sec. 3.2), each also a
     # Megatron-Core/TransformerEngine option: TP/SP all-gathers and reduce-scatters split into chunks and pipelined
     # with the GEMMs they feed or follow (Fig. 3c; TE's --tp-comm-overlap); pipeline sends and receives decoupled and

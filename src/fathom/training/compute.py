@@ -19,6 +19,7 @@ from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
 from fathom.training.eager import eager_head_ops, eager_layer
 from fathom.training.fp8_casts import fp8_cast_s
+from fathom.training.moe_host import collapse, graphs_capture_attention, graphs_capture_layer, moe_block_ops
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 
@@ -250,14 +251,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     logits_bytes = t * v_local * (s.act_bytes + 3 * BYTES["fp32"])
     head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
     head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
-    # Ops the host issues per layer forward: GEMMs, attention-core kernels, memory-bound kernels, and the
-    # TP collectives; autograd issues about twice as many backward.
-    gemm_ops = len(_attention_gemms(model, t, tp)) + 2 + (3 if model.moe is not None else 0)
-    core_ops = np.where(p.attention != ATTENTION_KERNELS.index("unfused"), 1, 5)
-    comm_ops = np.where(p.tp > 1, 2, 0)
-    ops_fwd = gemm_ops + core_ops + ew_kernels + comm_ops
-    host_f = ops_fwd * dev.efficiency.host_op_us * 1e-6
-    host_b = 2.0 * host_f
+    host_f, host_b = _host_issue_s(model, dev, p, s, len(_attention_gemms(model, t, tp)))
     if dev.ops_run_inline and model.moe is None and model.mla is None:
         # Eager PyTorch on the cores that run it (a CPU): the reference layer's own ops and passes (dense layers).
         eager = eager_layer(model)
@@ -272,6 +266,28 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
         col_w, col_d, *expert,
     )  # fmt: skip
+
+
+def _host_issue_s(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes, attn_gemms: int) -> tuple:
+    """Host seconds to issue one layer's forward and backward ops. Each counted op (a GEMM, an attention-core kernel,
+    a memory-bound kernel, a TP collective) costs ``host_op_us``; autograd issues about twice as many backward.
+    A region replayed as a CUDA graph costs one op; MoE blocks are counted by ``fathom.training.moe_host``."""
+    op_us = dev.efficiency.host_op_us
+    tp_comm = np.where(p.tp > 1, 1, 0)
+    dropout = 1 if model.hidden_dropout else 0
+    core = np.where(p.attention != ATTENTION_KERNELS.index("unfused"), 1, 5)
+    rope = 1 if model.position_embedding == "rope" else 0
+    # Attention sublayer: GEMMs, core, every norm but the pre-MLP one, rotary, a residual add, dropout, a collective.
+    attn = attn_gemms + core + (model.norms_per_layer - 1) + rope + 1 + dropout + tp_comm
+    attn = collapse(attn, graphs_capture_attention(p))
+    mlp_common = 1 + 1 + dropout + tp_comm  # pre-MLP norm, residual add, dropout, TP collective
+    dense_f = np.where(graphs_capture_layer(p), 1.0, attn + mlp_common + 3) * op_us * 1e-6  # + 2 GEMMs, activation
+    if model.moe is None:
+        return dense_f, 2.0 * dense_f
+    block_f, _ = moe_block_ops(model.moe, p).seconds(op_us, dev.efficiency.kernel_launch_us)
+    moe_f = (attn + mlp_common) * op_us * 1e-6 + block_f
+    host_f = (1.0 - s.moe_fraction) * dense_f + s.moe_fraction * moe_f
+    return host_f, 2.0 * host_f
 
 
 def _fp8_cast_sets(model: ModelSpec, p: PlanArrays, s: PlanShapes, tp) -> list[tuple]:

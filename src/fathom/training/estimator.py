@@ -53,11 +53,13 @@ def _reference_peak(cluster: Cluster, precision_codes: np.ndarray) -> np.ndarray
 def _layer_compute_once(model: ModelSpec, device, plans: PlanArrays, shapes) -> LayerCompute:
     """``layer_compute`` priced once per distinct layer shape, then spread back over the plans.
 
-    A layer's kernels depend only on precision, TP, EP, CP, the attention kernel and the micro-batch's tokens,
+    A layer's kernels depend only on precision, TP, EP, CP, the attention kernel, the micro-batch's tokens and the
+    host-side levers (MoE dispatcher, router fusion, CUDA graphs),
     which a search repeats across thousands of plans that differ in PP, DP, ZeRO, schedule or offload.
     """
     keys = np.stack([plans.precision, plans.tp, plans.ep, plans.cp, plans.attention, plans.micro_batch,
-                     plans.seq_len, shapes.tokens_sp])  # fmt: skip
+                     plans.seq_len, shapes.tokens_sp, plans.moe_dispatcher, plans.moe_router_fusion,
+                     plans.cuda_graphs])  # fmt: skip
     unique, first, inverse = np.unique(keys, axis=1, return_index=True, return_inverse=True)
     if unique.shape[1] == len(plans):
         return layer_compute(model, device, plans, shapes)

@@ -14,6 +14,11 @@
   Sec. 4): one whole layer of one micro-batch under full recomputation, one attention core under selective.
   Korthikanti et al.'s formula leaves this transient out, so it has its own column (``recompute``) and the
   ``activations`` column stays theirs.
+- Outside the layers, the first stage stores its embedding's saved tensors (dropout mask, BLOOM's embedding norm)
+  for every micro-batch in flight, since activation checkpointing wraps only the transformer layers, and under
+  DeepSpeed's pipeline engine a TP-partitioned copy of each stage output and the loaded micro-batches
+  (``fathom.training.stage_activations``). Korthikanti et al.'s totals leave these out, so they have their own
+  column (``outside_layers``).
 - 1F1B keeps ``min(pp, m)`` micro-batches in flight on the first stage; interleaving multiplies that by
   ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 and ZB-1p keep the 1F1B peak, ZB-H2 and ZB-2p
   hold 2p - 1 micro-batches (Qi et al. 2024).
@@ -37,6 +42,7 @@ from fathom.training.eager import eager_head_saved_bytes, eager_layer
 from fathom.training.finetune import ParameterBytes, adapter_activation_bytes, frozen_in_stage, parameter_bytes
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
+from fathom.training.stage_activations import first_stage_outside_layers
 
 # Bytes of optimizer state per parameter, master weights included (fp32 master + moments).
 OPTIMIZER_STATE_BYTES = {
@@ -67,12 +73,16 @@ class MemoryBreakdown:
     # Activations rematerialised during backward beyond the stored ones (``recompute_workspace_bytes``), net of
     # what the peak stage already holds (the last stage's logits are gone before its layers recompute).
     recompute: np.ndarray
+    # First-stage activations outside the transformer layers (embedding dropout mask and norm, the pipeline
+    # engine's retained outputs and inputs: ``fathom.training.stage_activations``), net of the peak stage; like
+    # ``recompute``, outside Korthikanti et al.'s formula, so ``activations`` stays theirs.
+    outside_layers: np.ndarray
 
     @property
     def total(self) -> np.ndarray:
         return (
             self.weights + self.gradients + self.optimizer + self.activations + self.comm_buffers + self.runtime
-        ) + (self.adapters + self.recompute)
+        ) + (self.adapters + self.recompute + self.outside_layers)
 
 
 def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
@@ -185,6 +195,15 @@ def training_memory(
         stored + np.maximum(logits, workspace),
     )
     recompute = with_workspace - acts
+    # The first stage also holds its embedding's saved tensors and the pipeline engine's buffers for every
+    # micro-batch in flight; with one stage, that stage is also the last and holds them beside the logits.
+    outside = first_stage_outside_layers(model, p, s, in_flight_micro_batches(p, s))
+    with_outside = np.where(
+        p.pp > 1,
+        np.maximum(stored + outside + workspace, last_stored + np.maximum(logits, workspace)),
+        stored + outside + np.maximum(logits, workspace),
+    )
+    outside_layers = with_outside - with_workspace
     layer_full = s.layer_params_local * 2.0
     zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
     tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
@@ -193,4 +212,4 @@ def training_memory(
     comm = zero3_buffers + tp_buffers + dp_buffers
     reserved = cluster.device.runtime_reserved_gib
     runtime = np.full_like(weights, RUNTIME_RESERVED_BYTES if reserved is None else reserved * GIB)
-    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters, recompute)
+    return MemoryBreakdown(weights, gradients, optimizer, acts, comm, runtime, pb.adapters, recompute, outside_layers)

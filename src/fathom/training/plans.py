@@ -18,12 +18,14 @@ from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import (
     ATTENTION_KERNELS,
+    CUDA_GRAPHS,
     FINETUNES,
     LORA_TARGETS,
     MOE_DISPATCHERS,
     MOE_ROUTINGS,
     OFFLOADS,
     OPTIMIZERS,
+    PIPELINE_ENGINES,
     RECOMPUTES,
     SCHEDULES,
     TRAIN_PRECISIONS,
@@ -43,8 +45,10 @@ _CODED = {
     "moe_routing": MOE_ROUTINGS,
     "zero3_gather": ZERO3_GATHERS,
     "zero2_comm": ZERO2_COMMS,
+    "pipeline_engine": PIPELINE_ENGINES,
     "finetune": FINETUNES,
     "lora_targets": LORA_TARGETS,
+    "cuda_graphs": CUDA_GRAPHS,
 }
 
 
@@ -73,6 +77,7 @@ class PlanArrays:
     overlap_grad_reduce: np.ndarray
     zero3_gather: np.ndarray
     zero2_comm: np.ndarray
+    pipeline_engine: np.ndarray
     overlap_moe_comm: np.ndarray
     balance_pipeline_ends: np.ndarray
     overlap_tp_comm: np.ndarray
@@ -86,6 +91,8 @@ class PlanArrays:
     galore_rank: np.ndarray
     master_weights: np.ndarray
     moe_routing: np.ndarray
+    moe_router_fusion: np.ndarray
+    cuda_graphs: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])
@@ -155,6 +162,11 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
         (
             (moe is not None) & ((moe.num_experts if moe else 1) % p.ep != 0),
             "ep={ep} does not divide the {experts} experts",
+        ),
+        (
+            (moe is not None) & (p.cuda_graphs == CUDA_GRAPHS.index("full")),
+            "--cuda-graphs full needs a dense model: dropless MoE layers have dynamic shapes "
+            "(choices for MoE: none, attn, attn-moe-router)",
         ),
         ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
         (

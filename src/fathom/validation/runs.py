@@ -16,7 +16,7 @@ class RunRow:
     fields: dict[str, str]
 
     def __getitem__(self, key: str) -> str:
-        return self.fields.get(key, "").strip()
+        return (self.fields.get(key) or "").strip()  # a row shorter than the header reads blank (csv gives None)
 
     def int(self, key: str) -> int | None:
         v = self[key]

@@ -75,6 +75,7 @@ def row_model(row: RunRow) -> ModelSpec:
         mlp_bias=not gated,
         max_seq_len=row.int("seq_len") or 2048,
         hidden_dropout=row.flag("dropout"),
+        embedding_norm=row.flag("embedding_norm"),  # BLOOM's --embed-layernorm
         **{k: v for k, v in shape.items() if k != "ffn_size"},
     )
 
@@ -101,9 +102,12 @@ def row_plan(row: RunRow) -> TrainingPlan:
         moe_dispatcher=row["moe_dispatcher"] or "alltoall",
         overlap_moe_comm=row.flag("overlap_moe_comm"),
         moe_routing=row["moe_routing"] or "balanced",
+        moe_router_fusion=row.flag("moe_router_fusion"),
+        cuda_graphs=row["cuda_graphs"] or "none",
         async_tp_allreduce=row.flag("async_tp_allreduce", default=True),
         zero3_gather=row["zero3_gather"] or "prefetch",
         zero2_comm=row["zero2_comm"] or "per-step",
+        pipeline_engine=row["pipeline_engine"] or "megatron",
         overlap_grad_reduce=row.flag("overlap_grad_reduce", default=True),
     )
 
