@@ -169,11 +169,14 @@ def parameter_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> Parameter
     state = np.select([fp32 | qlora, master], [mixed_state - 4.0, mixed_state], pure_state)
     grad = np.where(fp32 | master, GRAD_BYTES, 2.0)  # fp32 main gradients unless pure 16-bit / QLoRA
     weight = np.where(fp32, 4.0, 2.0)
-    adapters = live * adapter_params_per_layer(model, p, s)
+    # Adapter and QLoRA terms only where a plan uses them: a search prices millions of full-training plans.
+    adapters = live * adapter_params_per_layer(model, p, s) if lora.any() else np.zeros_like(full_trainable)
     trainable = np.where(lora, adapters, full_trainable)
-    mats = block_matrices(model, p, s)
-    biggest = np.maximum.reduce([np.broadcast_to(m.k * m.n, lps.shape) for m in mats])
-    weights = np.where(qlora, lps * layer * NF4_BITS / 8.0 + ends * 2.0 + biggest * 2.0, stage * weight)
+    weights = stage * weight
+    if qlora.any():
+        mats = block_matrices(model, p, s)
+        biggest = np.maximum.reduce([np.broadcast_to(m.k * m.n, lps.shape) for m in mats])
+        weights = np.where(qlora, lps * layer * NF4_BITS / 8.0 + ends * 2.0 + biggest * 2.0, weights)
     gradients = trainable * grad
     optimizer = trainable * state
     table_step = np.array([OPTIMIZER_STEP_BYTES[o] for o in OPTIMIZERS])[p.optimizer]

@@ -85,19 +85,23 @@ class MemoryBreakdown:
         ) + (self.adapters + self.recompute + self.outside_layers)
 
 
-def activation_bytes_per_layer(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+def activation_bytes_per_layer(
+    model: ModelSpec, p: PlanArrays, s: PlanShapes, terms: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Stored activation bytes of one layer for one micro-batch (Korthikanti et al. 2022, generalised)."""
-    full_layer, core = _layer_activation_terms(model, p, s)
+    full_layer, core = terms if terms is not None else _layer_activation_terms(model, p, s)
     only_input = s.tokens_sp * model.hidden_size * s.act_bytes
     return np.select([p.recompute == 0, p.recompute == 1], [full_layer, full_layer - core], only_input)
 
 
-def recompute_workspace_bytes(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> np.ndarray:
+def recompute_workspace_bytes(
+    model: ModelSpec, p: PlanArrays, s: PlanShapes, terms: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Activations rematerialised during backward on top of the stored ones: one checkpointed layer of one
     micro-batch under full recomputation, one layer's attention core under selective recomputation (Chen et al.
     2016, Sec. 4: a checkpointed segment is recomputed and held while its backward runs). Korthikanti et al.
     2022's activation formula counts only what is stored between forward and backward, so this is its own term."""
-    full_layer, core = _layer_activation_terms(model, p, s)
+    full_layer, core = terms if terms is not None else _layer_activation_terms(model, p, s)
     return np.select([p.recompute == 0, p.recompute == 1], [0.0, core], full_layer)
 
 
@@ -172,16 +176,19 @@ def training_memory(
     gradients = pb.gradients / np.where(p.zero >= 2, shard, 1.0)
     optimizer = pb.optimizer / np.where(p.zero >= 1, shard, 1.0)
     optimizer = np.where(p.offload > 0, 0.0, optimizer)
-    per_layer = activation_bytes_per_layer(model, p, s) + adapter_activation_bytes(model, p, s)
+    terms = _layer_activation_terms(model, p, s)  # shared by the stored activations and the recompute workspace
+    adapter_acts = adapter_activation_bytes(model, p, s) if (p.finetune > 0).any() else 0.0
+    per_layer = activation_bytes_per_layer(model, p, s, terms) + adapter_acts
     eager = cluster.device.ops_run_inline and model.moe is None and model.mla is None
     if eager:  # eager PyTorch on a CPU keeps what the reference layer's autograd saves (fathom.training.eager)
-        saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_activation_bytes(model, p, s)
+        saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_acts
         per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
-    stored = per_layer * layers * in_flight_micro_batches(p, s)
+    in_flight = in_flight_micro_batches(p, s)
+    stored = per_layer * layers * in_flight
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).
     logits = s.tokens * model.vocab_size / p.tp * (s.act_bytes + 4.0)
-    workspace = recompute_workspace_bytes(model, p, s)
+    workspace = recompute_workspace_bytes(model, p, s, terms)
     if eager:
         logits = eager_head_saved_bytes(model, s.tokens, s.act_bytes)
         workspace = np.where(p.recompute == 2, saved, workspace)
@@ -197,7 +204,7 @@ def training_memory(
     recompute = with_workspace - acts
     # The first stage also holds its embedding's saved tensors and the pipeline engine's buffers for every
     # micro-batch in flight; with one stage, that stage is also the last and holds them beside the logits.
-    outside = first_stage_outside_layers(model, p, s, in_flight_micro_batches(p, s))
+    outside = first_stage_outside_layers(model, p, s, in_flight)
     with_outside = np.where(
         p.pp > 1,
         np.maximum(stored + outside + workspace, last_stored + np.maximum(logits, workspace)),
