@@ -7,27 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fathom.catalog.hardware import resolve_cluster
-from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
 from fathom.training.memory import activation_bytes_per_layer, recompute_workspace_bytes, training_memory
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import plan_shapes
+from small_gpt import GPT as SMALL_GPT
 
-GPT = ModelSpec(
-    name="gpt-test",
-    num_layers=24,
-    hidden_size=4096,
-    num_heads=32,
-    num_kv_heads=32,
-    head_dim=128,
-    ffn_size=16384,
-    vocab_size=51200,
-    max_seq_len=2048,
-    gated_mlp=False,
-    norm_type="layernorm",
-    position_embedding="learned",
-    hidden_dropout=True,
-)
+GPT = SMALL_GPT
 
 
 def _memory(recompute: str, pp: int = 1, micro_batch: int = 1, attention: str = "unfused"):

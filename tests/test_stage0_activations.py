@@ -22,23 +22,9 @@ from fathom.training.stage_activations import (
     pipeline_output_bytes,
 )
 from fathom.validation.training import validate_training
+from small_gpt import GPT as SMALL_GPT
 
-GPT = ModelSpec(
-    name="gpt-test",
-    num_layers=24,
-    hidden_size=4096,
-    num_heads=32,
-    num_kv_heads=32,
-    head_dim=128,
-    ffn_size=16384,
-    vocab_size=51200,
-    max_seq_len=2048,
-    gated_mlp=False,
-    tied_embeddings=True,
-    norm_type="layernorm",
-    position_embedding="learned",
-    hidden_dropout=True,
-)
+GPT = SMALL_GPT.model_copy(update={"tied_embeddings": True})
 BLOOMISH = GPT.model_copy(update={"embedding_norm": True, "position_embedding": "alibi"})
 
 
