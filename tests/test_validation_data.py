@@ -29,7 +29,15 @@ COLUMNS = (
     "precision,schedule,attention_kernel,moe_dispatcher,overlap_moe_comm,moe_routing,async_tp_allreduce,zero3_gather,overlap_grad_reduce,dropout,flops,metric,value,complete,note"
 ).split(",")
 # Columns added after the vTrain table was frozen: training_runs.csv carries them at the end, the vTrain file not.
-TRAINING_ONLY = ["zero2_comm", "moe_router_fusion", "cuda_graphs", "pipeline_engine", "embedding_norm"]
+TRAINING_ONLY = [
+    "zero2_comm",
+    "moe_router_fusion",
+    "cuda_graphs",
+    "pipeline_engine",
+    "embedding_norm",
+    "overlap_tp_comm",
+    "overlap_param_gather",
+]
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
     "gpu",
@@ -92,6 +100,8 @@ ENUMS = {
     "moe_router_fusion": {"true", "false"},
     "cuda_graphs": {"none", "attn", "attn-moe-router", "full"},
     "overlap_grad_reduce": {"true", "false"},
+    "overlap_tp_comm": {"true", "false"},
+    "overlap_param_gather": {"true", "false"},
     "dropout": {"true", "false"},
     "flops": {"model", "model_causal", "hardware"},
 }

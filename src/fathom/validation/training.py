@@ -109,6 +109,8 @@ def row_plan(row: RunRow) -> TrainingPlan:
         zero2_comm=row["zero2_comm"] or "per-step",
         pipeline_engine=row["pipeline_engine"] or "megatron",
         overlap_grad_reduce=row.flag("overlap_grad_reduce", default=True),
+        overlap_tp_comm=row.flag("overlap_tp_comm"),
+        overlap_param_gather=row.flag("overlap_param_gather"),
     )
 
 
