@@ -37,6 +37,7 @@ TRAINING_ONLY = [
     "embedding_norm",
     "overlap_tp_comm",
     "overlap_param_gather",
+    "activation_offload_layers",
 ]
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [
@@ -172,6 +173,18 @@ def test_numbers_positive(table):
         assert value > 0, f"{r['id']}: value must be positive"
         if r["metric"].endswith("_pct"):
             assert value <= 100, f"{r['id']}: percentage above 100"
+
+
+def test_activation_offload_layers_fit_a_stage(table):
+    """Megatron-Core offloads 0 <= N < the layers of a stage, with pp 1 and no recomputation (transformer_config.py)."""
+    path, rows = table
+    for r in rows:
+        value = r.get("activation_offload_layers") or ""
+        if value == "":
+            continue
+        assert re.fullmatch(r"\d+", value), f"{r['id']}: activation_offload_layers={value!r} is not an integer"
+        assert int(value) < int(r["num_layers"]), f"{r['id']}: activation_offload_layers must be below num_layers"
+        assert r["pp"] == "1" and r["recompute"] == "none", f"{r['id']}: CPU offloading needs pp 1 and no recompute"
 
 
 def test_parallel_degrees_multiply_to_gpu_count(table):

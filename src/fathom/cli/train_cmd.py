@@ -70,6 +70,13 @@ def register(app: typer.Typer) -> None:
             LoraTargetsChoice, typer.Option(help="Linear layers that get adapters.")
         ] = LoraTargetsChoice.all_linear,
         frozen_layers: Annotated[int, typer.Option(help="Leading layers (and the embedding) kept frozen.")] = 0,
+        activation_offload_layers: Annotated[
+            int,
+            typer.Option(
+                help="Layers whose activations go to host memory and back, overlapped with compute "
+                "(Megatron-Core --cpu-offloading-num-layers; needs --pp 1 and --recompute none)."
+            ),
+        ] = 0,
         galore_rank: Annotated[int, typer.Option(help="Rank of GaLore's projected gradients.")] = 128,
         master_weights: Annotated[
             bool, typer.Option("--master-weights/--no-master-weights", help="fp32 master weights; off: pure 16-bit.")
@@ -197,6 +204,7 @@ def register(app: typer.Typer) -> None:
             lora_rank=lora_rank,
             lora_targets=lora_targets.value,
             frozen_layers=frozen_layers,
+            activation_offload_layers=activation_offload_layers,
             galore_rank=galore_rank,
             master_weights=master_weights,
             attention=attention.value,

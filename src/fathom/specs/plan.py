@@ -129,6 +129,12 @@ class TrainingPlan(BaseModel):
     async_tp_allreduce: bool = True
     overlap_p2p_comm: bool = False
     overlap_param_gather: bool = False
+    # Megatron-Core activation CPU offloading (--cpu-offloading --cpu-offloading-num-layers N, Megatron-Bridge
+    # ``cpu_offloading_num_layers``): the saved activations of a stage's first N layers are copied to host memory
+    # during the forward pass and reloaded ahead of their backward, overlapped with the other layers' compute
+    # (fathom.training.activation_offload). Megatron-Core allows 0 <= N < the layers, no pipeline parallelism and no
+    # recomputation with it.
+    activation_offload_layers: int = 0
     # Fine-tuning levers (fathom.training.finetune). "none" trains every weight; LoRA (Hu et al. 2021) freezes the
     # base weights and trains rank-``lora_rank`` adapters on ``lora_targets``; QLoRA (Dettmers et al. 2023) also
     # stores the frozen base in 4-bit NF4 and pages optimizer states to the host under memory pressure.

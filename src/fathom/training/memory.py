@@ -27,6 +27,8 @@
   (``fathom.training.eager``).
 - Fine-tuning levers (LoRA/QLoRA adapters, frozen layers, GaLore, pure 16-bit) change which parameters carry
   gradients and states and how wide they are: ``fathom.training.finetune.parameter_bytes``.
+- Activation CPU offloading (Megatron-Core ``--cpu-offloading-num-layers``) moves the offloaded layers' stored
+  activations to the host, all but the reload buffer in flight (``fathom.training.activation_offload``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, SCHEDULES
+from fathom.training.activation_offload import resident_layers
 from fathom.training.eager import eager_head_saved_bytes, eager_layer
 from fathom.training.finetune import ParameterBytes, adapter_activation_bytes, frozen_in_stage, parameter_bytes
 from fathom.training.plans import PlanArrays
@@ -184,6 +187,8 @@ def training_memory(
         saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_acts
         per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
+    if (p.activation_offload_layers > 0).any():  # offloaded layers' activations wait on the host
+        layers = resident_layers(p, s, layers)
     in_flight = in_flight_micro_batches(p, s)
     stored = per_layer * layers * in_flight
     # Logits of one micro-batch on the last stage (16-bit logits + fp32 softmax for the loss).

@@ -93,6 +93,7 @@ class PlanArrays:
     moe_routing: np.ndarray
     moe_router_fusion: np.ndarray
     cuda_graphs: np.ndarray
+    activation_offload_layers: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])
@@ -187,6 +188,21 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             p.balance_pipeline_ends & (p.pp > 1) & (((model.num_layers + 2) % p.pp != 0) | (p.vpp > 1)),
             "--balance-pipeline-ends needs num_layers + 2 = {layers2} to be a multiple of pp={pp} and vpp 1",
         ),
+        # Megatron-Core's TransformerConfig checks (megatron/core/transformer/transformer_config.py, core_v0.14.0).
+        (
+            (p.activation_offload_layers < 0) | (p.activation_offload_layers >= model.num_layers // p.pp),
+            "--activation-offload-layers {offload_layers} must be 0..{offload_max} (fewer than the {stage_layers} "
+            "layers of a stage)",
+        ),
+        (
+            (p.activation_offload_layers > 0) & (p.pp > 1),
+            "--activation-offload-layers needs --pp 1 (Megatron-Core has no CPU offloading with pipeline parallelism)",
+        ),
+        (
+            (p.activation_offload_layers > 0) & (p.recompute != RECOMPUTES.index("none")),
+            "--activation-offload-layers needs --recompute none (Megatron-Core rejects CPU offloading with "
+            "recomputation)",
+        ),
     ]
 
 
@@ -232,6 +248,9 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     last=model.num_layers - 1,
                     layers2=model.num_layers + 2,
                     pp=plan.pp,
+                    offload_layers=plan.activation_offload_layers,
+                    offload_max=model.num_layers // plan.pp - 1,
+                    stage_layers=model.num_layers // plan.pp,
                 )
             )
 

@@ -16,7 +16,8 @@ Jiang et al. 2024 Sec. 3.2). Data-parallel traffic of ZeRO 0-2 overlaps the last
 gathers (and FSDP SHARD_GRAD_OP's per-unit ones) overlap each micro-batch's compute except the first layer's (and,
 under FSDP's BACKWARD_POST, the backward re-gathers). The optimizer step is memory-bound.
 Frozen leading layers neither recompute nor communicate backward; the optimizer step covers the trainable
-parameters only (``fathom.training.finetune``).
+parameters only (``fathom.training.finetune``). Activation CPU offloading's host-link copies overlap the other
+layers' compute; what they exceed it by stalls the step (``fathom.training.activation_offload``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from fathom.costmodel.kernels import memory_bound_s
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import SCHEDULES, ZERO3_GATHERS
+from fathom.training.activation_offload import exposed_copy_s
 from fathom.training.communication import DataParallelComm, LayerComm
 from fathom.training.compute import LayerCompute
 from fathom.training.ep_overlap import exposed_ep_s
 from fathom.training.finetune import ParameterBytes, galore_plans, parameter_bytes, trainable_layer_fraction
 from fathom.training.finetune_time import galore_step_s
+from fathom.training.memory import activation_bytes_per_layer
 from fathom.training.moe_imbalance import with_dropless_imbalance
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
@@ -62,6 +65,8 @@ class TimeBreakdown:
     host_overhead: np.ndarray  # GPU idle while the host issues ops (CPU-bound layers)
     dp_comm: np.ndarray
     optimizer: np.ndarray
+    # Compute stalled on activation offload/reload copies over the host link (fathom.training.activation_offload).
+    activation_offload_wait: np.ndarray | float = 0.0
 
     @property
     def total(self) -> np.ndarray:
@@ -201,6 +206,11 @@ def step_time(
         launch_bound = np.maximum(host_fwd - layer_fwd, 0.0) + np.maximum(host_bwd - layer_bwd, 0.0)
         layer_fwd = np.maximum(layer_fwd, host_fwd)
         layer_bwd = np.maximum(layer_bwd, host_bwd)
+    offload_wait = 0.0
+    if (p.activation_offload_layers > 0).any():  # host-link copies beyond the compute they overlap
+        offload_wait = exposed_copy_s(
+            cluster.device, p, s, activation_bytes_per_layer(model, p, s), layer_fwd, layer_bwd
+        )
     chunks = np.where(p.schedule == SCHEDULES.index("interleaved"), p.vpp, 1).astype(float)
     p2p = 2.0 * chunks * comm.pp_p2p  # forward activation and backward gradient per micro-batch
     layers_fwd, layers_bwd = L * layer_fwd, L * layer_bwd
@@ -293,4 +303,5 @@ def step_time(
         host_overhead=m * L * launch_bound,
         dp_comm=dp_exposed + m * zero3_exposed,
         optimizer=optimizer,
+        activation_offload_wait=m * offload_wait,
     )

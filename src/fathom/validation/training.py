@@ -111,6 +111,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         overlap_grad_reduce=row.flag("overlap_grad_reduce", default=True),
         overlap_tp_comm=row.flag("overlap_tp_comm"),
         overlap_param_gather=row.flag("overlap_param_gather"),
+        activation_offload_layers=row.int("activation_offload_layers") or 0,
     )
 
 
