@@ -81,6 +81,13 @@ def register(app: typer.Typer) -> None:
         master_weights: Annotated[
             bool, typer.Option("--master-weights/--no-master-weights", help="fp32 master weights; off: pure 16-bit.")
         ] = True,
+        fp8_saved_inputs: Annotated[
+            bool,
+            typer.Option(
+                "--fp8-saved-inputs/--no-fp8-saved-inputs",
+                help="FP8: linears keep FP8 inputs for backward (Transformer Engine); off: 16-bit (torchao Float8).",
+            ),
+        ] = True,
         attention: Annotated[AttentionChoice, typer.Option(help="Attention kernel class.")] = AttentionChoice.flash2,
         moe_dispatcher: Annotated[
             MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
@@ -207,6 +214,7 @@ def register(app: typer.Typer) -> None:
             activation_offload_layers=activation_offload_layers,
             galore_rank=galore_rank,
             master_weights=master_weights,
+            fp8_saved_inputs=fp8_saved_inputs,
             attention=attention.value,
             moe_dispatcher=moe_dispatcher.value,
             overlap_moe_comm=overlap_moe_comm,

@@ -148,6 +148,12 @@ class TrainingPlan(BaseModel):
     # fp32 master weights and gradient accumulation (mixed precision); False trains in pure 16-bit (weights,
     # gradients and optimizer moments in the 16-bit type), the "BF16 baseline" of the GaLore paper.
     master_weights: bool = True
+    # FP8 only: whether the linears keep their FP8-cast inputs for the weight-gradient GEMM in place of the 16-bit
+    # ones. True is NVIDIA Transformer Engine's behaviour (Megatron-Core, NeMo, Megatron-Bridge, llm-foundry's TE
+    # layers): Linear/LayerNormLinear save the quantised input, one FP8 copy (fathom.training.fp8_casts). False is
+    # torchao's Float8Linear (torchtitan's FP8), whose autograd function saves the high-precision input and
+    # re-casts it in backward (pytorch/ao torchao/float8/float8_linear.py, matmul_with_hp_or_float8_args).
+    fp8_saved_inputs: bool = True
 
     @property
     def num_gpus(self) -> int:

@@ -19,8 +19,26 @@ import numpy as np
 
 from fathom.costmodel.kernels import memory_bound_s
 from fathom.specs.hardware import DeviceSpec
+from fathom.specs.plan import TRAIN_PRECISIONS
 
 CAST_BYTES_PER_ELEMENT = 4.0  # read 2 (16-bit), write 1 (FP8) + 1 (FP8, transposed / column-wise)
+# A GEMM input saved for backward in FP8: one byte per element, one copy (per-tensor scales are a few bytes).
+FP8_SAVED_BYTES_PER_ELEMENT = 1.0
+
+
+def saved_gemm_input_bytes(precision: np.ndarray, fp8_saved_inputs: np.ndarray, act_bytes: np.ndarray) -> np.ndarray:
+    """Bytes per element of a linear's input that autograd keeps only for the weight-gradient GEMM.
+
+    Transformer Engine's FP8 ``Linear`` and ``LayerNormLinear`` (the norm writes its output straight in FP8) save
+    the quantised input in place of the 16-bit one, and a single copy: the column-wise (transposed) data, or the
+    row-wise data when sequence parallelism re-gathers it in backward (NVIDIA/TransformerEngine v1.13
+    ``module/linear.py`` forward, ``saved_inputmat``/``saved_inputmat_t``; v2.8 ``module/linear.py`` and
+    ``module/layernorm_linear.py`` forward, ``update_usage(rowwise_usage=False)`` before ``save_for_backward``).
+    MXFP8 adds one E8M0 scale per 32 elements (1/32 byte), left out: the plan does not name the FP8 recipe.
+    torchao's ``Float8Linear`` saves the 16-bit input instead (``fp8_saved_inputs`` False).
+    """
+    fp8 = (precision == TRAIN_PRECISIONS.index("fp8")) & fp8_saved_inputs
+    return np.where(fp8, FP8_SAVED_BYTES_PER_ELEMENT, act_bytes)
 
 
 def fp8_cast_s(device: DeviceSpec, shape_sets: list[tuple[float | np.ndarray, list[tuple]]]) -> tuple:

@@ -14,6 +14,8 @@
   Sec. 4): one whole layer of one micro-batch under full recomputation, one attention core under selective.
   Korthikanti et al.'s formula leaves this transient out, so it has its own column (``recompute``) and the
   ``activations`` column stays theirs.
+- FP8 (Transformer Engine) linears keep one FP8 copy of each input for the weight-gradient GEMM instead of the
+  16-bit tensor (``fathom.training.fp8_casts.saved_gemm_input_bytes``); torchao's Float8Linear does not.
 - Outside the layers, the first stage stores its embedding's saved tensors (dropout mask, BLOOM's embedding norm)
   for every micro-batch in flight, since activation checkpointing wraps only the transformer layers, and under
   DeepSpeed's pipeline engine a TP-partitioned copy of each stage output and the loaded micro-batches
@@ -43,6 +45,7 @@ from fathom.specs.plan import ATTENTION_KERNELS, SCHEDULES
 from fathom.training.activation_offload import resident_layers
 from fathom.training.eager import eager_head_saved_bytes, eager_layer
 from fathom.training.finetune import ParameterBytes, adapter_activation_bytes, frozen_in_stage, parameter_bytes
+from fathom.training.fp8_casts import saved_gemm_input_bytes
 from fathom.training.plans import PlanArrays
 from fathom.training.shapes import PlanShapes
 from fathom.training.stage_activations import first_stage_outside_layers
@@ -121,27 +124,37 @@ def _layer_activation_terms(model: ModelSpec, p: PlanArrays, s: PlanShapes) -> t
     else:
         q_dim, k_dim, v_dim = nh * hd / tp, kv_local * hd, kv_local * hd
     drop = 1.0 if model.hidden_dropout else 0.0
+    # Inputs the linears keep only for their weight-gradient GEMM: 16-bit, or one FP8 copy each under Transformer
+    # Engine's FP8 (fathom.training.fp8_casts.saved_gemm_input_bytes), no longer shared with other saved tensors.
+    gemm_in = saved_gemm_input_bytes(p.precision, p.fp8_saved_inputs, s.act_bytes)
+    own_copy = gemm_in != s.act_bytes
+    fused = p.attention != ATTENTION_KERNELS.index("unfused")
     # Replicated across TP ranks unless sequence-parallel: norm inputs, the attention/MLP inputs, dropout masks.
     norm_in = model.norms_per_layer * t_sp * h * s.act_bytes
-    block_in = (1 if model.parallel_block else 2) * t_sp * h * s.act_bytes  # a parallel block's branches share one
+    # A parallel block's branches share one 16-bit norm output; in FP8 its QKV and FC1 linears keep a copy each.
+    block_copies = np.where(own_copy, 2.0, 1.0 if model.parallel_block else 2.0)
+    block_in = block_copies * t_sp * h * gemm_in
     masks = 2 * drop * t_sp * h
-    # TP-sharded: Q, K, V, attention output (input of the output projection).
+    # TP-sharded: Q, K, V, attention output (input of the output projection). A fused attention kernel keeps its
+    # 16-bit output for its own backward (TE FusedAttnFunc and FlashAttention save q, k, v, out), so in FP8 the
+    # projection's copy comes on top; the unfused core keeps its softmax output and V, not its output.
     qkv = t * (q_dim + k_dim + v_dim) * s.act_bytes
-    attn_out = t * nh * (model.mla.v_head_dim if model.mla else hd) / tp * s.act_bytes
+    attn_out_bytes = gemm_in + np.where(own_copy & fused, s.act_bytes, 0.0)
+    attn_out = t * nh * (model.mla.v_head_dim if model.mla else hd) / tp * attn_out_bytes
     # Attention core: unfused keeps scores, softmax output and dropout mask (5 a s^2 b); fused keeps the
     # per-row log-sum-exp (fp32).
     heads_local = nh / tp
     scores = p.micro_batch * heads_local * (p.seq_len / p.cp) * p.seq_len
     unfused = (5.0 if drop else 2.0) * scores  # softmax out (2), dropout mask (1) and output (2)
-    fused = p.attention != ATTENTION_KERNELS.index("unfused")
     core = np.where(fused, t * heads_local * 4.0, unfused)
-    # MLP: up-projection output(s), activation output (= down-projection input).
+    # MLP: up-projection output(s), kept 16-bit by the activation function's backward, and the activation output
+    # (= down-projection input, a linear's saved input).
     ffn = model.ffn_size / tp
     if model.moe is not None:
         routed = model.moe.top_k * model.moe.expert_ffn_size * (t_sp / t)
         shared = model.moe.num_shared_experts * model.moe.shared_ffn_size / tp
         ffn = (1 - s.moe_fraction) * ffn + s.moe_fraction * (routed + shared)
-    mlp = t * ffn * (3 if model.gated_mlp else 2) * s.act_bytes
+    mlp = t * ffn * ((2 if model.gated_mlp else 1) * s.act_bytes + gemm_in)
     return norm_in + block_in + masks + qkv + attn_out + core + mlp, core
 
 

@@ -94,6 +94,7 @@ class PlanArrays:
     moe_router_fusion: np.ndarray
     cuda_graphs: np.ndarray
     activation_offload_layers: np.ndarray
+    fp8_saved_inputs: np.ndarray
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])

@@ -112,6 +112,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         overlap_tp_comm=row.flag("overlap_tp_comm"),
         overlap_param_gather=row.flag("overlap_param_gather"),
         activation_offload_layers=row.int("activation_offload_layers") or 0,
+        fp8_saved_inputs=row.flag("fp8_saved_inputs", default=True),
     )
 
 
