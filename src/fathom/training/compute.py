@@ -284,7 +284,7 @@ def _host_issue_s(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     dense_f = np.where(graphs_capture_layer(p), 1.0, attn + mlp_common + 3) * op_us * 1e-6  # + 2 GEMMs, activation
     if model.moe is None:
         return dense_f, 2.0 * dense_f
-    block_f, _ = moe_block_ops(model.moe, p).seconds(op_us, dev.efficiency.kernel_launch_us)
+    block_f = moe_block_ops(model.moe, p).forward_seconds(op_us, dev.efficiency.kernel_launch_us)
     moe_f = (attn + mlp_common) * op_us * 1e-6 + block_f
     host_f = (1.0 - s.moe_fraction) * dense_f + s.moe_fraction * moe_f
     return host_f, 2.0 * host_f

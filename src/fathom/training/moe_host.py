@@ -53,10 +53,9 @@ class MoEHostOps:
     python_ops: np.ndarray
     cpp_launches: np.ndarray
 
-    def seconds(self, host_op_us: float, kernel_launch_us: float) -> tuple[np.ndarray, np.ndarray]:
-        """Host seconds to issue the block forward and backward (backward: twice the ops)."""
-        fwd = (self.python_ops * host_op_us + self.cpp_launches * kernel_launch_us) * 1e-6
-        return fwd, 2.0 * fwd
+    def forward_seconds(self, host_op_us: float, kernel_launch_us: float) -> np.ndarray:
+        """Host seconds to issue the block's forward (the caller doubles the layer's total for the backward)."""
+        return (self.python_ops * host_op_us + self.cpp_launches * kernel_launch_us) * 1e-6
 
 
 def router_preprocess_kernels(p: PlanArrays) -> np.ndarray:
