@@ -98,6 +98,9 @@ def test_tokens_gives_run_cost(capsys):
         (["--global-batch", "-4"], "global-batch"),
         (["--recompute", "sometimes"], "selective"),
         (["--global-batch", "1000"], "multiple"),
+        (["--tp", "8", "--pp", "1", "--vpp", "2"], "needs --pp 2"),  # nothing to interleave on one stage
+        (["--zero", "1", "--offload", "nvme"], "needs --zero 3"),  # DeepSpeed: NVMe offload is ZeRO-3 only
+        (["--gpu", "a100-80gb", "--precision", "fp8"], "no FP8 tensor cores"),  # A100 has no FP8 rate
     ],
 )
 def test_bad_input_one_line_exit_2(capsys, argv, fragment):
@@ -117,6 +120,14 @@ def test_bad_input_one_line_exit_2(capsys, argv, fragment):
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert fragment in err
+
+
+def test_bad_choice_suggests_the_closest_spelling(capsys):
+    assert run(DEMO + ["--optimizer", "adamw8bit"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'adam-8bit'" in err and "'galore'" in err  # valid list kept
+    assert run(DEMO + ["--recompute", "xyz"]) == 2
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: the list alone
 
 
 def test_malformed_config_json(tmp_path, capsys):

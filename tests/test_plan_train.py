@@ -19,7 +19,7 @@ from fathom.search.objectives import Objective
 from fathom.search.pareto import non_dominated, training_pareto
 from fathom.search.training_search import search_training
 from fathom.search.training_space import SearchAxes, enumerate_plans, gpu_counts
-from fathom.specs.plan import TrainingPlan
+from fathom.specs.plan import OFFLOADS, TrainingPlan
 from fathom.training.estimator import estimate_training
 from fathom.training.plans import validity
 
@@ -255,3 +255,13 @@ def test_cli_text_and_exit_codes(capsys):
                 "--global-batch", "16"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("error:") >= 5 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("gpus", [1, 8])
+def test_space_puts_nvme_offload_under_zero3_only(gpus):
+    """DeepSpeed runs NVMe offload under ZeRO stage 3 only; one shard keeps ZeRO 3 for it (ZeRO-Infinity)."""
+    model, cluster = get_model("llama-2-7b"), resolve_cluster("h100-sxm", gpus)
+    p = enumerate_plans(model, cluster, 4096, 16, SearchAxes(recompute=("full",)))
+    nvme = p.offload == OFFLOADS.index("nvme")
+    assert nvme.any() and (p.zero[nvme] == 3).all()
+    assert validity(model, cluster, p).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -17,7 +18,7 @@ from fathom.cli.sweep_cmd import register as register_sweep
 from fathom.cli.train_cmd import register as register_train
 from fathom.cli.ui_cmd import register as register_ui
 from fathom.cli.validate_cmds import validate_app
-from fathom.errors import FathomInputError
+from fathom.errors import FathomInputError, close_matches
 
 app = typer.Typer(
     name="fathom",
@@ -60,7 +61,19 @@ def run(argv: list[str] | None = None) -> int:
         code = getattr(exc, "exit_code", 2)
         if code == 0:
             return 0
-        return _fail(exc.format_message()) if code == 2 else code
+        return _fail(_suggest_choice(exc.format_message())) if code == 2 else code
+
+
+_NOT_A_CHOICE = re.compile(r"'([^']*)' is not one of ((?:'[^']*'(?:, )?)+)")
+
+
+def _suggest_choice(message: str) -> str:
+    """A bad choice's message with the valid spellings closest to what was typed (``adamw8bit`` -> ``adam-8bit``)."""
+    found = _NOT_A_CHOICE.search(message)
+    if found is None:
+        return message
+    close = close_matches(found.group(1), re.findall(r"'([^']*)'", found.group(2)), n=2)
+    return f"{message.rstrip('.')}; did you mean {' or '.join(repr(c) for c in close)}?" if close else message
 
 
 def main() -> None:

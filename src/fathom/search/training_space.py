@@ -13,8 +13,9 @@ Rules of the space (on top of ``fathom.training.plans.validity``, which has the 
   micro-batch count to be a multiple of ``pp`` (Megatron-LM asserts both).
 - EP (MoE only): divisors of the expert count that divide TP x DP x CP.
 - Micro-batch: divisors of the global batch up to ``max_micro_batch`` that divide the per-replica batch.
-- ZeRO 0-3, recomputation none/selective/full, offload none/cpu/nvme (offload needs ZeRO >= 1). With one
-  data-parallel shard, ZeRO 2 and 3 equal ZeRO 1 and are left out.
+- ZeRO 0-3, recomputation none/selective/full, offload none/cpu/nvme (CPU offload needs ZeRO >= 1, NVMe offload
+  ZeRO 3, as DeepSpeed requires). With one data-parallel shard, ZeRO 2 and 3 equal ZeRO 1 and are left out, but
+  for ZeRO 3 with NVMe offload.
 - Schedules: 1F1B and zero-bubble (pp > 1) with vpp = 1, interleaved 1F1B with vpp > 1.
 """
 
@@ -36,6 +37,7 @@ MAX_VPP = 8
 DEFAULT_MAX_MICRO_BATCH = 16
 _ONE_F_ONE_B = SCHEDULES.index("1f1b")
 _INTERLEAVED = SCHEDULES.index("interleaved")
+_NVME = OFFLOADS.index("nvme")
 # Searched unless the axes name them: the automatic zero-bubble schedules run a list scheduler per plan
 # (fathom.training.zero_bubble_auto), too slow to price across a whole search space.
 DEFAULT_SCHEDULES = tuple(s for s in SCHEDULES if not s.startswith("zero-bubble-auto"))
@@ -165,8 +167,11 @@ def enumerate_plans(
     t = _cross(t, "zero", np.asarray(axes.zero if axes.zero is not None else (0, 1, 2, 3)))
     offloads = np.array([OFFLOADS.index(o) for o in (axes.offload or OFFLOADS)])
     t = _cross(t, "offload", offloads)
-    redundant = ((t["dp"] * t["cp"]) == 1) & (t["zero"] >= 2) & (axes.zero is None)
-    t = _keep(t, ((t["offload"] == 0) | (t["zero"] >= 1)) & ~redundant)
+    nvme = t["offload"] == _NVME
+    # one shard: ZeRO 2 and 3 equal ZeRO 1, except that NVMe offload runs under stage 3 only (ZeRO-Infinity)
+    redundant = ((t["dp"] * t["cp"]) == 1) & (t["zero"] >= 2) & (axes.zero is None) & ~(nvme & (t["zero"] == 3))
+    offload_ok = (t["offload"] == 0) | (t["zero"] >= 1)
+    t = _keep(t, offload_ok & (~nvme | (t["zero"] == 3)) & ~redundant)
     t = _cross(t, "recompute", np.array([RECOMPUTES.index(r) for r in (axes.recompute or RECOMPUTES)]))
     rows = len(t["tp"])
     shared = {k: np.full(rows, v) for k, v in {"seq_len": seq_len, "global_batch": global_batch, **fixed}.items()}

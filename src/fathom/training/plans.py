@@ -153,6 +153,9 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
         (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
         (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
         ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")), "vpp>1 needs --schedule interleaved"),
+        # Interleaving splits each pipeline rank's layers into model chunks: with one rank there is nothing to
+        # interleave (Megatron-LM asserts pipeline-model-parallel size > 1 for virtual pipeline stages).
+        ((p.vpp > 1) & (p.pp == 1), "vpp={vpp} needs --pp 2 or more (it splits pipeline stages into model chunks)"),
         (
             p.global_batch % (p.micro_batch * p.dp) != 0,
             "global batch {gb} is not a multiple of micro-batch*dp = {mbdp}",
@@ -171,6 +174,18 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             "(choices for MoE: none, attn, attn-moe-router)",
         ),
         ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
+        # DeepSpeed's configuration reference (docs/_pages/config-json.md, "Optimizer offloading"): CPU offloading
+        # with ZeRO stage 1, 2 or 3, NVMe offloading only with ZeRO stage 3 (ZeRO-Infinity).
+        (
+            (p.offload == OFFLOADS.index("nvme")) & (p.zero < 3),
+            "--offload nvme needs --zero 3 (ZeRO-Infinity; with --zero 1 or 2 choose --offload cpu)",
+        ),
+        # FP8 training runs its GEMMs on FP8 tensor cores (Transformer Engine refuses devices without them); a
+        # device with no fp8 rate in the catalog cannot run the plan, where serving would fall back to 16 bits.
+        (
+            (p.precision == TRAIN_PRECISIONS.index("fp8")) & ("fp8" not in cluster.device.peak_tflops),
+            "--precision fp8: {gpu} has no FP8 tensor cores (choices there: {precisions})",
+        ),
         (
             (p.finetune == FINETUNES.index("qlora")) & (p.precision == TRAIN_PRECISIONS.index("fp8")),
             "--finetune qlora dequantises its 4-bit weights to bf16 for the GEMMs: use --precision bf16, not fp8",
@@ -252,6 +267,9 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     offload_layers=plan.activation_offload_layers,
                     offload_max=model.num_layers // plan.pp - 1,
                     stage_layers=model.num_layers // plan.pp,
+                    vpp=plan.vpp,
+                    gpu=cluster.device.name,
+                    precisions=", ".join(q for q in TRAIN_PRECISIONS if q in cluster.device.peak_tflops),
                 )
             )
 
