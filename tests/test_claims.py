@@ -127,3 +127,10 @@ def test_zero_bubble_2p_export_warns_where_the_engine_cannot_run_it(engine):
     plan = TrainingPlan(seq_len=1024, global_batch=16, pp=4, schedule="zero-bubble-2p")
     _, warnings = export_training_plan(plan, get_model("llama-2-7b"), engine)
     assert any(w.startswith("schedule:") for w in warnings), warnings
+
+
+def test_claims_are_selected_by_number_too():
+    """``--claim 6`` is the issue's claim 6 (GaLore); an unknown selector names the valid ids."""
+    assert [r.id for r in validate_claims(["6"])] == ["galore"]
+    with pytest.raises(FathomInputError, match="galore"):
+        validate_claims(["15"])

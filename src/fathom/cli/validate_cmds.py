@@ -161,7 +161,9 @@ def energy(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 @validate_app.command("claims")
 def claims(
     json_out: Annotated[bool, typer.Option("--json")] = False,
-    claim: Annotated[list[str] | None, typer.Option("--claim", help="Only this claim id (repeatable).")] = None,
+    claim: Annotated[
+        list[str] | None, typer.Option("--claim", help="Only this claim: its id or its number (repeatable).")
+    ] = None,
 ) -> None:
     """The field's headline claims: each claim's scenario pair, predicted vs claimed figure, pass/fail."""
     from fathom.validation.claims import as_dict, summarize_claims, validate_claims

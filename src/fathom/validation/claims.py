@@ -130,15 +130,17 @@ def evaluate_claim(entry: dict) -> ClaimResult:
 
 
 def validate_claims(ids: list[str] | None = None) -> list[ClaimResult]:
-    """Evaluate every claim (or those named in ``ids``)."""
+    """Evaluate every claim (or those named in ``ids``: a claim's id or its number in the issue's list)."""
     claims = load_claims()
     if ids:
+        by_number = {str(c["number"]): c["id"] for c in claims}
+        ids = [by_number.get(i.strip(), i) for i in ids]
         known = {c["id"] for c in claims}
         for i in ids:
             if i not in known:
                 from fathom.errors import unknown_name_error
 
-                raise unknown_name_error("claim", i, sorted(known))
+                raise unknown_name_error("claim (an id or a number 1-14)", i, sorted(known))
         claims = [c for c in claims if c["id"] in ids]
     return [evaluate_claim(c) for c in claims]
 
