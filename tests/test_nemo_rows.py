@@ -115,7 +115,7 @@ def _mean_abs_log_error(rows, sustained: float) -> float:
     return float(np.mean(errors))
 
 
-@pytest.mark.parametrize(("gpu", "rows", "bound_pct"), [("b200", 10, 6.0), ("gb200", 12, 16.0)])
+@pytest.mark.parametrize(("gpu", "rows", "bound_pct"), [("b200", 10, 6.0), ("gb200", 12, 16.0), ("h100-sxm", 96, 6.5)])
 def test_blackwell_gemm_sustained_is_the_fitted_optimum(gpu, rows, bound_pct):
     fit = _fit_rows(gpu)
     assert len(fit) == rows
@@ -123,7 +123,7 @@ def test_blackwell_gemm_sustained_is_the_fitted_optimum(gpu, rows, bound_pct):
     here = _mean_abs_log_error(fit, stored)
     for neighbour in (stored - 0.01, stored + 0.01):
         assert here <= _mean_abs_log_error(fit, neighbour) + 5e-4
-    assert 100 * (np.exp(here) - 1) < bound_pct  # 15.5% (b200) and 21.6% (gb200) with the A100-fitted 0.8
+    assert 100 * (np.exp(here) - 1) < bound_pct  # 15.5% (b200), 21.6% (gb200), 7.7% (h100) with the A100-fitted 0.8
 
 
 @settings(max_examples=10, deadline=None)
