@@ -216,3 +216,11 @@ def test_bad_system_block_in_gpu_file_names_the_file(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FathomInputError, match="no such file"):
         get_device(str(tmp_path / "nope.yaml"))
+
+
+def test_gh100_parts_share_the_fitted_in_step_gemm_share():
+    """H200 and H800 are the H100 SXM's die at the same power: they carry its fitted ``gemm_sustained``."""
+    h100 = get_device("h100-sxm").efficiency.gemm_sustained
+    assert h100 < 0.8  # fitted on its own rows, below the A100-fitted default
+    for name in ("h200", "h800"):
+        assert get_device(name).efficiency.gemm_sustained == h100
