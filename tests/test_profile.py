@@ -118,6 +118,32 @@ def tiny_profile(tmp_path_factory):
     return out
 
 
+def test_fit_prices_the_loss_per_logit_and_training_charges_it() -> None:
+    """A CPU's softmax cross-entropy costs its measured time per logit (exps and logs), more than its memory
+    passes: the fit keeps the median per-logit time, and the training estimate's head grows by that much."""
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(5))
+    meas["loss"] = [
+        {"op": "cross_entropy", "logits": n, "fwd_s": n * 2.5e-9, "bwd_s": n * 5e-9} for n in (2**23, 2**24)
+    ]
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["loss_ns_per_element"] == pytest.approx({"fwd": 2.5, "bwd": 5.0})
+
+    from fathom.catalog.models import get_model
+    from fathom.profiling.check_predict import train_plan
+    from fathom.training.estimator import estimate_training
+
+    model = get_model("small-llama")
+    cluster = resolve_cluster("cpu", 1)
+    priced = cluster.model_copy(update={"device": cluster.device.model_copy(update={
+        "efficiency": cluster.device.efficiency.model_copy(update={"loss_ns_per_element": {"fwd": 2.5, "bwd": 5.0}})
+    })})  # fmt: skip
+    plan = train_plan(4, 256, 1)
+    extra = estimate_training(model, priced, plan).step_time_s - estimate_training(model, cluster, plan).step_time_s
+    logits = 4 * 256 * model.vocab_size
+    assert 0 < extra <= logits * 7.5e-9 * 1.0001  # at most the full per-logit cost (it replaces the memory passes)
+    assert extra > 0.5 * logits * 7.5e-9  # and most of it: the passes are far cheaper on any CPU
+
+
 def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     import yaml
 
@@ -126,6 +152,7 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     assert cluster.device.efficiency.gemm["fp32"] > 0
     assert cluster.device.runtime_reserved_gib > 0 and cluster.device.efficiency.optimizer > 0
     assert cluster.device.efficiency.host_op_us > 0
+    assert set(cluster.device.efficiency.loss_ns_per_element) == {"fwd", "bwd"}
     prof = yaml.safe_load(tiny_profile.read_text())["profile"]
     assert {"cpu_model", "cores", "threads", "torch_version", "date"} <= set(prof["machine"])
     assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]

@@ -19,7 +19,9 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    fits the skinny, decode-like GEMMs whose weights stream from memory (their own share of the bandwidth:
    packing and conversion passes make them slower than a copy);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
-5. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
+5. on a CPU, ``efficiency.loss_ns_per_element`` = the median time per logit of the fp32 softmax cross-entropy cases,
+   forward and backward (its exps and logs, not its memory passes, set a CPU's time);
+6. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
    fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
 
@@ -171,6 +173,19 @@ def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
     )
 
 
+def fit_loss(rows: list[dict]) -> dict[str, float]:
+    """Nanoseconds per logit of the softmax cross-entropy, forward and backward: the median over the cases."""
+    return {k: float(np.median([r[f"{k}_s"] / r["logits"] for r in rows]) * 1e9) for k in ("fwd", "bwd")}
+
+
+def _loss_spread_pct(rows: list[dict]) -> float:
+    """How far the cases lie from the fitted per-logit cost (median |error| %, forward and backward together)."""
+    fit = fit_loss(rows)
+    pred = np.array([r["logits"] * fit[k] * 1e-9 for r in rows for k in ("fwd", "bwd")])
+    meas = np.array([r[f"{k}_s"] for r in rows for k in ("fwd", "bwd")])
+    return _median_abs_pct(pred, meas)
+
+
 def fit_collectives(rows: list[dict]) -> tuple[float, float, float]:
     """(achieved GB/s per rank, latency us per step, median |error| %) of the alpha-beta collective model."""
     ops = [r["op"] for r in rows]
@@ -236,6 +251,9 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
             eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
         cases = sum(r["dtype"] == dtype for r in stream_rows)
         quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
+    if loss := measurements.get("loss"):
+        eff["loss_ns_per_element"] = fit_loss(loss)
+        quality["loss"] = {"cases": len(loss), "median_abs_error_pct": _loss_spread_pct(loss)}
     attn = [r for r in measurements.get("attention", []) if r["dtype"] == train_dtype]
     if attn:
         frac, err = fit_attention({**dev, "efficiency": eff}, attn, train_dtype)

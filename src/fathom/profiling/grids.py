@@ -32,6 +32,9 @@ class Grid:
     gemm_stream_bytes: float = 1.28e8
     # Passes over the compute and memory cases, seconds apart; each case's median over them (fathom.profiling.timing).
     passes: int = 3
+    # Logits (1024 tokens x vocab) of the fp32 softmax cross-entropy a training step ends with: larger than a CPU's
+    # L2 cache, as a real vocabulary's logits are (on this VM the cost per logit doubles past the L2 cache).
+    loss_logits: tuple[int, ...] = (2**23, 2**24)
 
 
 GRIDS = {
@@ -51,6 +54,7 @@ GRIDS = {
         (8,),
         3.2e7,
         1,
+        (2**18,),
     ),
     "quick": Grid(
         (256, 1024),

@@ -90,6 +90,12 @@ class DeviceEfficiency(_Frozen):
         "where measured (fathom profile on a CPU: 16-bit ops convert to fp32 and back per element, so they move "
         "fewer bytes per second than fp32 ones); absent: memory",
     )
+    loss_ns_per_element: dict[str, float] = Field(
+        default_factory=dict,
+        description="``fwd`` and ``bwd`` nanoseconds per logit of the fp32 softmax cross-entropy where measured "
+        "(fathom profile on a CPU, whose cores compute each exp and log: several times the memory passes' time); "
+        "absent: priced as memory passes, as on a GPU",
+    )
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(

@@ -249,8 +249,13 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     head_codes = np.where(fp8, TRAIN_PRECISIONS.index("bf16"), codes)
     head_f, head_b, head_w = _gemm_set(dev, head_codes, [(t, v_local, model.hidden_size, 1.0)])
     logits_bytes = t * v_local * (s.act_bytes + 3 * BYTES["fp32"])
-    head_f = head_f + memory_bound_s(dev, logits_bytes, 3)
-    head_b = head_b + memory_bound_s(dev, logits_bytes, 2)
+    loss_f, loss_b = memory_bound_s(dev, logits_bytes, 3), memory_bound_s(dev, logits_bytes, 2)
+    per_logit = dev.efficiency.loss_ns_per_element  # a CPU's measured exp/log cost, where profiled
+    if per_logit:
+        logits = t * v_local
+        loss_f = np.maximum(loss_f, logits * per_logit.get("fwd", 0.0) * 1e-9)
+        loss_b = np.maximum(loss_b, logits * per_logit.get("bwd", 0.0) * 1e-9)
+    head_f, head_b = head_f + loss_f, head_b + loss_b
     host_f, host_b = _host_issue_s(model, dev, p, s, len(_attention_gemms(model, t, tp)))
     if dev.ops_run_inline and model.moe is None and model.mla is None:
         # Eager PyTorch on the cores that run it (a CPU): the reference layer's own ops and passes (dense layers).
