@@ -20,7 +20,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain, compress
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +115,13 @@ def _inter_token_gaps(requests: Iterable[Request]) -> np.ndarray:
     lists = [r.token_times_s for r in requests if len(r.token_times_s) > 1]
     if not lists:
         return np.empty(0)
-    lengths = np.fromiter((len(t) for t in lists), dtype=np.int64, count=len(lists))
-    flat = np.fromiter(chain.from_iterable(lists), dtype=float, count=int(lengths.sum()))
-    keep = np.ones(flat.size - 1, dtype=bool)
-    keep[np.cumsum(lengths)[:-1] - 1] = False  # the gap from one request's last token to the next one's first
-    return np.diff(flat)[keep]
+    gaps = np.empty(sum(len(t) - 1 for t in lists))
+    at = 0
+    for times in lists:  # request by request: no flat copy of every token time beside the gaps (a day of traffic)
+        n = len(times) - 1
+        gaps[at : at + n] = np.diff(times)
+        at += n
+    return gaps
 
 
 def _max_concurrency(table: dict[str, np.ndarray], series) -> int:
