@@ -144,6 +144,33 @@ def test_fit_prices_the_loss_per_logit_and_training_charges_it() -> None:
     assert extra > 0.5 * logits * 7.5e-9  # and most of it: the passes are far cheaper on any CPU
 
 
+def test_fit_prices_dropout_random_numbers_beyond_its_passes() -> None:
+    """Dropout's time beyond its memory passes is the cost of its random numbers; only models with dropout pay
+    it, in the forward pass (backward reuses the saved mask)."""
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(6))
+    fit = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True)
+    streamed = fit.device["mem_bw_GBps"] * fit.device["efficiency"]["memory"] * 1e9
+    meas["dropout"] = [{"op": "dropout", "elements": n, "bytes": 9.0 * n, "seconds": 9.0 * n / streamed + n * 13e-9}
+                       for n in (2**20, 2**22)]  # fmt: skip
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["dropout_rng_ns_per_element"] == pytest.approx(13.0, rel=1e-6)
+
+    from fathom.catalog.models import get_model
+    from fathom.profiling.check_predict import train_plan
+    from fathom.training.estimator import estimate_training
+
+    cluster = resolve_cluster("cpu", 1)
+    priced = cluster.model_copy(update={"device": cluster.device.model_copy(update={
+        "efficiency": cluster.device.efficiency.model_copy(update={"dropout_rng_ns_per_element": 13.0})
+    })})  # fmt: skip
+    plan = train_plan(4, 256, 1)
+    gpt = get_model("gpt3-125m")  # trained with dropout
+    extra = estimate_training(gpt, priced, plan).step_time_s - estimate_training(gpt, cluster, plan).step_time_s
+    assert extra == pytest.approx(gpt.num_layers * 2 * gpt.hidden_size * 4 * 256 * 13e-9, rel=1e-6)
+    llama = get_model("small-llama")  # no dropout: nothing to draw
+    assert estimate_training(llama, priced, plan).step_time_s == estimate_training(llama, cluster, plan).step_time_s
+
+
 def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     import yaml
 
@@ -153,6 +180,7 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     assert cluster.device.runtime_reserved_gib > 0 and cluster.device.efficiency.optimizer > 0
     assert cluster.device.efficiency.host_op_us > 0
     assert set(cluster.device.efficiency.loss_ns_per_element) == {"fwd", "bwd"}
+    assert cluster.device.efficiency.dropout_rng_ns_per_element is not None
     prof = yaml.safe_load(tiny_profile.read_text())["profile"]
     assert {"cpu_model", "cores", "threads", "torch_version", "date"} <= set(prof["machine"])
     assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]

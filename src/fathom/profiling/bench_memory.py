@@ -98,6 +98,23 @@ def bench_loss(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     return rows
 
 
+def bench_dropout(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """Training-mode dropout (p 0.1) over a (tokens, 1024) fp32 activation: read, write and a 1-byte mask, plus
+    one random number per element, which a CPU draws itself (about 13 ns an element on the development VM)."""
+    import torch
+    import torch.nn.functional as F
+
+    rows = []
+    width = 1024
+    for numel in grid.elementwise_numel:
+        x = torch.randn(max(numel // width, 1), width, device=device)
+        s, ref = timer.around("memory", lambda x=x: timer.median(lambda: F.dropout(x, 0.1, True), grid.repeats, 1,
+                                                                   grid.budget_per_case_s))  # fmt: skip
+        rows.append({"op": "dropout", "elements": x.numel(), "bytes": 9.0 * x.numel(), "seconds": s, **ref})
+    tick()
+    return rows
+
+
 def bench_optimizer(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     """One AdamW step over ``n`` fp32 parameters with gradients (the fused kernel where torch has one)."""
     import torch

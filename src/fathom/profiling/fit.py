@@ -20,7 +20,9 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    packing and conversion passes make them slower than a copy);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
 5. on a CPU, ``efficiency.loss_ns_per_element`` = the median time per logit of the fp32 softmax cross-entropy cases,
-   forward and backward (its exps and logs, not its memory passes, set a CPU's time);
+   forward and backward (its exps and logs, not its memory passes, set a CPU's time), and
+   ``efficiency.dropout_rng_ns_per_element`` = the median time per element of training-mode dropout beyond its
+   memory passes (the random numbers the cores draw);
 6. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
    fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
@@ -173,6 +175,13 @@ def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
     )
 
 
+def fit_dropout_rng(rows: list[dict], streamed_GBps: float) -> float:
+    """Nanoseconds per element dropout takes beyond its memory passes at the fitted streamed rate: the median over
+    the cases, at least 0 (a GPU draws its random numbers inside a memory-bound kernel)."""
+    excess = [(r["seconds"] - r["bytes"] / (streamed_GBps * 1e9)) / r["elements"] for r in rows]
+    return float(max(np.median(excess), 0.0) * 1e9)
+
+
 def fit_loss(rows: list[dict]) -> dict[str, float]:
     """Nanoseconds per logit of the softmax cross-entropy, forward and backward: the median over the cases."""
     return {k: float(np.median([r[f"{k}_s"] / r["logits"] for r in rows]) * 1e9) for k in ("fwd", "bwd")}
@@ -251,6 +260,9 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
             eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
         cases = sum(r["dtype"] == dtype for r in stream_rows)
         quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
+    if dropout := measurements.get("dropout"):
+        streamed = dev["mem_bw_GBps"] * eff.get("memory", DeviceEfficiency().memory)
+        eff["dropout_rng_ns_per_element"] = fit_dropout_rng(dropout, streamed)
     if loss := measurements.get("loss"):
         eff["loss_ns_per_element"] = fit_loss(loss)
         quality["loss"] = {"cases": len(loss), "median_abs_error_pct": _loss_spread_pct(loss)}

@@ -23,7 +23,14 @@ from fathom.profiling.bench_kernels import (
     gemm_cases,
     stream_cases,
 )
-from fathom.profiling.bench_memory import bench_copy, bench_elementwise, bench_loss, bench_optimizer, bench_overhead
+from fathom.profiling.bench_memory import (
+    bench_copy,
+    bench_dropout,
+    bench_elementwise,
+    bench_loss,
+    bench_optimizer,
+    bench_overhead,
+)
 from fathom.profiling.fit import fit_profile
 from fathom.profiling.grids import get_grid
 from fathom.profiling.machine import Machine, describe, theoretical_peak_tflops
@@ -81,7 +88,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
     return {
         "GEMM": n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
         "attention": n * len(grid.attention_seq) * len(dtypes),
-        "memory": n * (memory + cpu) + cpu,  # a CPU adds the loss case each pass and the runtime footprint once
+        "memory": n * (memory + 2 * cpu) + cpu,  # a CPU adds the loss and dropout cases each pass, the footprint once
         "collectives": len(ranks),
     }
 
@@ -145,6 +152,7 @@ def run_profile(
             if cpu:
                 one["gemm_stream"] = bench_gemm_stream(grid, dtypes, device, timer, tick("GEMM"))
                 one["loss"] = bench_loss(grid, device, timer, tick("memory"))
+                one["dropout"] = bench_dropout(grid, device, timer, tick("memory"))
             one["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
             for k, rows in one.items():
                 meas.setdefault(k, []).append(rows)

@@ -96,6 +96,12 @@ class DeviceEfficiency(_Frozen):
         "(fathom profile on a CPU, whose cores compute each exp and log: several times the memory passes' time); "
         "absent: priced as memory passes, as on a GPU",
     )
+    dropout_rng_ns_per_element: float | None = Field(
+        None,
+        ge=0,
+        description="nanoseconds per element that dropout's random mask costs beyond its memory passes where "
+        "measured (fathom profile on a CPU, whose cores draw each random number); absent: memory passes only",
+    )
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(

@@ -263,6 +263,9 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         host_op = dev.efficiency.host_op_us * 1e-6  # per dispatched op, fixed costs included: no launch term
         traffic = eager.traffic_per_token * s.tokens * s.act_bytes
         other_f, other_b = memory_bound_s(dev, traffic, 0), memory_bound_s(dev, 2 * traffic, 0)
+        rng_ns = dev.efficiency.dropout_rng_ns_per_element  # the masks' random numbers, drawn by the cores
+        if rng_ns and model.hidden_dropout:  # two masks per layer (attention and MLP branch), forward only
+            other_f = other_f + 2.0 * model.hidden_size * s.tokens * rng_ns * 1e-9
         host_f, host_b = np.full_like(t, eager.ops_fwd * host_op), np.full_like(t, eager.ops_bwd * host_op)
         head_ops = eager_head_ops(model)
         head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
