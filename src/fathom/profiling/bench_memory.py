@@ -111,8 +111,11 @@ def bench_dropout(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     width = 1024
     for numel in grid.elementwise_numel:
         x = torch.randn(max(numel // width, 1), width, device=device)
-        s, ref = timer.around("memory", lambda x=x: timer.median(lambda: F.dropout(x, 0.1, True), grid.repeats, 1,
-                                                                   grid.budget_per_case_s))  # fmt: skip
+
+        def case(x=x):
+            return timer.median(lambda: F.dropout(x, 0.1, True), grid.repeats, 1, grid.budget_per_case_s)
+
+        s, ref = timer.around("memory", case)
         rows.append({"op": "dropout", "elements": x.numel(), "bytes": 9.0 * x.numel(), "seconds": s, **ref})
     tick()
     return rows

@@ -32,8 +32,8 @@ class Grid:
     gemm_stream_bytes: float = 1.28e8
     # Passes over the compute and memory cases, seconds apart; each case's median over them (fathom.profiling.timing).
     passes: int = 3
-    # Logits (1024 tokens x vocab) of the fp32 softmax cross-entropy a training step ends with: larger than a CPU's
-    # L2 cache, as a real vocabulary's logits are (on this VM the cost per logit doubles past the L2 cache).
+    # Logits (1024 tokens x vocab) of the fp32 softmax cross-entropy a training step ends with, each repeat freshly
+    # written by a GEMM as the LM head leaves them (fathom.profiling.bench_memory.bench_loss).
     loss_logits: tuple[int, ...] = (2**23, 2**24)
 
 
