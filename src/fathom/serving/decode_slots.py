@@ -3,7 +3,7 @@
 Every decoding request decodes in every iteration until it finishes or is preempted (all schedulers agree), so its
 state is a function of the iteration index: its context is ``off + t`` in a slot array, the number of decodes needing
 a new KV block at iteration ``t`` is a count kept per ``off mod block_size``, its finishing iteration is known when it
-starts, and its token times are copied from the replica's list of iteration end times when it leaves (``_sync``).
+starts, and its token times are kept as a run of the replica's log of iteration end times when it leaves (``_sync``).
 A decode holds KV for its context plus the slot of the token it computes in the current iteration.
 """
 
@@ -109,7 +109,7 @@ class DecodeSlots:
         """Emit the tokens of iterations ``seq.start .. upto - 1`` into the request."""
         k = upto - seq.start
         if k > 0:
-            seq.req.token_times_s.extend(self._iter_end[seq.start : upto])
+            seq.req.token_times_s.extend_run(self._iter_end, seq.start, upto)
             seq.req.generated_tokens += k
             seq.c0 += k
             seq.start = upto

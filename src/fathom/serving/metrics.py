@@ -4,7 +4,8 @@ Conventions (the report's keys are a contract: scripts depend on them):
 - TTFT = first_token_s - arrival_s (queueing included); E2E = finished_s - arrival_s.
 - TPOT = mean time per output token AFTER the first, per request: (finished_s - first_token_s) / (output_tokens - 1).
   Requests with one output token have no TPOT: they are left out of the TPOT statistics and pass any TPOT SLO.
-- ITL = every gap between consecutive entries of ``token_times_s``, pooled across requests.
+- ITL = every gap between consecutive entries of ``token_times_s``, pooled across requests (computed as distinct
+  iteration durations with their counts, ``fathom.serving.token_times.itl_sample``).
 - Latencies, throughput and goodput count FINISHED requests only; requests still in flight when the run ended are
   neither completed nor rejected. Throughput and goodput divide by the makespan: first arrival to last completion.
 - Energy and cost are per OUTPUT token.
@@ -19,7 +20,7 @@ import csv
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import compress
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fathom.errors import FathomInputError
 from fathom.serving.request import Request, RequestState
+from fathom.serving.token_times import itl_sample
 
 PERCENTILES = (50, 90, 95, 99)
 TABLE_COLUMNS = (
@@ -85,6 +87,29 @@ def stats(values: np.ndarray) -> LatencyStats:
     return LatencyStats(p50=float(p[0]), p90=float(p[1]), p95=float(p[2]), p99=float(p[3]), mean=float(values.mean()))
 
 
+def counted_stats(values: np.ndarray, counts: np.ndarray) -> LatencyStats:
+    """``stats`` of the sample in which ``values[i]`` occurs ``counts[i]`` times, without expanding it: the same
+    order statistics and numpy's linear interpolation between them (a day of traffic pools ~1e8 inter-token gaps
+    that are a few million distinct iteration durations)."""
+    values, counts = np.asarray(values, dtype=float), np.asarray(counts, dtype=float)
+    keep = (counts > 0) & ~np.isnan(values)
+    values, counts = values[keep], counts[keep]
+    if values.size == 0:
+        return LatencyStats(p50=None, p90=None, p95=None, p99=None, mean=None)
+    order = np.argsort(values, kind="stable")
+    values, upto = values[order], np.cumsum(counts[order])  # upto[i]: elements of the sorted sample through i
+    n = upto[-1]
+    rank = (n - 1) * np.asarray(PERCENTILES, dtype=float) / 100.0
+    below = np.floor(rank)
+    a = values[np.searchsorted(upto, below, side="right")]
+    b = values[np.searchsorted(upto, np.minimum(below + 1, n - 1), side="right")]
+    t = rank - below
+    diff = b - a
+    p = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)  # numpy's _lerp, so the result is numpy's to the bit
+    mean = float(np.dot(values, counts[order]) / n)
+    return LatencyStats(p50=float(p[0]), p90=float(p[1]), p95=float(p[2]), p99=float(p[3]), mean=mean)
+
+
 def requests_table(requests: Sequence[Request]) -> dict[str, np.ndarray]:
     """One array per column of ``TABLE_COLUMNS``. Times a request never reached are NaN; ``replica`` is -1 for a
     request never placed; ``tpot_s`` is NaN for requests with fewer than two output tokens."""
@@ -108,20 +133,6 @@ def requests_table(requests: Sequence[Request]) -> dict[str, np.ndarray]:
         "state": np.array([str(r.state) for r in requests], dtype=str),
         "preemptions": preemptions.astype(np.int64),
     }
-
-
-def _inter_token_gaps(requests: Iterable[Request]) -> np.ndarray:
-    """All gaps between consecutive token times, pooled; the boundaries between requests are masked out."""
-    lists = [r.token_times_s for r in requests if len(r.token_times_s) > 1]
-    if not lists:
-        return np.empty(0)
-    gaps = np.empty(sum(len(t) - 1 for t in lists))
-    at = 0
-    for times in lists:  # request by request: no flat copy of every token time beside the gaps (a day of traffic)
-        n = len(times) - 1
-        gaps[at : at + n] = np.diff(times)
-        at += n
-    return gaps
 
 
 def _max_concurrency(table: dict[str, np.ndarray], series) -> int:
@@ -205,7 +216,7 @@ def summarize(
     return ServingReport(
         ttft_s=stats(ttft),
         tpot_s=stats(tpot),
-        itl_s=stats(_inter_token_gaps(compress(requests, done.tolist()))),
+        itl_s=counted_stats(*itl_sample(r.token_times_s for r in compress(requests, done.tolist()))),
         e2e_s=stats(e2e),
         throughput=Throughput(
             requests_per_s=per_s(completed),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from fathom.serving.token_times import TokenTimes
+
 
 class RequestState(StrEnum):
     WAITING = "waiting"  # arrived, no KV yet (or preempted by recompute)
@@ -14,7 +16,7 @@ class RequestState(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a day of traffic holds millions of them
 class Request:
     """One inference request. Times are simulation seconds; token counts exclude nothing (prompt + generated).
 
@@ -36,7 +38,7 @@ class Request:
     first_scheduled_s: float | None = None
     first_token_s: float | None = None
     finished_s: float | None = None
-    token_times_s: list[float] = field(default_factory=list)  # emission time of every output token
+    token_times_s: TokenTimes = field(default_factory=TokenTimes)  # emission time of every output token
     preemptions: int = 0
     reject_reason: str | None = None
     adapter: int | None = None  # multi-LoRA serving: the adapter this request runs with (None: the base model)

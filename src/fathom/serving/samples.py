@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from fathom.serving.request import Request, RequestState
 from fathom.serving.seq import Seq
+from fathom.serving.token_times import TokenTimes
 
 if TYPE_CHECKING:
     from fathom.serving.replica import Replica
@@ -67,7 +68,7 @@ class ParallelSamples:
         child.replica, child.state = self.index, _RUNNING
         child.prefilled_tokens, child.generated_tokens = req.input_tokens, 1
         child.first_scheduled_s, child.first_token_s = req.first_scheduled_s, now
-        child.token_times_s = req.token_times_s if k == 0 else [now]
+        child.token_times_s = req.token_times_s if k == 0 else TokenTimes((now,))
         return child
 
     def _sample_finished(self: Replica, child: Request, now: float) -> Request | None:
