@@ -155,6 +155,7 @@ def simulate_serving(
     else:
         configs = [config(plan)] * replicas
     result = simulate(requests, configs, router=router, seed=seed, disaggregation=disaggregation)
+    del requests  # the run's own copies are in ``result``; a day of traffic need not hold both while summarising
     first_cost = (disaggregation.decode[0] if disaggregation else configs[0]).cost
     series = [(r.timeseries["time_s"], r.timeseries["running"]) for r in result.replicas if r.timeseries]
     report = summarize(

@@ -9,6 +9,7 @@ A decode holds KV for its context plus the slot of the token it computes in the 
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +37,7 @@ class DecodeSlots:
         self._dirty = False
         self._phase = [0] * self.bs
         self._finish_at: dict[int, list[Seq]] = {}
-        self._iter_end: list[float] = []  # end time of every iteration: the token times of decodes
+        self._iter_end = array("d")  # end time of every iteration: the token times of decodes (8 bytes each)
 
     def _blocks_due(self: Replica, t: int) -> int:
         """New KV blocks the decodes need for iteration ``t``."""

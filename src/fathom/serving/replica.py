@@ -15,8 +15,8 @@ The replica's parts: its settings in ``fathom.serving.replica_config``, admissio
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
-from itertools import chain
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self.busy_s = 0.0
         self.preemptions = self.prefix_hit_tokens = self.prefill_tokens = self.decode_tokens = 0
         self._record = record_timeseries
-        self._ts: list[tuple[float, int, int, int]] = []
+        self._ts = array("d")  # (time, running, waiting, kv blocks used) per sample, flat: 32 bytes an iteration
 
     @property
     def max_batch(self) -> int:
@@ -243,7 +243,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
         self.busy_s += dur
         if self._record:  # _sample inlined: this runs once per iteration
             kv = self.kv
-            self._ts.append((now, len(self.running), len(self.waiting) + len(self.swapped) + len(self.arrived_kv),
+            self._ts.extend((now, len(self.running), len(self.waiting) + len(self.swapped) + len(self.arrived_kv),
                              kv.capacity_blocks - kv._free - len(kv._evictable)))  # fmt: skip
         return dur
 
@@ -259,7 +259,7 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
 
     def _sample(self, now: float) -> None:
         kv = self.kv
-        self._ts.append((now, len(self.running), len(self.waiting) + len(self.swapped) + len(self.arrived_kv),
+        self._ts.extend((now, len(self.running), len(self.waiting) + len(self.swapped) + len(self.arrived_kv),
                          kv.capacity_blocks - kv._free - len(kv._evictable)))  # fmt: skip
 
     def finish_iteration(self, now: float) -> tuple[list[Request], list[Request]]:
@@ -371,9 +371,8 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
     def timeseries(self) -> dict[str, np.ndarray]:
         """At each iteration's start and when the replica goes idle: ``time_s``, ``running``, ``waiting`` (incl.
         swapped), ``kv_blocks_used``."""
-        n = len(self._ts)  # fromiter over the flattened tuples: half the time of np.array on a list of them
-        grid = np.fromiter(chain.from_iterable(self._ts), dtype=float, count=4 * n).reshape(n, 4)
-        out = {"time_s": grid[:, 0]}
+        grid = np.frombuffer(self._ts, dtype=float).reshape(-1, 4)  # a view: each column below is its own copy
+        out = {"time_s": grid[:, 0].copy()}
         for i, name in enumerate(("running", "waiting", "kv_blocks_used"), start=1):
             out[name] = grid[:, i].astype(np.int64)
         return out
