@@ -2,8 +2,8 @@
 
 Run: ``python benchmarks/bench_serving.py``. Prints wall time and simulated requests per second for the
 analytical step model of Llama-3.1-8B on one H100 (continuous batching, Poisson arrivals near saturation).
-``python benchmarks/bench_serving.py day`` simulates a whole day of that traffic (1,036,800 requests) and prints the
-process's peak resident memory as well.
+``python benchmarks/bench_serving.py day [REPLICAS]`` simulates a whole day of that traffic per replica (1,036,800
+requests a replica, behind the default router) and prints the process's peak resident memory as well.
 """
 
 from __future__ import annotations
@@ -32,18 +32,25 @@ def main(num_requests: int = 100_000) -> None:
               f"p50 TTFT {r.ttft_s.p50:.3f} s, p50 TPOT {r.tpot_s.p50 * 1e3:.1f} ms)")  # fmt: skip
 
 
-def day(rate: float = 12.0) -> None:
-    """24 simulated hours at ``rate`` requests/s, continuous batching: wall time and peak resident memory."""
+def day(replicas: int = 1, rate_per_replica: float = 12.0) -> None:
+    """24 simulated hours at ``rate_per_replica`` requests/s a replica, continuous batching: wall time and peak
+    resident memory."""
+    rate = rate_per_replica * replicas
     n = int(rate * 86_400)
     workload = Workload(arrival="poisson", rate=rate, num_requests=n, input_len="lognormal:mean=1000,sigma=0.8",
                         output_len="lognormal:mean=250,sigma=0.8")  # fmt: skip
     start = time.perf_counter()
-    r = simulate_serving(model="llama-3.1-8b", gpu="h100-sxm", plan=ServingPlan(), workload=workload, seed=1).report
+    r = simulate_serving(model="llama-3.1-8b", gpu="h100-sxm", plan=ServingPlan(), workload=workload,
+                         replicas=replicas, seed=1).report  # fmt: skip
     wall = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
-    print(f"one day: {n:,} requests in {wall:6.1f} s wall ({r.duration_s / 3600:.1f} h simulated, "
-          f"{r.completed:,} completed, p99 ITL {r.itl_s.p99 * 1e3:.1f} ms), peak RSS {peak_gb:.2f} GB")  # fmt: skip
+    print(f"one day, {replicas} replica(s): {n:,} requests in {wall:6.1f} s wall "
+          f"({r.duration_s / 3600:.1f} h simulated, {r.completed:,} completed, "
+          f"p99 ITL {r.itl_s.p99 * 1e3:.1f} ms), peak RSS {peak_gb:.2f} GB")  # fmt: skip
 
 
 if __name__ == "__main__":
-    day() if sys.argv[1:] == ["day"] else main()
+    if sys.argv[1:2] == ["day"]:
+        day(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    else:
+        main()

@@ -154,8 +154,9 @@ def simulate_serving(
         gpus = n_prefill * plan.num_gpus + n_decode * d_plan.num_gpus
     else:
         configs = [config(plan)] * replicas
-    result = simulate(requests, configs, router=router, seed=seed, disaggregation=disaggregation)
-    del requests  # the run's own copies are in ``result``; a day of traffic need not hold both while summarising
+    source = requests if isinstance(requests, ClosedLoop) else _handed_over(requests)
+    del requests
+    result = simulate(source, configs, router=router, seed=seed, disaggregation=disaggregation)
     first_cost = (disaggregation.decode[0] if disaggregation else configs[0]).cost
     series = [(r.timeseries["time_s"], r.timeseries["running"]) for r in result.replicas if r.timeseries]
     report = summarize(
@@ -200,6 +201,14 @@ def _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefi
         if speculative is not None or offload or lora is not None:
             raise FathomInputError("--shared-prefix-attention: not modelled with --speculative, --offload-weights/"
                                    "--offload-kv or --lora-adapters")  # fmt: skip
+
+
+def _handed_over(requests: list[Request]):
+    """The workload's requests one by one, each dropped from the list as the simulator copies it: the run keeps
+    its own copies, so a day of traffic is not held twice."""
+    for i, req in enumerate(requests):
+        requests[i] = None
+        yield req
 
 
 def _tag(requests, lora: LoRAServingSpec | None, samples: int, seed: int):
