@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from data_rows import assert_rows_cite_sources
+
 DATA = Path(__file__).resolve().parents[1] / "src" / "fathom" / "validation" / "data"
 SERVING = DATA / "serving_runs.csv"
 SOURCES = DATA / "SERVING_SOURCES.md"
@@ -115,13 +117,7 @@ def test_ids_unique_slugs(rows):
 
 
 def test_every_row_has_a_source(rows):
-    for r in rows:
-        assert r["source"].strip(), f"{r['id']}: source missing"
-        assert r["source_detail"].strip(), f"{r['id']}: source_detail missing"
-        for field in ("source", "source_detail", "note"):
-            assert "/work/shared" not in r[field] and "shared/reference" not in r[field], (
-                f"{r['id']}: cite the original source, not the working copy"
-            )
+    assert_rows_cite_sources(rows)
 
 
 def test_sources_documented(rows):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from data_rows import assert_rows_cite_sources
 from fathom.catalog.hardware import list_gpus, list_systems
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "fathom" / "validation" / "data"
@@ -143,13 +144,7 @@ def test_ids_unique_across_files():
 
 def test_every_row_has_a_source(table):
     path, rows = table
-    for r in rows:
-        assert r["source"].strip(), f"{r['id']}: source missing"
-        assert r["source_detail"].strip(), f"{r['id']}: source_detail missing"
-        for field in ("source", "source_detail", "note"):
-            assert "/work/shared" not in r[field] and "shared/reference" not in r[field], (
-                f"{r['id']}: cite the original source, not the working copy"
-            )
+    assert_rows_cite_sources(rows)
 
 
 def test_enums_valid(table):
