@@ -171,6 +171,43 @@ def test_fit_prices_dropout_random_numbers_beyond_its_passes() -> None:
     assert estimate_training(llama, priced, plan).step_time_s == estimate_training(llama, cluster, plan).step_time_s
 
 
+def test_fresh_mappings_are_priced_on_outputs_past_the_mmap_threshold() -> None:
+    """A CPU profile's first-touch cost is the median per byte over its cases, and a GEMM pays it for an output of
+    32 MiB or more (a fresh mapping each time) and never below; a device without the measurement pays nothing."""
+    from fathom.costmodel.kernels import FRESH_MAPPING_BYTES, first_touch_s, linear_s
+
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(7))
+    meas["first_touch"] = [{"op": "first_touch", "bytes": 2.0**26, "seconds": 2.0**26 * 0.4e-9}]
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["first_touch_ns_per_byte"] == pytest.approx(0.4)
+
+    plain = resolve_cluster("cpu", 1).device
+    touched = plain.model_copy(
+        update={"efficiency": plain.efficiency.model_copy(update={"first_touch_ns_per_byte": 0.4})}
+    )
+    assert first_touch_s(plain, 2.0**30) == 0.0
+    below = FRESH_MAPPING_BYTES / 4 - 1024  # fp32 elements of an output just under the threshold
+    assert float(linear_s(touched, "fp32", 1024, below / 1024, 512)) == float(
+        linear_s(plain, "fp32", 1024, below / 1024, 512)
+    )
+    n = 8192  # a (1024, 8192) fp32 output: exactly 32 MiB
+    extra = float(linear_s(touched, "fp32", 1024, n, 512)) - float(linear_s(plain, "fp32", 1024, n, 512))
+    assert extra == pytest.approx(1024 * n * 4 * 0.4e-9)
+
+    # In a training step of GPT-3 125M (tied 50,257 x 768 embeddings) on such a device: the logits, the LM head's
+    # weight gradient, the embedding's zero-filled gradient and the tied sum are each past the threshold.
+    from fathom.catalog.models import get_model
+    from fathom.profiling.check_predict import train_plan
+    from fathom.training.estimator import estimate_training
+
+    cluster = resolve_cluster("cpu", 1)
+    priced = cluster.model_copy(update={"device": touched})
+    gpt, plan = get_model("gpt3-125m"), train_plan(4, 256, 1)
+    extra = estimate_training(gpt, priced, plan).step_time_s - estimate_training(gpt, cluster, plan).step_time_s
+    vocab, hidden = gpt.vocab_size, gpt.hidden_size
+    assert extra == pytest.approx((1024 * vocab + 3 * vocab * hidden) * 4 * 0.4e-9, rel=1e-6)
+
+
 def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     import yaml
 
@@ -181,6 +218,7 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     assert cluster.device.efficiency.host_op_us > 0
     assert set(cluster.device.efficiency.loss_ns_per_element) == {"fwd", "bwd"}
     assert cluster.device.efficiency.dropout_rng_ns_per_element is not None
+    assert cluster.device.efficiency.first_touch_ns_per_byte is not None
     prof = yaml.safe_load(tiny_profile.read_text())["profile"]
     assert {"cpu_model", "cores", "threads", "torch_version", "date"} <= set(prof["machine"])
     assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]

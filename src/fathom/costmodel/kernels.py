@@ -25,6 +25,10 @@ _TILES = ((256, 128, 1.0), (128, 128, 0.94), (128, 64, 0.82), (64, 64, 0.66), (3
 _K_FILL = 64.0  # reduction length lost to the K-loop prologue/epilogue (one 64-wide k-step)
 _ATTN_HALF_SEQ = 256.0  # sequence length at which fused attention runs at half its long-sequence rate
 
+# glibc's malloc serves every request of at least DEFAULT_MMAP_THRESHOLD_MAX (4 MiB x sizeof(long): 32 MiB on 64-bit
+# Linux; mallopt(3), M_MMAP_THRESHOLD) with a fresh mmap and unmaps it on free, so an eager CPU op writing an output
+# this large touches new pages every time; smaller ones reuse the heap once the dynamic threshold has risen.
+FRESH_MAPPING_BYTES = 32.0 * 2**20
 BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
@@ -61,7 +65,18 @@ def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_byte
     w_elem = elem if weight_bytes is None else weight_bytes
     stream = eff.gemm_memory.get(precision, eff.memory)  # measured skinny-GEMM streaming where profiled (CPU)
     memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
-    return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6
+    return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
+
+
+def first_touch_s(device: DeviceSpec, nbytes) -> np.ndarray | float:
+    """Seconds a new output of ``nbytes`` costs beyond writing reused memory: on a device with a measured
+    ``first_touch_ns_per_byte`` (a CPU profile), outputs of ``FRESH_MAPPING_BYTES`` or more (a fresh mapping each
+    time); elsewhere nothing (a GPU's caching allocator reuses its blocks)."""
+    ns = device.efficiency.first_touch_ns_per_byte
+    if not ns:
+        return 0.0
+    nbytes = np.asarray(nbytes, dtype=float)
+    return np.where(nbytes >= FRESH_MAPPING_BYTES, nbytes * ns * 1e-9, 0.0)
 
 
 def gemm_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0) -> np.ndarray:

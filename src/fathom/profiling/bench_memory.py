@@ -121,6 +121,26 @@ def bench_dropout(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     return rows
 
 
+def bench_first_touch(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+    """Writing a freshly allocated fp32 buffer of ``grid.first_touch_numel`` elements against writing a reused one:
+    the difference is what the new mapping's pages cost (page faults, the kernel zeroing each page), paid by every
+    eager op output of 32 MiB or more on a CPU (0.33-0.58 ms a MB on the development VM, about 2 GB/s)."""
+    import torch
+
+    n = grid.first_touch_numel
+    buf = torch.empty(n, device=device)
+    buf.fill_(0.0)
+
+    def case():
+        reused = timer.median(lambda: buf.fill_(1.0), grid.repeats, 1, grid.budget_per_case_s)
+        fresh = timer.median(lambda: torch.empty(n, device=device).fill_(1.0), grid.repeats, 1, grid.budget_per_case_s)
+        return max(fresh - reused, 0.0)
+
+    s, ref = timer.around("memory", case)
+    tick()
+    return [{"op": "first_touch", "bytes": 4.0 * n, "seconds": s, **ref}]
+
+
 def bench_optimizer(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     """One AdamW step over ``n`` fp32 parameters with gradients (the fused kernel where torch has one)."""
     import torch

@@ -22,7 +22,8 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
 5. on a CPU, ``efficiency.loss_ns_per_element`` = the median time per logit of the fp32 softmax cross-entropy cases,
    forward and backward (its exps and logs, not its memory passes, set a CPU's time), and
    ``efficiency.dropout_rng_ns_per_element`` = the median time per element of training-mode dropout beyond its
-   memory passes (the random numbers the cores draw);
+   memory passes (the random numbers the cores draw), and ``efficiency.first_touch_ns_per_byte`` = what writing a
+   freshly allocated 64 MiB buffer costs per byte beyond writing a reused one (the new mapping's page faults);
 6. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
    fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
@@ -263,6 +264,8 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     if dropout := measurements.get("dropout"):
         streamed = dev["mem_bw_GBps"] * eff.get("memory", DeviceEfficiency().memory)
         eff["dropout_rng_ns_per_element"] = fit_dropout_rng(dropout, streamed)
+    if touch := measurements.get("first_touch"):
+        eff["first_touch_ns_per_byte"] = float(np.median([r["seconds"] / r["bytes"] for r in touch]) * 1e9)
     if loss := measurements.get("loss"):
         eff["loss_ns_per_element"] = fit_loss(loss)
         quality["loss"] = {"cases": len(loss), "median_abs_error_pct": _loss_spread_pct(loss)}

@@ -35,6 +35,9 @@ class Grid:
     # Logits (1024 tokens x vocab) of the fp32 softmax cross-entropy a training step ends with, each repeat freshly
     # written by a GEMM as the LM head leaves them (fathom.profiling.bench_memory.bench_loss).
     loss_logits: tuple[int, ...] = (2**23, 2**24)
+    # fp32 elements of the buffer written freshly allocated and reused (bench_memory.bench_first_touch): above glibc's
+    # largest mmap threshold (32 MiB), so each fresh one is a new mapping.
+    first_touch_numel: int = 2**24
 
 
 GRIDS = {

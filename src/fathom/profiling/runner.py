@@ -27,6 +27,7 @@ from fathom.profiling.bench_memory import (
     bench_copy,
     bench_dropout,
     bench_elementwise,
+    bench_first_touch,
     bench_loss,
     bench_optimizer,
     bench_overhead,
@@ -88,7 +89,8 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
     return {
         "GEMM": n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
         "attention": n * len(grid.attention_seq) * len(dtypes),
-        "memory": n * (memory + 2 * cpu) + cpu,  # a CPU adds the loss and dropout cases each pass, the footprint once
+        "memory": n * (memory + 3 * cpu) + cpu,  # a CPU adds the loss, dropout and first-touch cases each pass,
+        # and the footprint once
         "collectives": len(ranks),
     }
 
@@ -153,6 +155,7 @@ def run_profile(
                 one["gemm_stream"] = bench_gemm_stream(grid, dtypes, device, timer, tick("GEMM"))
                 one["loss"] = bench_loss(grid, device, timer, tick("memory"))
                 one["dropout"] = bench_dropout(grid, device, timer, tick("memory"))
+                one["first_touch"] = bench_first_touch(grid, device, timer, tick("memory"))
             one["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
             for k, rows in one.items():
                 meas.setdefault(k, []).append(rows)

@@ -102,6 +102,13 @@ class DeviceEfficiency(_Frozen):
         description="nanoseconds per element that dropout's random mask costs beyond its memory passes where "
         "measured (fathom profile on a CPU, whose cores draw each random number); absent: memory passes only",
     )
+    first_touch_ns_per_byte: float | None = Field(
+        None,
+        ge=0,
+        description="nanoseconds per byte a freshly mapped allocation costs to write, beyond writing a reused "
+        "buffer (page faults and the kernel's zeroing), where measured (fathom profile on a CPU: glibc maps every "
+        "allocation of 32 MiB or more afresh, fathom.costmodel.kernels.first_touch_s); absent: none",
+    )
     source: str = "fathom defaults"
 
     gemm_sustained: float = Field(

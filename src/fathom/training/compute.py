@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, gemm_s, memory_bound_s
+from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, first_touch_s, gemm_s, memory_bound_s
 from fathom.specs.hardware import DeviceSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
@@ -269,6 +269,12 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         host_f, host_b = np.full_like(t, eager.ops_fwd * host_op), np.full_like(t, eager.ops_bwd * host_op)
         head_ops = eager_head_ops(model)
         head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
+        # The embedding's gradient: a zero-filled (vocab, hidden) buffer the tokens' rows are added into; with tied
+        # embeddings autograd sums it with the LM head's weight gradient into a third one (read 2, write 1). Each
+        # is a new allocation, a fresh mapping once past glibc's threshold (``first_touch_s``).
+        table = model.vocab_size * model.hidden_size * s.act_bytes
+        tied = 1.0 if model.tied_embeddings else 0.0
+        head_b = head_b + memory_bound_s(dev, (1.0 + 3.0 * tied) * table, 0) + (1.0 + tied) * first_touch_s(dev, table)
     gemm_f, gemm_b = attn_f + mlp_f, attn_b + mlp_b
     return LayerCompute(
         gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
