@@ -89,8 +89,8 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
     return {
         "GEMM": n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
         "attention": n * len(grid.attention_seq) * len(dtypes),
-        "memory": n * (memory + 3 * cpu) + cpu,  # a CPU adds the loss, dropout and first-touch cases each pass,
-        # and the footprint once
+        # a CPU adds the loss, dropout and first-touch cases each pass, and the runtime footprint once
+        "memory": n * (memory + 3 * cpu) + cpu,
         "collectives": len(ranks),
     }
 

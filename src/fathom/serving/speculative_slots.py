@@ -158,7 +158,7 @@ class SpeculativeSlots(DecodeSlots):
         row0 = int(self._row0[seq.slot])
         path = self._path[seq.slot, seq.start - row0 : upto - row0 + 1]
         gains = np.diff(path).astype(np.int64)
-        seq.req.token_times_s.extend(np.repeat(self._iter_end[seq.start : upto], gains).tolist())
+        seq.req.token_times_s.extend(np.repeat(self._iter_end[seq.start : upto], gains))
         seq.req.generated_tokens += int(path[-1] - path[0])
         seq.c0 = int(path[-1])
         seq.start = upto

@@ -17,8 +17,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-_Run = tuple  # (log: list[float], start: int, stop: int): log[start:stop]
-
 
 class TokenTimes(Sequence):
     """Emission time of every output token of one request, in order (a read-only sequence of floats)."""
@@ -26,7 +24,7 @@ class TokenTimes(Sequence):
     __slots__ = ("_parts", "_n")
 
     def __init__(self, times: Iterable[float] = ()) -> None:
-        self._parts: list = []  # floats, runs (log, start, stop), or float64 arrays
+        self._parts: list = []  # single times (floats), runs (log, start, stop) meaning log[start:stop], float64 arrays
         self._n = 0
         times = list(times)
         if len(times) == 1:
@@ -55,7 +53,7 @@ class TokenTimes(Sequence):
 
     def extend(self, times: Iterable[float]) -> None:
         """Tokens at explicit times (kept as one float64 array)."""
-        arr = np.asarray(list(times) if not isinstance(times, np.ndarray) else times, dtype=float)
+        arr = np.asarray(times if isinstance(times, np.ndarray) else list(times), dtype=float)
         if arr.size:
             self._parts.append(arr)
             self._n += int(arr.size)
@@ -72,12 +70,12 @@ class TokenTimes(Sequence):
                 log, a, b = p
                 out[at : at + b - a] = log[a:b]
                 at += b - a
-            elif type(p) is float or np.isscalar(p):
-                out[at] = p
-                at += 1
-            else:
+            elif isinstance(p, np.ndarray):
                 out[at : at + p.size] = p
                 at += p.size
+            else:  # one time
+                out[at] = p
+                at += 1
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
@@ -126,11 +124,11 @@ def itl_sample(token_times: Iterable[Sequence[float]]) -> tuple[np.ndarray, np.n
                 entry[1].append(a)
                 entry[2].append(b)
                 first, last = log[a], log[b - 1]
-            elif type(p) is float or np.isscalar(p):
-                first = last = p
-            else:
+            elif isinstance(p, np.ndarray):
                 singles.append(np.diff(p))
                 first, last = p[0], p[-1]
+            else:  # one time
+                first = last = p
             if prev is not None:
                 joins.append(first - prev)
             prev = last
