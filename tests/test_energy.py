@@ -35,7 +35,7 @@ def test_all_compute_step_draws_tdp_and_idle_step_draws_idle():
 @settings(max_examples=80, deadline=None)
 @given(
     times=st.lists(st.floats(0.0, 10.0), min_size=4, max_size=4).filter(lambda t: sum(t) > 1e-6),
-    caps=st.lists(st.floats(150.0, 800.0), min_size=2, max_size=2),
+    caps=st.lists(st.floats(150.0, 700.0), min_size=2, max_size=2),  # idle 140 W .. TDP
 )
 def test_power_cap_never_increases_throughput(times, caps):
     prof = power_profile(H100)
@@ -55,6 +55,11 @@ def test_power_cap_in_the_estimate():
     assert capped.run.avg_power_w_per_gpu <= 400.0
     with pytest.raises(FathomInputError, match="--power-cap"):
         estimate_training_plan(**PLAN, power_cap_w=50.0)
+    with pytest.raises(FathomInputError, match="at most its 700 W TDP"):  # no board's limit goes past its TDP
+        estimate_training_plan(**PLAN, power_cap_w=2000.0)
+    assert capped.power_cap_w == 400.0 and capped.power_cap_slowdown == pytest.approx(capped.run.power_cap_slowdown)
+    uncapped_run = estimate_training_plan(**{**PLAN, "tokens": None}, power_cap_w=400.0)  # shown without --tokens too
+    assert uncapped_run.run is None and uncapped_run.power_cap_slowdown > 1.0
 
 
 def test_carbon_scales_with_grid_intensity():

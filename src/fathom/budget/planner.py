@@ -62,8 +62,14 @@ def _best_plan(spec, cluster: Cluster, seq_len: int, global_batch: int) -> tuple
         tp = math.gcd(cluster.system.gpus_per_node, spec.num_heads, cluster.num_gpus)
         return TrainingPlan(seq_len=seq_len, global_batch=global_batch, tp=tp, dp=cluster.num_gpus // tp,
                             recompute="full"), "heuristic"  # fmt: skip
-    best = search_training(spec, cluster, seq_len=seq_len, global_batch=global_batch, top=1).plans[0]
-    return TrainingPlan(**best.plan), "fathom.search (throughput-best)"
+    found = search_training(spec, cluster, seq_len=seq_len, global_batch=global_batch, top=1)
+    if not found.plans:  # the compute-optimal model does not fit this cluster in any plan
+        why = " ".join((found.message or "no plan fits its memory").split())
+        raise FathomInputError(
+            f"budget: the compute-optimal {spec.name} ({spec.num_params / 1e9:,.1f}B parameters) has no plan on "
+            f"{cluster.num_gpus} x {cluster.device.name}: {why}"
+        )
+    return TrainingPlan(**found.plans[0].plan), "fathom.search (throughput-best)"
 
 
 def plan_budget(

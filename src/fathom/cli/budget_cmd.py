@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                   f"recompute={p['recompute']} micro {p['micro_batch']} ({r.plan_source})")  # fmt: skip
         t.add_row("throughput", f"{e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}")
         run = e.run
-        cost = f"${run.cost_usd:,.0f}" if run.cost_usd else "no price"
+        cost = "no price" if run.cost_usd is None else f"${run.cost_usd:,.0f}"
         t.add_row("run", f"{run.days:,.1f} days, {run.gpu_hours:,.0f} GPU-hours, {cost}")
         console.print(t)
         render_energy_and_reliability(e, console)

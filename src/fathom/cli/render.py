@@ -37,6 +37,8 @@ def render_training(r: TrainingEstimate, console: Console | None = None) -> None
     summary.add_row("model TFLOP/s per GPU", f"{r.tflops_per_gpu:.1f}")
     summary.add_row("MFU / HFU", f"{r.mfu:.1%} / {r.hfu:.1%}")
     summary.add_row("bottleneck", r.bottleneck)
+    if r.power_cap_w is not None:
+        summary.add_row("power cap", f"{r.power_cap_w:.0f} W: step time x{r.power_cap_slowdown:.3f}")
     console.print(summary)
     mem = Table(title="Memory per GPU (GiB)")
     mem.add_column("component")
@@ -59,7 +61,7 @@ def render_training(r: TrainingEstimate, console: Console | None = None) -> None
     console.print(tt)
     if r.run:
         run = r.run
-        cost = f"${run.cost_usd:,.0f} at ${run.price_per_gpu_hour_usd}/GPU-h" if run.cost_usd else "no price"
+        cost = "no price" if run.cost_usd is None else f"${run.cost_usd:,.0f} at ${run.price_per_gpu_hour_usd}/GPU-h"
         console.print(
             f"Training {run.tokens:.3g} tokens: {run.steps:,.0f} steps, {run.days:.1f} days, "
             f"{run.gpu_hours:,.0f} GPU-hours, {run.energy_mwh:,.1f} MWh, {cost}"

@@ -96,6 +96,17 @@ def all_to_all_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride:
     return np.where(n > 1, np.maximum(intra, inter) + lat, 0.0)
 
 
+def ring_exchange_s(system: SystemSpec, nbytes: ArrayLike, size: ArrayLike, stride: ArrayLike) -> np.ndarray:
+    """One step of a point-to-point ring over ``size`` ranks ``stride`` apart, each rank sending ``nbytes`` to
+    the next (context parallelism's K/V ring, Liu et al. 2023 "Ring Attention"). The ranks step in lockstep, so
+    once the ring leaves the scale-up domain every step waits for the hops that cross the network, each on
+    one GPU's NIC; nothing is split over several NICs as NCCL's multi-ring collectives do."""
+    crosses = np.asarray(size, dtype=float) * np.asarray(stride, dtype=float) > system.domain_size
+    bw = np.where(crosses, system.inter_bytes_per_s, system.intra_bytes_per_s)
+    lat = np.where(crosses, system.inter_node_latency_us, system.intra_node_latency_us) * 1e-6
+    return np.asarray(nbytes, dtype=float) / bw + lat
+
+
 def p2p_s(system: SystemSpec, nbytes: ArrayLike, stride: ArrayLike) -> np.ndarray:
     """One point-to-point send between neighbouring pipeline stages ``stride`` ranks apart."""
     bw, lat = group_link(system, 2.0, stride)

@@ -7,6 +7,12 @@ the window for sliding-window layers. Megatron-LM counts causal attention (half 
 releases: ``causal=True`` gives that convention. Embedding lookups, norms and softmax are not counted.
 Hardware FLOPs (for HFU) add what recomputation executes again: the layers' forward, never the LM head
 (Narayanan et al. 2021, eq. 3).
+
+Fine-tuning does less than 6 FLOPs per parameter, and its model FLOPs count only what it needs
+(``finetune_flops_per_token``): frozen leading layers run forward only, and LoRA computes no weight gradient
+of its frozen base weights or LM head (Hu et al. 2021). Counting 6 per parameter there would put MFU above
+100% once most layers are frozen. The adapters' own GEMMs (2 r (k + n) per token and matrix, under 1% of
+the base GEMM's 2 k n at the usual ranks) are not counted.
 """
 
 from __future__ import annotations
@@ -51,3 +57,20 @@ def recompute_flops_per_token(model: ModelSpec, seq_len, recompute_code, causal:
     layers_fwd = 2.0 * (matmul_params_active(model) - head_params(model)) + attn
     code = np.asarray(recompute_code)
     return np.select([code == 2, code == 1], [layers_fwd, attn], 0.0)
+
+
+def finetune_flops_per_token(
+    model: ModelSpec, seq_len, trainable_fraction, base_weight_grads, head_trainable, causal: bool = False
+) -> np.ndarray:
+    """Model FLOPs per token that training needs: the forward; the input gradients down to the lowest trainable
+    layer (``trainable_fraction`` of the layers, the top ones); the weight gradients of trainable weights (the
+    layers' base weights when ``base_weight_grads``, the LM head when ``head_trainable``). Full training
+    (fraction 1, both flags true) gives ``model_flops_per_token``."""
+    f = np.asarray(trainable_fraction, dtype=float)
+    head = head_params(model)
+    layers = matmul_params_active(model) - head
+    attn = attention_flops_per_token_fwd(model, seq_len, causal)
+    forward = 2.0 * (layers + head) + attn
+    input_grads = np.where(f > 0, 2.0 * head, 0.0) + f * (2.0 * layers + 2.0 * attn)
+    weight_grads = np.where(base_weight_grads, f * 2.0 * layers, 0.0) + np.where(head_trainable, 2.0 * head, 0.0)
+    return forward + input_grads + weight_grads

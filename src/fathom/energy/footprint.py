@@ -26,10 +26,10 @@ def with_energy(
     profile = power_profile(cluster.device)
     sp = step_power(est.time_breakdown, profile, power_cap_w)
     slowdown = float(sp.slowdown)
-    update: dict = {}
+    update: dict = {} if power_cap_w is None else {"power_cap_w": power_cap_w, "power_cap_slowdown": slowdown}
     if slowdown > 1.0:
         tb = {k: v * float(sp.component_scale[k]) for k, v in est.time_breakdown.items()}
-        update = dict(
+        update.update(
             time_breakdown=tb,
             bottleneck=max(tb, key=tb.get),
             step_time_s=est.step_time_s * slowdown,

@@ -108,10 +108,11 @@ def clock_ratio(phase_w, cap_w, idle_w: float, exponent: float) -> np.ndarray:
 def check_power_cap(profile: PowerProfile, cap_w: float | None) -> None:
     if cap_w is None:
         return
-    if not np.isfinite(cap_w) or cap_w <= profile.idle_w:
+    if not np.isfinite(cap_w) or cap_w <= profile.idle_w or cap_w > profile.tdp_w:
         raise FathomInputError(
-            f"--power-cap: {cap_w:g} W is not above the device's idle draw ({profile.idle_w:.0f} W of a "
-            f"{profile.tdp_w:.0f} W TDP); choose a cap between {profile.idle_w:.0f} and {profile.tdp_w:.0f} W"
+            f"--power-cap: {cap_w:g} W is outside what the board's power limit can be set to (above its idle "
+            f"{profile.idle_w:.0f} W, at most its {profile.tdp_w:.0f} W TDP); choose a cap between "
+            f"{profile.idle_w:.0f} and {profile.tdp_w:.0f} W"
         )
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fathom.costmodel.collectives import all_gather_s, all_reduce_s, all_to_all_s, p2p_s, reduce_scatter_s
+from fathom.costmodel.collectives import (
+    all_gather_s,
+    all_reduce_s,
+    all_to_all_s,
+    p2p_s,
+    reduce_scatter_s,
+    ring_exchange_s,
+)
 from fathom.specs.hardware import SystemSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import MOE_DISPATCHERS, ZERO2_COMMS, ZERO3_GATHERS
@@ -67,7 +74,7 @@ def layer_comm(
         else (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2
     )
     kv_block = 2 * s.tokens * kv_heads * kv_dim / np.maximum(p.tp, 1) * s.act_bytes
-    ring_step = p2p_s(system, kv_block, p.tp)
+    ring_step = ring_exchange_s(system, kv_block, p.cp, p.tp)
     cp_steps = p.cp - 1.0
     cp_fwd = np.where(p.cp > 1, np.maximum(cp_steps * ring_step - attn_fwd, 0.0), 0.0)
     cp_bwd = np.where(p.cp > 1, np.maximum(2 * cp_steps * ring_step - attn_bwd, 0.0), 0.0)

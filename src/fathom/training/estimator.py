@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from fathom.costmodel.flops import model_flops_per_token, recompute_flops_per_token
+from fathom.costmodel.flops import finetune_flops_per_token, recompute_flops_per_token
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TRAIN_PRECISIONS, TrainingPlan
@@ -108,8 +108,11 @@ def estimate_arrays(
     mem, times = replace(mem, optimizer=on_gpu), replace(times, optimizer=times.optimizer + paging_s)
     step = times.total
     tokens = plans.global_batch.astype(float) * plans.seq_len
-    model_flops = tokens * model_flops_per_token(model, plans.seq_len)
-    hw_flops = model_flops + tokens * recompute_flops_per_token(model, plans.seq_len, plans.recompute)
+    trainable = np.clip((model.num_layers - plans.frozen_layers) / model.num_layers, 0.0, 1.0)
+    lora = plans.finetune > 0
+    model_flops = tokens * finetune_flops_per_token(model, plans.seq_len, trainable, ~lora, ~lora)
+    recomputed = trainable * recompute_flops_per_token(model, plans.seq_len, plans.recompute)  # backward layers only
+    hw_flops = model_flops + tokens * recomputed
     gpus = float(cluster.num_gpus)
     peak = _reference_peak(cluster, plans.precision)
     peak_mem = mem.total

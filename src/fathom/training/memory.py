@@ -230,7 +230,7 @@ def training_memory(
     )
     outside_layers = with_outside - with_workspace
     layer_full = s.layer_params_local * 2.0
-    zero3_buffers = np.where(p.zero >= 3, 2 * layer_full * p.tp, 0.0)  # prefetch: two unsharded layers
+    zero3_buffers = np.where(p.zero >= 3, 2 * layer_full, 0.0)  # prefetch: two layers gathered over DP (TP slice)
     tp_buffers = np.where(p.tp > 1, 2 * s.tokens * model.hidden_size * s.act_bytes, 0.0)
     # Gradient buckets hold (copies of) the gradients being reduced: never more than the rank's gradients.
     dp_buffers = np.where(p.dp * p.cp > 1, np.minimum(DP_BUCKET_BYTES, pb.gradients), 0.0)

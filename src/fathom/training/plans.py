@@ -160,7 +160,7 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             p.global_batch % (p.micro_batch * p.dp) != 0,
             "global batch {gb} is not a multiple of micro-batch*dp = {mbdp}",
         ),
-        (p.seq_len % (2 * p.cp) != 0, "seq_len {seq} must be divisible by 2*cp (load-balanced CP)"),
+        ((p.cp > 1) & (p.seq_len % (2 * p.cp) != 0), "seq_len {seq} must be divisible by 2*cp (load-balanced CP)"),
         (tokens_per_rank < 1, "cp={cp} leaves no tokens per rank"),
         ((p.ep > 1) & (moe is None), "ep={ep} needs a mixture-of-experts model"),
         (((p.tp * p.dp * p.cp) % p.ep != 0), "ep={ep} must divide tp*dp*cp"),
@@ -186,12 +186,24 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             (p.precision == TRAIN_PRECISIONS.index("fp8")) & ("fp8" not in cluster.device.peak_tflops),
             "--precision fp8: {gpu} has no FP8 tensor cores (choices there: {precisions})",
         ),
+        # BF16 needs Ampere-class tensor cores or newer; a device without a bf16 rate (V100) cannot train in it.
+        (
+            (p.precision == TRAIN_PRECISIONS.index("bf16")) & ("bf16" not in cluster.device.peak_tflops),
+            "--precision bf16: {gpu} has no BF16 support (choices there: {precisions})",
+        ),
         (
             (p.finetune == FINETUNES.index("qlora")) & (p.precision == TRAIN_PRECISIONS.index("fp8")),
             "--finetune qlora dequantises its 4-bit weights to bf16 for the GEMMs: use --precision bf16, not fp8",
         ),
-        (p.lora_rank <= 0, "--lora-rank {lora_rank} must be a positive integer"),
-        (p.galore_rank <= 0, "--galore-rank {galore_rank} must be a positive integer"),
+        # A rank past the hidden size is no longer low-rank: the factors would hold more than the matrix.
+        (
+            (p.lora_rank <= 0) | (p.lora_rank > model.hidden_size),
+            "--lora-rank {lora_rank} must be 1..{hidden} (the hidden size)",
+        ),
+        (
+            (p.galore_rank <= 0) | (p.galore_rank > model.hidden_size),
+            "--galore-rank {galore_rank} must be 1..{hidden} (the hidden size)",
+        ),
         (
             (p.frozen_layers < 0) | (p.frozen_layers >= model.num_layers),
             "--frozen-layers {frozen} must be 0..{last} (the model has {layers} layers)",
@@ -260,6 +272,7 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     experts=model.moe.num_experts if model.moe else 0,
                     lora_rank=plan.lora_rank,
                     galore_rank=plan.galore_rank,
+                    hidden=model.hidden_size,
                     frozen=plan.frozen_layers,
                     last=model.num_layers - 1,
                     layers2=model.num_layers + 2,

@@ -65,6 +65,9 @@ class TrainingEstimate(BaseModel):
     bottleneck: str
     run: RunReport | None = None
     reliability: ReliabilityReport | None = None  # checkpoints, failures, goodput (fathom.reliability)
+    # With --power-cap: the cap and the step's slowdown under it, whether or not a run (--tokens) is priced.
+    power_cap_w: float | None = None
+    power_cap_slowdown: float | None = None
 
 
 def _first(x) -> float:
@@ -100,7 +103,7 @@ def build_result(
             days=time_s / SECONDS_PER_DAY,
             gpu_hours=gpu_hours,
             energy_mwh=energy,
-            cost_usd=gpu_hours * price if price else None,
+            cost_usd=None if price is None else gpu_hours * price,
             price_per_gpu_hour_usd=price,
         )
     return TrainingEstimate(
