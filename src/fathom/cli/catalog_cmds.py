@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from fathom.cli.render import print_json
+
+_WIDE_ENOUGH_FOR_SOURCES = 120
 
 
 def register(app: typer.Typer) -> None:
@@ -39,9 +42,14 @@ def register(app: typer.Typer) -> None:
                 ]
             )
             return
-        table = Table(title=f"{len(specs)} built-in models")
+        console = Console()
+        # Names and numbers are what users read and type: never cut them. The sources need a wide terminal;
+        # a narrow one (or a pipe, 80 columns) gets the table without them and says where they are.
+        narrow = sources and console.width < _WIDE_ENOUGH_FOR_SOURCES
+        sources = sources and not narrow
+        table = Table(title=f"{len(specs)} built-in models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "vocab"):
-            table.add_column(col, justify="left" if col == "name" else "right")
+            table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
         if sources:
             table.add_column("source", overflow="fold", max_width=60)
         for m in specs:
@@ -55,7 +63,9 @@ def register(app: typer.Typer) -> None:
                 str(m.vocab_size),
             ]
             table.add_row(*row, *([m.source] if sources else []))
-        Console().print(table)
+        console.print(table)
+        if narrow:
+            console.print(f"(sources: a terminal at least {_WIDE_ENOUGH_FOR_SOURCES} columns wide, or --json)")
 
     @app.command("gpus")
     def gpus(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
