@@ -40,6 +40,29 @@ def training_plans(draw, model: str, **limits):
     offload = pick("offload", ("none", "cpu", "nvme"))
     zero = pick("zero", (1, 2, 3) if offload != "none" else (0, 1, 2, 3))
     schedule = "interleaved" if vpp > 1 else pick("schedule", ("1f1b", "zero-bubble"))
+    precision = pick("precision", ("bf16", "fp16", "fp8", "fp32"))
+    recompute = pick("recompute", ("none", "selective", "full"))
+    balanced = pp > 1 and vpp == 1 and (spec.num_layers + 2) % pp == 0
+    levers = dict(  # the plan options `fathom export train` shares with `fathom train`
+        finetune=pick("finetune", ("none", "lora") if precision == "fp8" else ("none", "lora", "qlora")),
+        lora_rank=pick("lora_rank", (16, 64)),
+        lora_targets=pick("lora_targets", ("all-linear", "attention")),
+        frozen_layers=pick("frozen_layers", (0, 2)),
+        activation_offload_layers=pick("activation_offload_layers", (0, 2)) if pp == 1 and recompute == "none" else 0,
+        master_weights=pick("master_weights", (True, False)),
+        fp8_saved_inputs=pick("fp8_saved_inputs", (True, False)),
+        moe_routing=pick("moe_routing", ("balanced", "dropless")),
+        moe_router_fusion=pick("moe_router_fusion", (False, True)),
+        cuda_graphs=pick("cuda_graphs", ("none", "attn", "attn-moe-router") + (() if spec.moe else ("full",))),
+        zero3_gather=pick("zero3_gather", ("prefetch", "per-parameter-sync", "backward-post")),
+        zero2_comm=pick("zero2_comm", ("per-step", "per-unit")),
+        pipeline_engine=pick("pipeline_engine", ("megatron", "deepspeed")),
+        overlap_tp_comm=pick("overlap_tp_comm", (False, True)),
+        async_tp_allreduce=pick("async_tp_allreduce", (True, False)),
+        overlap_p2p_comm=pick("overlap_p2p_comm", (False, True)),
+        overlap_param_gather=pick("overlap_param_gather", (False, True)),
+        balance_pipeline_ends=pick("balance_pipeline_ends", (False, True)) if balanced else False,
+    )
     return TrainingPlan(
         seq_len=pick("seq_len", (2048, 4096, 8192)),
         global_batch=micro * dp * draw(st.integers(1, 8)),
@@ -53,14 +76,15 @@ def training_plans(draw, model: str, **limits):
         sequence_parallel=pick("sequence_parallel", (True, False)),
         zero=zero,
         schedule=schedule,
-        recompute=pick("recompute", ("none", "selective", "full")),
-        precision=pick("precision", ("bf16", "fp16", "fp8", "fp32")),
+        recompute=recompute,
+        precision=precision,
         optimizer=pick("optimizer", ("adamw", "adam-8bit", "adafactor", "sgd")),
         offload=offload,
         attention=pick("attention", ("flash3", "flash2", "flash1", "unfused")),
         moe_dispatcher=pick("moe_dispatcher", ("alltoall", "deepep")),
         overlap_moe_comm=pick("overlap_moe_comm", (True, False)),
         overlap_grad_reduce=pick("overlap_grad_reduce", (True, False)),
+        **levers,
     )
 
 
@@ -83,14 +107,34 @@ def test_every_lost_training_field_is_named(engine, model, data):
         assert getattr(original, field) == getattr(back, field) or field in named, field
 
 
+FULL_TRAINING = dict(finetune=("none",), frozen_layers=(0,), master_weights=(True,), moe_routing=("balanced",))
 EXPRESSIBLE = {
     "megatron": dict(
+        FULL_TRAINING,
+        pp=(1, 4),  # at pp=2 Megatron's interleaved schedule insists on overlapped sends
         schedule=("1f1b",),
         optimizer=("adamw", "sgd", "adam-8bit"),
         offload=("none", "cpu"),
         attention=("flash2", "unfused"),
+        fp8_saved_inputs=(True,),
+        zero3_gather=("prefetch",),
+        zero2_comm=("per-step",),
+        pipeline_engine=("megatron",),
+        overlap_tp_comm=(False,),
+        async_tp_allreduce=(True,),
+        overlap_p2p_comm=(False,),
+        overlap_param_gather=(False,),
     ),
     "deepspeed": dict(
+        FULL_TRAINING,
+        activation_offload_layers=(0,),
+        cuda_graphs=("none",),
+        moe_router_fusion=(False,),
+        zero3_gather=("prefetch",),
+        zero2_comm=("per-step",),
+        overlap_tp_comm=(False,),
+        async_tp_allreduce=(False,),
+        overlap_param_gather=(False,),
         pp=(1,),
         cp=(1,),
         ep=(1,),
@@ -105,6 +149,17 @@ EXPRESSIBLE = {
         overlap_moe_comm=(False,),
     ),
     "torchtitan": dict(
+        FULL_TRAINING,
+        activation_offload_layers=(0,),
+        cuda_graphs=("none",),
+        moe_router_fusion=(False,),
+        fp8_saved_inputs=(False,),
+        async_tp_allreduce=(False,),
+        zero3_gather=("prefetch",),
+        zero2_comm=("per-unit",),
+        pipeline_engine=("megatron",),
+        overlap_p2p_comm=(False,),
+        overlap_param_gather=(False,),
         zero=(0, 2, 3),
         schedule=("1f1b",),
         sequence_parallel=(True,),
@@ -401,7 +456,10 @@ TORCHTITAN_SCHEMA = {
         "pipeline_parallel_layers_per_stage": int,
         "pipeline_parallel_first_stage_less_layers": int,
         "pipeline_parallel_last_stage_less_layers": int,
+        "module_fqns_per_model_part": list,
+        "enable_async_tensor_parallel": bool,
     },
+    "compile": {"enable": bool, "components": list},
     "activation_checkpoint": {"mode": str, "selective_ac_option": str},
 }
 FLOAT8_KEYS = {"enable_fsdp_float8_all_gather", "precompute_float8_dynamic_scale_for_fsdp"}

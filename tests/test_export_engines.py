@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from fathom.catalog.models import get_model
 from fathom.export import export_training_plan
 from fathom.export.cmdline import Options, parse_script
-from fathom.export.engines.megatron import BARE_FLAGS
+from fathom.export.engines.megatron import BARE_FLAGS, MULTI_FLAGS
 from fathom.specs.plan import TrainingPlan
 
 SETTINGS = settings(
@@ -34,8 +34,9 @@ SETTINGS = settings(
 @st.composite
 def plans(draw, spec):
     tp = draw(st.sampled_from([t for t in (1, 2, 4, 8) if spec.num_heads % t == 0 and spec.num_kv_heads % t in (0, t)]))
-    pp, cp, dp, micro = (draw(st.sampled_from(v)) for v in ((1, 2, 4), (1, 2), (1, 2, 4, 8), (1, 2)))
+    pp, cp, dp, micro = (draw(st.sampled_from(v)) for v in ((1, 2, 3, 4), (1, 2), (1, 2, 4, 8), (1, 2)))
     vpp = draw(st.sampled_from((1, 2))) if pp > 1 else 1
+    sequence_parallel = draw(st.booleans())
     experts = spec.moe.num_experts if spec.moe else 1
     ep = draw(st.sampled_from([e for e in (1, 2, 4, 8) if (tp * dp * cp) % e == 0 and experts % e == 0]))
     offload = draw(st.sampled_from(("none", "cpu", "nvme")))
@@ -50,7 +51,10 @@ def plans(draw, spec):
         ep=ep,
         vpp=vpp,
         schedule="interleaved" if vpp > 1 else "1f1b",
-        sequence_parallel=draw(st.booleans()),
+        sequence_parallel=sequence_parallel,
+        balance_pipeline_ends=pp > 1 and vpp == 1 and (spec.num_layers + 2) % pp == 0 and draw(st.booleans()),
+        overlap_tp_comm=sequence_parallel and draw(st.booleans()),
+        overlap_p2p_comm=draw(st.booleans()),
         zero=draw(st.sampled_from((1, 2, 3) if offload != "none" else (0, 1, 2, 3))),
         offload=offload,
         recompute=draw(st.sampled_from(("none", "selective", "full"))),
@@ -96,7 +100,7 @@ def _megatron_namespace(text: str) -> dict:
     """Megatron-LM argument names (dest) and values, as its argparse would give them."""
     words = parse_script(text).find("torchrun")[1]
     start = next(i for i, w in enumerate(words) if w.endswith("pretrain_gpt.py"))
-    o = Options(words[start + 1 :], "megatron", BARE_FLAGS)
+    o = Options(words[start + 1 :], "megatron", BARE_FLAGS, MULTI_FLAGS)
     out = {}
     for flag, value in o.values.items():
         dest = flag[2:].replace("-", "_")
@@ -143,6 +147,12 @@ def test_megatron_core_transformer_config_accepts_the_arguments(spec, data):
         kw["virtual_pipeline_model_parallel_size"] = spec.num_layers // (
             plan.pp * args["num_layers_per_virtual_pipeline_stage"]
         )
+    # Megatron-LM's argument names for the uneven pipeline (core_transformer_config_from_args renames them).
+    kw["virtual_pipeline_model_parallel_size"] = args.get(
+        "num_virtual_stages_per_pipeline_rank", kw.get("virtual_pipeline_model_parallel_size")
+    )
+    kw["num_layers_in_first_pipeline_stage"] = args.get("decoder_first_pipeline_num_layers")
+    kw["num_layers_in_last_pipeline_stage"] = args.get("decoder_last_pipeline_num_layers")
     if spec.moe:
         kw.update(
             num_moe_experts=args["num_experts"],
@@ -153,6 +163,19 @@ def test_megatron_core_transformer_config_accepts_the_arguments(spec, data):
     assert (config.tensor_model_parallel_size, config.pipeline_model_parallel_size) == (plan.tp, plan.pp)
     assert (config.context_parallel_size, config.expert_model_parallel_size) == (plan.cp, plan.ep)
     assert config.num_layers == spec.num_layers and config.ffn_hidden_size == spec.ffn_size
+    vpp = config.virtual_pipeline_model_parallel_size or 1
+    if plan.pp > 1:  # the layers each rank builds: never more than fathom priced
+        from megatron.core.transformer.enums import LayerType
+        from megatron.core.transformer.transformer_block import get_num_layers_to_build
+
+        if (layout := config.pipeline_model_parallel_layout) is not None:
+            built = [sum(chunk.count(LayerType.decoder) for chunk in rank) for rank in layout.layout]
+        else:
+            built = [
+                sum(get_num_layers_to_build(config, vp_stage=v if vpp > 1 else None, pp_rank=r) for v in range(vpp))
+                for r in range(plan.pp)
+            ]
+        assert sum(built) == spec.num_layers and max(built) <= -(-spec.num_layers // plan.pp), built
 
 
 def test_megatron_lm_argument_parser_accepts_the_script():

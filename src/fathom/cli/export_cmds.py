@@ -8,15 +8,8 @@ from typing import Annotated
 
 import typer
 
-from fathom.cli.options import (
-    AttentionChoice,
-    MoEDispatcherChoice,
-    OffloadChoice,
-    OptimizerChoice,
-    PrecisionChoice,
-    RecomputeChoice,
-    ScheduleChoice,
-)
+from fathom.cli import options as opts
+from fathom.cli.options import plan_fields, resolve_schedule
 from fathom.cli.render import print_json
 from fathom.errors import FathomInputError, read_user_file, unknown_name_error
 
@@ -40,35 +33,58 @@ def _emit(text: str, warnings: list[str], out: str | None, engine: str) -> None:
 
 @export_app.command("train")
 def export_train(
+    ctx: typer.Context,
     engine: Annotated[str, Opt(help="megatron | deepspeed | torchtitan")],
     model: Annotated[str, Opt(help="Preset name, HF config.json or ModelSpec YAML.")],
-    num_gpus: Annotated[int, Opt(min=1)],
-    seq_len: Annotated[int, Opt(min=1)],
-    global_batch: Annotated[int, Opt(min=1)],
-    micro_batch: Annotated[int, Opt(min=1)] = 1,
+    num_gpus: opts.NumGpus,
+    seq_len: opts.SeqLen,
+    global_batch: opts.GlobalBatch,
+    micro_batch: opts.MicroBatch = 1,
     gpu: Annotated[str | None, Opt(help="GPU (checks the plan on it; its system sets GPUs per node).")] = None,
     system: Annotated[str | None, Opt()] = None,
     gpus_per_node: Annotated[int | None, Opt(min=1, help="Default: the system's, else 8.")] = None,
-    tp: Annotated[int, Opt(min=1)] = 1,
-    pp: Annotated[int, Opt(min=1)] = 1,
-    dp: Annotated[int | None, Opt(min=1, help="Inferred from --num-gpus if omitted.")] = None,
-    cp: Annotated[int, Opt(min=1)] = 1,
-    ep: Annotated[int, Opt(min=1)] = 1,
-    vpp: Annotated[int, Opt(min=1)] = 1,
-    sequence_parallel: Annotated[bool, Opt("--sequence-parallel/--no-sequence-parallel")] = True,
-    zero: Annotated[int, Opt(min=0, max=3)] = 1,
-    schedule: Annotated[ScheduleChoice | None, Opt(help="Default: interleaved if vpp>1.")] = None,
-    recompute: Annotated[RecomputeChoice, Opt()] = RecomputeChoice.selective,
-    precision: Annotated[PrecisionChoice, Opt()] = PrecisionChoice.bf16,
-    optimizer: Annotated[OptimizerChoice, Opt()] = OptimizerChoice.adamw,
-    offload: Annotated[OffloadChoice, Opt()] = OffloadChoice.none,
-    attention: Annotated[AttentionChoice, Opt()] = AttentionChoice.flash2,
-    moe_dispatcher: Annotated[MoEDispatcherChoice, Opt()] = MoEDispatcherChoice.alltoall,
-    overlap_grad_reduce: Annotated[bool, Opt("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
-    overlap_moe_comm: Annotated[bool, Opt("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
+    # The plan options of `fathom train`, declared once in fathom.cli.options.
+    tp: opts.TP = 1,
+    pp: opts.PP = 1,
+    dp: opts.DP = None,
+    cp: opts.CP = 1,
+    ep: opts.EP = 1,
+    vpp: opts.VPP = 1,
+    sequence_parallel: opts.SequenceParallel = True,
+    zero: opts.Zero = 1,
+    schedule: opts.Schedule = None,
+    recompute: opts.Recompute = opts.RecomputeChoice.selective,
+    precision: opts.Precision = opts.PrecisionChoice.bf16,
+    optimizer: opts.Optimizer = opts.OptimizerChoice.adamw,
+    offload: opts.Offload = opts.OffloadChoice.none,
+    finetune: opts.Finetune = opts.FinetuneChoice.none,
+    lora_rank: opts.LoraRank = 16,
+    lora_targets: opts.LoraTargets = opts.LoraTargetsChoice.all_linear,
+    frozen_layers: opts.FrozenLayers = 0,
+    activation_offload_layers: opts.ActivationOffloadLayers = 0,
+    galore_rank: opts.GaloreRank = 128,
+    master_weights: opts.MasterWeights = True,
+    fp8_saved_inputs: opts.Fp8SavedInputs = True,
+    attention: opts.Attention = opts.AttentionChoice.flash2,
+    moe_dispatcher: opts.MoEDispatcher = opts.MoEDispatcherChoice.alltoall,
+    overlap_grad_reduce: opts.OverlapGradReduce = True,
+    zero3_gather: opts.Zero3Gather = opts.Zero3GatherChoice.prefetch,
+    zero2_comm: opts.Zero2Comm = opts.Zero2CommChoice.per_step,
+    pipeline_engine: opts.PipelineEngine = opts.PipelineEngineChoice.megatron,
+    overlap_moe_comm: opts.OverlapMoeComm = False,
+    moe_routing: opts.MoERouting = opts.MoERoutingChoice.balanced,
+    moe_router_fusion: opts.MoERouterFusion = False,
+    cuda_graphs: opts.CudaGraphs = opts.CudaGraphsChoice.none,
+    balance_pipeline_ends: opts.BalancePipelineEnds = False,
+    overlap_tp_comm: opts.OverlapTpComm = False,
+    async_tp_allreduce: opts.AsyncTpAllreduce = True,
+    overlap_p2p_comm: opts.OverlapP2pComm = False,
+    overlap_param_gather: opts.OverlapParamGather = False,
     out: Annotated[str | None, Opt(help="Write here instead of stdout.")] = None,
 ) -> None:
-    """A training plan as a Megatron-LM launch script, a DeepSpeed ds_config.json or a torchtitan job TOML."""
+    """A training plan as a Megatron-LM launch script, a DeepSpeed ds_config.json or a torchtitan job TOML.
+
+    Takes every plan option of `fathom train`; what the engine cannot express is named on stderr."""
     from fathom.catalog.hardware import resolve_cluster
     from fathom.catalog.models import get_model
     from fathom.export import export_training_plan, get_engine
@@ -78,29 +94,8 @@ def export_train(
 
     get_engine(engine, "training")
     spec = get_model(model)
-    schedule = schedule or ScheduleChoice("interleaved" if vpp > 1 else "1f1b")
-    fields = dict(
-        seq_len=seq_len,
-        global_batch=global_batch,
-        micro_batch=micro_batch,
-        tp=tp,
-        pp=pp,
-        dp=dp or infer_dp(num_gpus, tp, pp, cp),
-        cp=cp,
-        ep=ep,
-        vpp=vpp,
-        sequence_parallel=sequence_parallel,
-        zero=zero,
-        schedule=schedule.value,
-        recompute=recompute.value,
-        precision=precision.value,
-        optimizer=optimizer.value,
-        offload=offload.value,
-        attention=attention.value,
-        moe_dispatcher=moe_dispatcher.value,
-        overlap_grad_reduce=overlap_grad_reduce,
-        overlap_moe_comm=overlap_moe_comm,
-    )
+    fields = plan_fields(ctx.params)
+    fields.update(schedule=resolve_schedule(schedule, vpp), dp=dp or infer_dp(num_gpus, tp, pp, cp))
     plan = validate_or_explain(TrainingPlan, fields, "training plan")
     cluster = resolve_cluster(gpu or "h100-sxm", num_gpus, system=system)  # structure checks need no real GPU
     check_plan(spec, cluster, plan)

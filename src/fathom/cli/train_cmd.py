@@ -7,30 +7,13 @@ from typing import Annotated
 
 import typer
 
-from fathom.cli.options import (
-    AttentionChoice,
-    FinetuneChoice,
-    LoraTargetsChoice,
-    MoEDispatcherChoice,
-    OffloadChoice,
-    OptimizerChoice,
-    PrecisionChoice,
-    RecomputeChoice,
-    ScheduleChoice,
-    Zero2CommChoice,
-    Zero3GatherChoice,
-    system_overrides,
-)
+from fathom.cli import options as opts
+from fathom.cli.options import resolve_schedule, system_overrides
 from fathom.cli.render import print_json, render_training
 from fathom.cli.render_energy import render_energy_and_reliability
-from fathom.errors import FathomInputError
 from fathom.reliability.checkpoint import CHECKPOINT_MODES
-from fathom.specs.plan import CUDA_GRAPHS, MOE_ROUTINGS, PIPELINE_ENGINES
 
 CheckpointChoice = StrEnum("CheckpointChoice", {m.replace("-", "_"): m for m in CHECKPOINT_MODES})
-MoERoutingChoice = StrEnum("MoERoutingChoice", {m: m for m in MOE_ROUTINGS})
-CudaGraphsChoice = StrEnum("CudaGraphsChoice", {g.replace("-", "_"): g for g in CUDA_GRAPHS})
-PipelineEngineChoice = StrEnum("PipelineEngineChoice", {e: e for e in PIPELINE_ENGINES})
 
 Pos = dict(min=1)
 
@@ -41,115 +24,50 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         model: Annotated[str, typer.Option(help="Preset name, HF config.json or ModelSpec YAML.")],
         gpu: Annotated[str, typer.Option(help="GPU name or device YAML (see `fathom gpus`).")],
-        num_gpus: Annotated[int, typer.Option(min=1, help="Total GPUs.")],
-        seq_len: Annotated[int, typer.Option(min=1, help="Tokens per sequence.")],
-        global_batch: Annotated[int, typer.Option(min=1, help="Sequences per optimizer step.")],
-        micro_batch: Annotated[int, typer.Option(min=1, help="Sequences per micro-batch.")] = 1,
+        num_gpus: opts.NumGpus,
+        seq_len: opts.SeqLen,
+        global_batch: opts.GlobalBatch,
+        micro_batch: opts.MicroBatch = 1,
         system: Annotated[str | None, typer.Option(help="System name (default: the GPU's usual system).")] = None,
         gpus_per_node: Annotated[int | None, typer.Option(min=1)] = None,
         intra_node_bw: Annotated[float | None, typer.Option(min=0.001, help="GB/s per GPU per direction.")] = None,
         inter_node_bw: Annotated[float | None, typer.Option(min=0.001, help="GB/s per GPU per direction.")] = None,
-        tp: Annotated[int, typer.Option(min=1, help="Tensor parallel degree.")] = 1,
-        pp: Annotated[int, typer.Option(min=1, help="Pipeline parallel degree.")] = 1,
-        dp: Annotated[int | None, typer.Option(min=1, help="Data parallel degree (inferred if omitted).")] = None,
-        cp: Annotated[int, typer.Option(min=1, help="Context parallel degree.")] = 1,
-        ep: Annotated[int, typer.Option(min=1, help="Expert parallel degree.")] = 1,
-        vpp: Annotated[int, typer.Option(min=1, help="Model chunks per pipeline rank (interleaving).")] = 1,
-        sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel")] = True,
-        zero: Annotated[int, typer.Option(min=0, max=3, help="ZeRO stage (3 = FSDP full shard).")] = 1,
-        schedule: Annotated[ScheduleChoice | None, typer.Option(help="Default: interleaved if vpp>1.")] = None,
-        recompute: Annotated[RecomputeChoice, typer.Option()] = RecomputeChoice.selective,
-        precision: Annotated[PrecisionChoice, typer.Option()] = PrecisionChoice.bf16,
-        optimizer: Annotated[OptimizerChoice, typer.Option()] = OptimizerChoice.adamw,
-        offload: Annotated[OffloadChoice, typer.Option()] = OffloadChoice.none,
-        finetune: Annotated[
-            FinetuneChoice, typer.Option(help="Full training, LoRA adapters, or QLoRA (4-bit frozen base).")
-        ] = FinetuneChoice.none,
-        lora_rank: Annotated[int, typer.Option(help="Rank of the LoRA/QLoRA adapters.")] = 16,
-        lora_targets: Annotated[
-            LoraTargetsChoice, typer.Option(help="Linear layers that get adapters.")
-        ] = LoraTargetsChoice.all_linear,
-        frozen_layers: Annotated[int, typer.Option(help="Leading layers (and the embedding) kept frozen.")] = 0,
-        activation_offload_layers: Annotated[
-            int,
-            typer.Option(
-                help="Layers whose activations go to host memory and back, overlapped with compute "
-                "(Megatron-Core --cpu-offloading-num-layers; needs --pp 1 and --recompute none)."
-            ),
-        ] = 0,
-        galore_rank: Annotated[int, typer.Option(help="Rank of GaLore's projected gradients.")] = 128,
-        master_weights: Annotated[
-            bool, typer.Option("--master-weights/--no-master-weights", help="fp32 master weights; off: pure 16-bit.")
-        ] = True,
-        fp8_saved_inputs: Annotated[
-            bool,
-            typer.Option(
-                "--fp8-saved-inputs/--no-fp8-saved-inputs",
-                help="FP8: linears keep FP8 inputs for backward (Transformer Engine); off: 16-bit (torchao Float8).",
-            ),
-        ] = True,
-        attention: Annotated[AttentionChoice, typer.Option(help="Attention kernel class.")] = AttentionChoice.flash2,
-        moe_dispatcher: Annotated[
-            MoEDispatcherChoice, typer.Option(help="MoE token dispatch: flat all-to-all or DeepEP-style.")
-        ] = MoEDispatcherChoice.alltoall,
-        overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
-        zero3_gather: Annotated[
-            Zero3GatherChoice,
-            typer.Option(help="ZeRO-3 gathers: prefetched; DeepSpeed 2021 per-parameter sync; FSDP BACKWARD_POST."),
-        ] = Zero3GatherChoice.prefetch,
-        zero2_comm: Annotated[
-            Zero2CommChoice,
-            typer.Option(help="ZeRO-2 traffic: once per step (DeepSpeed, Megatron) or per unit (FSDP SHARD_GRAD_OP)."),
-        ] = Zero2CommChoice.per_step,
-        pipeline_engine: Annotated[
-            PipelineEngineChoice,
-            typer.Option(
-                help="Pipeline runtime: Megatron-LM (frees sent stage outputs) or DeepSpeed's PipelineEngine "
-                "(keeps TP-partitioned stage outputs and p + 1 loaded micro-batches on the first stage)."
-            ),
-        ] = PipelineEngineChoice.megatron,
-        overlap_moe_comm: Annotated[bool, typer.Option("--overlap-moe-comm/--no-overlap-moe-comm")] = False,
-        moe_routing: Annotated[
-            MoERoutingChoice,
-            typer.Option(
-                help="MoE routing: balanced (every EP rank at the mean) or dropless (busiest rank sets pace)."
-            ),
-        ] = MoERoutingChoice.balanced,
-        moe_router_fusion: Annotated[
-            bool,
-            typer.Option(
-                "--moe-router-fusion/--no-moe-router-fusion",
-                help="Transformer Engine's fused MoE router kernels (Megatron --moe-router-fusion; default off).",
-            ),
-        ] = False,
-        cuda_graphs: Annotated[
-            CudaGraphsChoice,
-            typer.Option(help="Layer parts replayed as CUDA graphs: none, attn, attn-moe-router, full (dense only)."),
-        ] = CudaGraphsChoice.none,
-        balance_pipeline_ends: Annotated[
-            bool,
-            typer.Option(
-                "--balance-pipeline-ends/--no-balance-pipeline-ends",
-                help="First and last stages hold one layer fewer (embedding and head count as a layer).",
-            ),
-        ] = False,
-        overlap_tp_comm: Annotated[
-            bool, typer.Option("--overlap-tp-comm/--no-overlap-tp-comm", help="TP collectives pipelined with GEMMs.")
-        ] = False,
-        async_tp_allreduce: Annotated[
-            bool,
-            typer.Option(
-                "--async-tp-allreduce/--no-async-tp-allreduce",
-                help="Megatron's backward TP all-reduce under the weight-gradient GEMM (Megatron-LM default).",
-            ),
-        ] = True,
-        overlap_p2p_comm: Annotated[
-            bool, typer.Option("--overlap-p2p-comm/--no-overlap-p2p-comm", help="Asynchronous pipeline sends.")
-        ] = False,
-        overlap_param_gather: Annotated[
-            bool,
-            typer.Option("--overlap-param-gather/--no-overlap-param-gather", help="Per-chunk ZeRO gathers overlapped."),
-        ] = False,
+        tp: opts.TP = 1,
+        pp: opts.PP = 1,
+        dp: opts.DP = None,
+        cp: opts.CP = 1,
+        ep: opts.EP = 1,
+        vpp: opts.VPP = 1,
+        sequence_parallel: opts.SequenceParallel = True,
+        zero: opts.Zero = 1,
+        schedule: opts.Schedule = None,
+        recompute: opts.Recompute = opts.RecomputeChoice.selective,
+        precision: opts.Precision = opts.PrecisionChoice.bf16,
+        optimizer: opts.Optimizer = opts.OptimizerChoice.adamw,
+        offload: opts.Offload = opts.OffloadChoice.none,
+        finetune: opts.Finetune = opts.FinetuneChoice.none,
+        lora_rank: opts.LoraRank = 16,
+        lora_targets: opts.LoraTargets = opts.LoraTargetsChoice.all_linear,
+        frozen_layers: opts.FrozenLayers = 0,
+        activation_offload_layers: opts.ActivationOffloadLayers = 0,
+        galore_rank: opts.GaloreRank = 128,
+        master_weights: opts.MasterWeights = True,
+        fp8_saved_inputs: opts.Fp8SavedInputs = True,
+        attention: opts.Attention = opts.AttentionChoice.flash2,
+        moe_dispatcher: opts.MoEDispatcher = opts.MoEDispatcherChoice.alltoall,
+        overlap_grad_reduce: opts.OverlapGradReduce = True,
+        zero3_gather: opts.Zero3Gather = opts.Zero3GatherChoice.prefetch,
+        zero2_comm: opts.Zero2Comm = opts.Zero2CommChoice.per_step,
+        pipeline_engine: opts.PipelineEngine = opts.PipelineEngineChoice.megatron,
+        overlap_moe_comm: opts.OverlapMoeComm = False,
+        moe_routing: opts.MoERouting = opts.MoERoutingChoice.balanced,
+        moe_router_fusion: opts.MoERouterFusion = False,
+        cuda_graphs: opts.CudaGraphs = opts.CudaGraphsChoice.none,
+        balance_pipeline_ends: opts.BalancePipelineEnds = False,
+        overlap_tp_comm: opts.OverlapTpComm = False,
+        async_tp_allreduce: opts.AsyncTpAllreduce = True,
+        overlap_p2p_comm: opts.OverlapP2pComm = False,
+        overlap_param_gather: opts.OverlapParamGather = False,
         tokens: Annotated[
             float | None, typer.Option(min=1, help="Tokens to train: time, GPU-hours, energy, cost.")
         ] = None,
@@ -180,10 +98,7 @@ def register(app: typer.Typer) -> None:
         if report is not None:
             check_output_path(report, "--report", REPORT_SUFFIXES)  # before estimating: a typo must not cost a run
 
-        if schedule is None:
-            schedule = ScheduleChoice("interleaved" if vpp > 1 else "1f1b")
-        if schedule == "interleaved" and vpp == 1:
-            raise FathomInputError("--schedule interleaved needs --vpp 2 or more")
+        schedule_name = resolve_schedule(schedule, vpp)
         overrides = system_overrides(gpus_per_node, intra_node_bw, inter_node_bw)
         result = estimate_training_plan(
             model=model,
@@ -202,7 +117,7 @@ def register(app: typer.Typer) -> None:
             vpp=vpp,
             sequence_parallel=sequence_parallel,
             zero=zero,
-            schedule=schedule.value,
+            schedule=schedule_name,
             recompute=recompute.value,
             precision=precision.value,
             optimizer=optimizer.value,

@@ -52,16 +52,40 @@ class ImportedServing:
 
 
 def canonical_training(plan: TrainingPlan, spec: ModelSpec | None) -> TrainingPlan:
-    """The plan with fields that have no effect set to their defaults: sequence parallelism needs TP > 1, and
-    MoE dispatch settings need experts, ZeRO needs more than one data-parallel rank (unless it offloads). Two
-    plans equal here train identically."""
+    """The plan with fields that have no effect set to their defaults: sequence parallelism and TP overlap need
+    TP > 1, MoE settings need experts, ZeRO needs more than one data-parallel rank (unless it offloads) and its
+    gather settings their stage, pipeline settings a pipeline, adapter settings adapters. Two plans equal here
+    train identically."""
+    defaults = {k: f.default for k, f in TrainingPlan.model_fields.items()}
     update: dict = {}
-    if plan.dp == 1 and plan.offload == "none":
-        update["zero"] = 0
+
+    def reset(*fields: str) -> None:
+        update.update({k: defaults[k] for k in fields})
+
+    zero = 0 if plan.dp == 1 and plan.offload == "none" else plan.zero
+    update["zero"] = zero
     if plan.tp == 1:
         update["sequence_parallel"] = False
+        reset("overlap_tp_comm", "async_tp_allreduce")
     if spec is not None and not spec.is_moe:
         update.update(moe_dispatcher="alltoall", overlap_moe_comm=False)
+        reset("moe_routing", "moe_router_fusion")
+    if zero != 3:
+        reset("zero3_gather")
+    if zero != 2:
+        reset("zero2_comm")
+    if zero == 0:
+        reset("overlap_param_gather")
+    if plan.pp == 1:
+        reset("pipeline_engine", "overlap_p2p_comm", "balance_pipeline_ends")
+    if plan.finetune == "none":
+        reset("lora_rank", "lora_targets")
+    if plan.optimizer not in ("galore", "galore-8bit"):
+        reset("galore_rank")
+    if plan.precision != "fp8":
+        reset("fp8_saved_inputs")
+    if plan.precision == "fp32":
+        reset("master_weights")
     return plan.model_copy(update=update)
 
 

@@ -32,12 +32,17 @@ def render_command(
     env: dict[str, str] | None = None,
     positional: Iterable[str] = (),
 ) -> str:
-    """``ENV=.. program positional --flag value`` with one flag per line (``value None`` = a bare flag)."""
+    """``ENV=.. program positional --flag value`` with one flag per line (``value None`` = a bare flag, a list or
+    tuple = one word each, for flags that take several)."""
     head = [f"{k}={quote(v)}" for k, v in (env or {}).items()] + [quote(p) for p in program]
     head += [quote(p) for p in positional]
     lines = [" ".join(head)]
     for flag, value in options:
-        lines.append(f"  {quote(flag)}" if value is None else f"  {flag} {quote(value)}")
+        if value is None:
+            lines.append(f"  {quote(flag)}")
+        else:
+            words = value if isinstance(value, list | tuple) else [value]
+            lines.append(f"  {flag} " + " ".join(quote(w) for w in words))
     return " \\\n".join(lines) + "\n"
 
 
@@ -111,13 +116,14 @@ def parse_script(text: str) -> Script:
 
 
 class Options:
-    """Flags of one command line: ``--flag value``, ``--flag=value`` and bare boolean flags."""
+    """Flags of one command line: ``--flag value``, ``--flag=value``, bare boolean flags, and ``multi_flags`` that
+    take every word up to the next flag (argparse ``nargs='+'``; kept space-joined, split by ``words``)."""
 
-    def __init__(self, words: list[str], source: str, bare_flags: Iterable[str] = ()):
+    def __init__(self, words: list[str], source: str, bare_flags: Iterable[str] = (), multi_flags: Iterable[str] = ()):
         self.source = source
         self.values: dict[str, str | bool] = {}
         self.positional: list[str] = []
-        bare = set(bare_flags)
+        bare, multi = set(bare_flags), set(multi_flags)
         i = 0
         while i < len(words):
             w = words[i]
@@ -127,6 +133,12 @@ class Options:
                     self.values[name] = val
                 elif name in bare or i + 1 == len(words) or _looks_like_flag(words[i + 1]):
                     self.values[name] = True
+                elif name in multi:
+                    j = i + 1
+                    while j < len(words) and not _looks_like_flag(words[j]):
+                        j += 1
+                    self.values[name] = " ".join(words[i + 1 : j])
+                    i = j - 1
                 else:
                     self.values[name] = words[i + 1]
                     i += 1
@@ -151,6 +163,11 @@ class Options:
                     raise FathomInputError(f"{self.source}: {n} needs a value")
                 return v
         return default
+
+    def words(self, *names: str) -> list[str]:
+        """A multi-word flag's words (empty when absent)."""
+        text = self.text(*names)
+        return text.split() if text else []
 
     def number(self, *names: str, default=None, kind=int):
         raw = self.text(*names)

@@ -24,6 +24,7 @@ BARE_MODEL_FLAGS = (
     "--qk-layernorm",
     "--multi-latent-attention",
     "--moe-shared-expert-gate",
+    "--use-rope-scaling",
 )
 
 
@@ -47,6 +48,21 @@ def _pattern_expr(pattern: list[int]) -> str:
     return "(" + "+".join(f"[{b}]*{n}" for b, n in runs) + ")"
 
 
+def _rope_flags(spec: ModelSpec, notes: dict[str, str]) -> list[tuple[str, object]]:
+    """RoPE base and Llama 3.1 scaling from the spec: Megatron-LM's defaults (base 10000, no scaling) are not
+    Llama 3's (500000, llama3 scaling with factor 8)."""
+    if spec.position_embedding != "rope":
+        return []
+    f: list[tuple[str, object]] = []
+    if spec.rope_theta is not None:
+        f.append(("--rotary-base", round(spec.rope_theta)))  # argparse type=int
+        if not float(spec.rope_theta).is_integer():
+            notes["model.rope_theta"] = f"Megatron-LM's --rotary-base takes an integer; wrote {round(spec.rope_theta)}"
+    if spec.rope_scaling == "llama3":  # Megatron-Core's llama3 scaling fixes low/high factors 1, 4 and 8192 tokens
+        f += [("--use-rope-scaling", None), ("--rope-scaling-factor", spec.rope_scaling_factor)]
+    return f
+
+
 def model_flags(spec: ModelSpec, seq_len: int) -> tuple[list[tuple[str, object]], dict[str, str]]:
     """Megatron flags for the shape, and ``model.<field>: reason`` notes for what Megatron cannot build."""
     f: list[tuple[str, object]] = [
@@ -67,6 +83,7 @@ def model_flags(spec: ModelSpec, seq_len: int) -> tuple[list[tuple[str, object]]
     else:
         notes["model.position_embedding"] = f"Megatron-LM has no {spec.position_embedding} positions; wrote rope"
         f.append(("--position-embedding-type", "rope"))
+    f += _rope_flags(spec, notes)
     if spec.gated_mlp:
         f.append(("--swiglu", None))
     if not spec.tied_embeddings:
@@ -190,8 +207,11 @@ def spec_from_options(o: Options, name: str) -> ModelSpec | None:
         mlp_bias=bias,
         position_embedding=position or "rope",
         hidden_dropout=n("--hidden-dropout", default=0.1, kind=float) > 0,
+        rope_theta=n("--rotary-base", default=None, kind=float),
         source=f"imported from {o.source}",
     )
+    if o.flag("--use-rope-scaling"):
+        fields.update(rope_scaling="llama3", rope_scaling_factor=n("--rope-scaling-factor", default=8.0, kind=float))
     if window := o.text("--window-size"):
         size = int(window.strip("()[] ").split(",")[0])
         fields.update(sliding_window=size, num_sliding_window_layers=layers if size > 0 else 0)

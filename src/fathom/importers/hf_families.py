@@ -44,7 +44,26 @@ def _decoder(c: HFConfig, *, tie: bool) -> Fields:
         max_seq_len=c.size("max_position_embeddings", default=4096),
         norm_type="rmsnorm",
         position_embedding="rope",
+        **_rope(c),
     )
+
+
+def _rope(c: HFConfig) -> Fields:
+    """``rope_theta`` and Llama 3.1's "llama3" ``rope_scaling`` (transformers 5 nests both in ``rope_parameters``):
+    no cost depends on them, but engine exports must build the same positions."""
+    params = c.get("rope_parameters", default=None)
+    params = params if isinstance(params, dict) else {}
+    theta = params.get("rope_theta", c.get("rope_theta", default=None))
+    if theta is not None and (isinstance(theta, bool) or not isinstance(theta, int | float) or theta <= 0):
+        raise c.error(f"field 'rope_theta' must be a positive number, got {theta!r}")
+    scaling = c.get("rope_scaling", default=None) or params
+    fields: Fields = {} if theta is None else {"rope_theta": float(theta)}
+    if isinstance(scaling, dict) and (scaling.get("rope_type") or scaling.get("type")) == "llama3":
+        factor = scaling.get("factor")
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+            raise c.error(f"field 'rope_scaling.factor' must be a positive number, got {factor!r}")
+        fields.update(rope_scaling="llama3", rope_scaling_factor=float(factor))
+    return fields
 
 
 def _window_all_layers(c: HFConfig, f: Fields) -> Fields:

@@ -15,6 +15,7 @@ from fathom.errors import FathomInputError
 
 NormType = Literal["layernorm", "rmsnorm"]
 PositionEmbedding = Literal["rope", "learned", "alibi", "none"]
+RopeScaling = Literal["none", "llama3"]
 
 
 class _Frozen(BaseModel):
@@ -85,6 +86,14 @@ class ModelSpec(_Frozen):
     lm_head_bias: bool = False
     embedding_norm: bool = False  # BLOOM normalises the word embeddings
     position_embedding: PositionEmbedding = "rope"
+    # RoPE's base frequency (Hugging Face ``rope_theta``; None = not recorded, an engine then uses its own default,
+    # 10000 in Megatron-LM) and Llama 3.1's frequency-dependent RoPE scaling (``rope_scaling`` of rope_type "llama3":
+    # low/high frequency factors 1 and 4 over an 8192-token original context) with its factor. Neither changes a
+    # cost; they are kept so that engine launch files build the model that was trained (Megatron-LM --rotary-base,
+    # --use-rope-scaling --rope-scaling-factor).
+    rope_theta: float | None = Field(None, gt=0)
+    rope_scaling: RopeScaling = "none"
+    rope_scaling_factor: float = Field(1.0, gt=0)
     parallel_block: bool = False  # GPT-J / NeoX / Falcon: attention and MLP read the same input
     hidden_dropout: bool = False  # trained with dropout (GPT-3/Megatron era): masks kept for backward
     sliding_window: int = Field(0, ge=0, description="window size in tokens; 0 = full attention")

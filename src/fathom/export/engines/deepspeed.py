@@ -15,6 +15,7 @@ import json
 
 from fathom.errors import FathomInputError
 from fathom.export.base import ImportedTraining
+from fathom.export.pipeline_split import priced_rank_layers
 from fathom.export.registry import TrainingEngine
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
@@ -29,12 +30,22 @@ _OPTIMIZER_PARAMS = {
 }
 
 
-def _notes(p: TrainingPlan) -> dict[str, str]:
+def _notes(p: TrainingPlan, spec: ModelSpec) -> dict[str, str]:
     notes = {
         "seq_len": "ds_config carries no sequence length (the data loader's); give it to `fathom import --seq-len`"
     }
     if p.pp > 1:
-        notes["pp"] = "DeepSpeed pipeline stages are set in code (PipelineModule(num_stages=...)), not in ds_config"
+        layers = priced_rank_layers(spec.num_layers, p.pp)
+        notes["pp"] = (
+            "DeepSpeed pipeline stages are set in code (PipelineModule(num_stages=...)), not in ds_config; "
+            f"fathom priced at most {layers} of the {spec.num_layers} layers a stage"
+        )
+        for name, reason in (
+            ("balance_pipeline_ends", "PipelineModule's partition_method places the embedding and head, in code"),
+            ("overlap_p2p_comm", "DeepSpeed's PipelineEngine sends and receives between its compute steps"),
+        ):
+            if getattr(p, name):
+                notes[name] = reason
     if p.vpp > 1 or p.schedule != "1f1b":
         notes["schedule"] = "DeepSpeed's pipeline engine runs its own 1F1B-style TrainSchedule only"
     if p.ep > 1:
@@ -57,6 +68,40 @@ def _notes(p: TrainingPlan) -> dict[str, str]:
         notes["overlap_moe_comm"] = "not a ds_config setting"
     if p.moe_dispatcher != "alltoall":
         notes["moe_dispatcher"] = "DeepSpeed-MoE dispatches with one all-to-all"
+    notes.update(_code_notes(p))
+    return notes
+
+
+def _code_notes(p: TrainingPlan) -> dict[str, str]:
+    """Plan levers that live in the training script or in DeepSpeed's own code, not in ds_config."""
+    notes = {}
+    if p.finetune != "none":
+        notes["finetune"] = f"{p.finetune} adapters are built in code (e.g. PEFT) before deepspeed.initialize"
+    if p.frozen_layers:
+        notes["frozen_layers"] = "frozen layers are set in code (requires_grad=False), not in ds_config"
+    if p.activation_offload_layers:
+        notes["activation_offload_layers"] = "ds_config offloads only checkpointed activations (cpu_checkpointing)"
+    if p.cuda_graphs != "none":
+        notes["cuda_graphs"] = "ds_config has no CUDA graph capture for training"
+    if p.moe_routing == "dropless":
+        notes["moe_routing"] = "DeepSpeed-MoE's token dropping is set in code (MoE(drop_tokens=False))"
+    if p.moe_router_fusion:
+        notes["moe_router_fusion"] = "DeepSpeed-MoE has no fused router"
+    if p.zero == 3 and p.zero3_gather != "prefetch":
+        notes["zero3_gather"] = "DeepSpeed ZeRO-3 has prefetched its gathers since 2021; ds_config cannot undo it"
+    if p.zero == 2 and p.zero2_comm != "per-step":
+        notes["zero2_comm"] = "DeepSpeed ZeRO-2 reduce-scatters gradients once per step"
+    if p.tp > 1:
+        if p.overlap_tp_comm:
+            notes["overlap_tp_comm"] = "DeepSpeed AutoTP does not overlap its collectives with the GEMMs"
+        if p.async_tp_allreduce:
+            notes["async_tp_allreduce"] = "DeepSpeed AutoTP's backward all-reduce is not overlapped with the GEMMs"
+    if p.overlap_param_gather and p.zero >= 1:
+        notes["overlap_param_gather"] = "not a ds_config setting (ZeRO-3 prefetch is zero3_gather)"
+    if not p.master_weights and p.precision != "fp32":
+        notes["master_weights"] = "DeepSpeed keeps fp32 master weights beside bf16/fp16 parameters"
+    if not p.fp8_saved_inputs and p.precision == "fp8":
+        notes["fp8_saved_inputs"] = "FP8 layers are the model code's (Transformer Engine or torchao)"
     return notes
 
 
@@ -93,7 +138,7 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
             "synchronize_checkpoint_boundary": False,
             "profile": False,
         }
-    return json.dumps(config, indent=2) + "\n", _notes(plan)
+    return json.dumps(config, indent=2) + "\n", _notes(plan, spec)
 
 
 def _int(config: dict, key: str, default: int | None = None) -> int | None:
@@ -160,6 +205,7 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         optimizer=optimizer,
         offload=device,
         overlap_grad_reduce=bool(zero.get("overlap_comm", stage == 3)),
+        async_tp_allreduce=False,  # AutoTP's all-reduces wait for the GEMMs (TrainingPlan.async_tp_allreduce)
     )
     warnings.append("seq_len: ds_config has no sequence length; give --seq-len (default: the model's context)")
     return ImportedTraining(plan=plan, warnings=warnings)

@@ -14,6 +14,13 @@ from fathom.errors import FathomInputError
 from fathom.export.base import ImportedTraining
 from fathom.export.cmdline import Options, parse_script, render_command
 from fathom.export.megatron_model import BARE_MODEL_FLAGS, model_flags, spec_from_options
+from fathom.export.pipeline_split import (
+    megatron_split,
+    megatron_stage_layers,
+    parse_megatron_layout,
+    priced_rank_layers,
+    rank_layers,
+)
 from fathom.export.registry import TrainingEngine
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
@@ -33,7 +40,18 @@ BARE_FLAGS = BARE_MODEL_FLAGS + (
     "--overlap-moe-expert-parallel-comm",
     "--moe-enable-deepep",
     "--mock-data",
+    "--no-overlap-p2p-communication",
+    "--overlap-param-gather",
+    "--tp-comm-overlap",
+    "--moe-router-fusion",
+    "--moe-router-force-load-balancing",
+    "--account-for-embedding-in-pipeline-split",
+    "--account-for-loss-in-pipeline-split",
 )
+MULTI_FLAGS = ("--cuda-graph-scope", "--cuda-graph-modules")  # argparse nargs='+'
+# fathom's cuda_graphs as Megatron-Core's --cuda-graph-impl transformer_engine scope; an empty scope is the whole
+# layer. --cuda-graph-scope is the name Megatron-LM releases know (main reads it as --cuda-graph-modules).
+_CUDA_GRAPH_SCOPE = {"attn": ["attn"], "attn-moe-router": ["attn", "moe_router", "moe_preprocess"], "full": []}
 
 
 def _launch_shape(num_gpus: int, gpus_per_node: int) -> tuple[int, int]:
@@ -51,11 +69,7 @@ def _plan_flags(p: TrainingPlan, spec: ModelSpec) -> tuple[list[tuple[str, objec
     ]
     if p.ep > 1:
         f.append(("--expert-model-parallel-size", p.ep))
-    if p.vpp > 1:
-        if spec.num_layers % (p.pp * p.vpp) == 0:
-            f.append(("--num-layers-per-virtual-pipeline-stage", spec.num_layers // (p.pp * p.vpp)))
-        else:
-            f.append(("--num-virtual-stages-per-pipeline-rank", p.vpp))
+    f += _pipeline_flags(p, spec, notes)
     if p.schedule.startswith("zero-bubble"):
         notes["schedule"] = f"Megatron-LM has no {p.schedule} pipeline schedule; wrote 1F1B"
     if p.sequence_parallel and p.tp > 1:  # Megatron-Core refuses sequence parallelism without TP
@@ -77,6 +91,11 @@ def _plan_flags(p: TrainingPlan, spec: ModelSpec) -> tuple[list[tuple[str, objec
         f += [("--use-megatron-fsdp", None), ("--data-parallel-sharding-strategy", _ZERO_FSDP[p.zero])]
     if p.overlap_grad_reduce:
         f.append(("--overlap-grad-reduce", None))
+    if p.overlap_param_gather and p.zero >= 1:  # Megatron asserts a sharded optimizer and --overlap-grad-reduce
+        if p.overlap_grad_reduce:
+            f.append(("--overlap-param-gather", None))
+        else:
+            notes["overlap_param_gather"] = "Megatron-LM overlaps parameter gathers only with --overlap-grad-reduce"
     if p.optimizer in ("adamw", "adam-8bit"):
         f.append(("--optimizer", "adam"))  # Megatron's Adam decouples weight decay (AdamW)
     elif p.optimizer == "sgd":
@@ -97,6 +116,22 @@ def _plan_flags(p: TrainingPlan, spec: ModelSpec) -> tuple[list[tuple[str, objec
         notes["attention"] = (
             f"Megatron-LM picks the FlashAttention version it finds installed; {p.attention} not pinned"
         )
+    if p.overlap_tp_comm and p.tp > 1:
+        if p.sequence_parallel:
+            f.append(("--tp-comm-overlap", None))  # Transformer Engine's userbuffers overlap
+        else:
+            notes["overlap_tp_comm"] = "Megatron-LM overlaps TP traffic with GEMMs only under sequence parallelism"
+    if not p.async_tp_allreduce and p.tp > 1:
+        notes["async_tp_allreduce"] = (
+            "Megatron-LM always runs its backward TP collectives under the weight-gradient GEMM "
+            "(--no-async-tensor-model-parallel-allreduce is gone)"
+        )
+    if p.activation_offload_layers:
+        f.append(("--cpu-offloading-num-layers", p.activation_offload_layers))  # > 0 turns cpu_offloading on
+    if p.cuda_graphs != "none":
+        f.append(("--cuda-graph-impl", "transformer_engine"))
+        if scope := _CUDA_GRAPH_SCOPE[p.cuda_graphs]:
+            f.append(("--cuda-graph-scope", scope))
     if spec.is_moe:
         if p.moe_dispatcher == "deepep":
             f += [("--moe-token-dispatcher-type", "flex"), ("--moe-flex-dispatcher-backend", "deepep")]
@@ -104,7 +139,78 @@ def _plan_flags(p: TrainingPlan, spec: ModelSpec) -> tuple[list[tuple[str, objec
             f.append(("--moe-token-dispatcher-type", "alltoall"))
         if p.overlap_moe_comm:
             f.append(("--overlap-moe-expert-parallel-comm", None))
+        if p.moe_router_fusion:
+            f.append(("--moe-router-fusion", None))
+        if p.moe_routing == "dropless":
+            notes["moe_routing"] = (
+                "Megatron-LM routes dropless unless given --moe-expert-capacity-factor: nothing to write, and the "
+                "file reads back as fathom's default balanced"
+            )
+    notes.update(_unsupported_notes(p))
     return f, notes
+
+
+def _pipeline_flags(p: TrainingPlan, spec: ModelSpec, notes: dict[str, str]) -> list[tuple[str, object]]:
+    """Pipeline stages holding the layers fathom priced: Megatron-Core asserts num_layers % pp == 0 (and a whole
+    number of layers per virtual stage) unless the uneven first and last stages or a layout are given."""
+    if p.pp == 1:
+        return []
+    layers, f = spec.num_layers, []
+    if p.balance_pipeline_ends:  # the embedding and the loss count as a layer each (TrainingPlan's comment)
+        if (layers + 2) % p.pp == 0 and ((layers + 2) // p.pp) % p.vpp == 0:
+            f += [("--account-for-embedding-in-pipeline-split", None), ("--account-for-loss-in-pipeline-split", None)]
+            return f + ([("--num-virtual-stages-per-pipeline-rank", p.vpp)] if p.vpp > 1 else []) + _p2p(p, notes)
+        notes["balance_pipeline_ends"] = (
+            f"Megatron-LM accounts for the embedding and loss only when num_layers + 2 = {layers + 2} splits into "
+            f"pp x vpp equal stages; wrote fathom's unbalanced split"
+        )
+    split = megatron_split(layers, p.pp, p.vpp)
+    if split.layout:  # sets the virtual stages itself
+        return [("--pipeline-model-parallel-layout", split.layout)] + _p2p(p, notes)
+    if p.vpp > 1:
+        if split.first is None and split.last is None:
+            f.append(("--num-layers-per-virtual-pipeline-stage", layers // (p.pp * p.vpp)))
+        else:  # Megatron-LM asks for this form with uneven stages
+            f.append(("--num-virtual-stages-per-pipeline-rank", p.vpp))
+    if split.first is not None:
+        f.append(("--decoder-first-pipeline-num-layers", split.first))
+    if split.last is not None:
+        f.append(("--decoder-last-pipeline-num-layers", split.last))
+    return f + _p2p(p, notes)
+
+
+def _p2p(p: TrainingPlan, notes: dict[str, str]) -> list[tuple[str, object]]:
+    """Megatron-LM overlaps pipeline sends by default, in the interleaved schedule only, and needs it there at pp 2."""
+    if p.vpp == 1:
+        if p.overlap_p2p_comm:
+            notes["overlap_p2p_comm"] = "Megatron-LM overlaps pipeline sends only in its interleaved schedule"
+        return []
+    if p.overlap_p2p_comm:
+        return []
+    if p.pp == 2:
+        notes["overlap_p2p_comm"] = "Megatron-LM's interleaved schedule at pp=2 needs overlapped sends; left them on"
+        return []
+    return [("--no-overlap-p2p-communication", None)]
+
+
+def _unsupported_notes(p: TrainingPlan) -> dict[str, str]:
+    """Plan levers that pretrain_gpt.py has no argument for."""
+    notes = {}
+    if p.finetune != "none":
+        notes["finetune"] = f"Megatron-LM's pretrain_gpt.py trains every weight; {p.finetune} is Megatron-Bridge's PEFT"
+    if p.frozen_layers:
+        notes["frozen_layers"] = "Megatron-LM has no argument that freezes the leading layers"
+    if not p.master_weights and p.precision != "fp32":
+        notes["master_weights"] = "Megatron-LM keeps fp32 master weights beside --bf16 / --fp16 parameters"
+    if not p.fp8_saved_inputs and p.precision == "fp8":
+        notes["fp8_saved_inputs"] = "Transformer Engine's linears (Megatron-LM's FP8) save FP8 inputs for backward"
+    if p.zero == 3 and p.zero3_gather != "prefetch":
+        notes["zero3_gather"] = "Megatron-FSDP prefetches each unit's all-gather ahead of its use"
+    if p.zero == 2 and p.zero2_comm != "per-step":
+        notes["zero2_comm"] = "Megatron-LM reduce-scatters ZeRO-2 gradients once per step, not per micro-batch"
+    if p.pp > 1 and p.pipeline_engine != "megatron":
+        notes["pipeline_engine"] = "Megatron-LM runs its own pipeline schedules (sent stage outputs freed)"
+    return notes
 
 
 def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node: int = 8) -> tuple[str, dict]:
@@ -155,7 +261,7 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
     found = script.find("torchrun", "pretrain_gpt.py", "pretrain_gpt")
     if found is None:
         raise FathomInputError(f"{source}: no torchrun or pretrain_gpt.py command found")
-    o = Options(found[1], source, BARE_FLAGS)
+    o = Options(found[1], source, BARE_FLAGS, MULTI_FLAGS)
     name = script.comment_value("fathom-model")
     parsed = spec_from_options(o, name or "megatron-model")
     spec = spec or parsed
@@ -168,12 +274,11 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         raise FathomInputError(f"{source}: no torchrun --nproc-per-node; give --num-gpus")
     if world % (tp * pp * cp):
         raise FathomInputError(f"{source}: {world} GPUs are not a multiple of tp*pp*cp = {tp * pp * cp}")
-    vpp = o.number("--num-virtual-stages-per-pipeline-rank", default=1)
-    if layers_per_stage := o.number("--num-layers-per-virtual-pipeline-stage"):
-        if spec is None:
-            raise FathomInputError(f"{source}: --num-layers-per-virtual-pipeline-stage needs the model (--model)")
-        vpp = spec.num_layers // (pp * layers_per_stage)
     warnings: list[str] = []
+    ends = (o.flag("--account-for-embedding-in-pipeline-split"), o.flag("--account-for-loss-in-pipeline-split"))
+    if any(ends) and not all(ends):
+        warnings.append("balance_pipeline_ends: fathom balances both ends or neither; read as neither")
+    vpp = _read_vpp(o, spec, pp, sum(ends), warnings)
     dispatcher = o.text("--moe-token-dispatcher-type", default="alltoall")
     if dispatcher == "allgather":
         warnings.append("moe_dispatcher: Megatron's allgather dispatcher read as alltoall")
@@ -215,8 +320,62 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         moe_dispatcher="deepep" if deepep else "alltoall",
         overlap_moe_comm=o.flag("--overlap-moe-expert-parallel-comm"),
         overlap_grad_reduce=o.flag("--overlap-grad-reduce"),
+        overlap_param_gather=o.flag("--overlap-param-gather"),
+        overlap_tp_comm=o.flag("--tp-comm-overlap"),
+        overlap_p2p_comm=vpp > 1 and not o.flag("--no-overlap-p2p-communication"),
+        balance_pipeline_ends=all(ends),
+        activation_offload_layers=o.number("--cpu-offloading-num-layers", default=0),
+        cuda_graphs=_read_cuda_graphs(o, warnings),
+        moe_router_fusion=o.flag("--moe-router-fusion"),
     )
     return ImportedTraining(plan=plan, model=name, model_spec=parsed, warnings=warnings)
+
+
+def _read_vpp(o: Options, spec: ModelSpec | None, pp: int, ends: int, warnings: list[str]) -> int:
+    """Model chunks per pipeline rank, and a warning when the script's split puts more layers on a rank than fathom
+    prices (ceil(num_layers / pp)) or is one Megatron-Core refuses."""
+    stages: list[int] | None = None
+    if layout := o.text("--pipeline-model-parallel-layout"):
+        try:
+            chunks = parse_megatron_layout(layout)
+        except ValueError:
+            raise FathomInputError(f"{o.source}: --pipeline-model-parallel-layout {layout!r} is malformed") from None
+        if len(chunks) % pp:
+            raise FathomInputError(f"{o.source}: --pipeline-model-parallel-layout has {len(chunks)} stages for pp={pp}")
+        vpp, stages = len(chunks) // pp, rank_layers(chunks, pp)
+    elif per_chunk := o.number("--num-layers-per-virtual-pipeline-stage"):
+        if spec is None:
+            raise FathomInputError(f"{o.source}: --num-layers-per-virtual-pipeline-stage needs the model (--model)")
+        vpp = (spec.num_layers + ends) // (pp * per_chunk)
+    else:
+        vpp = o.number("--num-virtual-stages-per-pipeline-rank", default=1)
+    if spec is None or pp == 1 or ends:
+        return vpp
+    first, last = o.number("--decoder-first-pipeline-num-layers"), o.number("--decoder-last-pipeline-num-layers")
+    if stages is None:
+        stages = megatron_stage_layers(spec.num_layers, pp, first, last)
+    cap = priced_rank_layers(spec.num_layers, pp)
+    if stages is None:
+        warnings.append(f"pp: Megatron-Core cannot split {spec.num_layers} layers over pp={pp} as the script asks")
+    elif max(stages) > cap:
+        warnings.append(f"pp: the script puts {max(stages)} layers on a pipeline rank; fathom prices {cap}")
+    return vpp
+
+
+def _read_cuda_graphs(o: Options, warnings: list[str]) -> str:
+    """fathom's cuda_graphs from --cuda-graph-impl and its scope (or the deprecated --enable-cuda-graph)."""
+    impl = o.text("--cuda-graph-impl", default="none")
+    if o.flag("--enable-cuda-graph") or o.flag("--external-cuda-graph"):
+        impl = "local"
+    if impl == "none":
+        return "none"
+    scope = o.words("--cuda-graph-scope", "--cuda-graph-modules")
+    if not scope or scope == ["full"]:
+        return "full"
+    if "attn" in scope:
+        return "attn-moe-router" if "moe_router" in scope else "attn"
+    warnings.append(f"cuda_graphs: Megatron's CUDA graph scope {' '.join(scope)} read as the whole layer")
+    return "full"
 
 
 ENGINE = TrainingEngine(name="megatron", title="Megatron-LM", doc_url=DOC_URL, write=write, read=read)

@@ -14,6 +14,13 @@ import tomllib
 
 from fathom.errors import FathomInputError
 from fathom.export.base import ImportedTraining
+from fathom.export.pipeline_split import (
+    layer_chunks,
+    priced_rank_layers,
+    rank_layers,
+    torchtitan_interleaved,
+    torchtitan_stage_layers,
+)
 from fathom.export.registry import TrainingEngine
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
@@ -55,16 +62,35 @@ def _toml_value(v) -> str:
     return repr(v)
 
 
-def _stage_layout(num_layers: int, stages: int) -> dict[str, int]:
-    """Layers per stage, with the first and last stages lighter so that exactly ``stages`` stages come out:
-    torchtitan cuts num_layers + first_less + last_less layers into stages of layers_per_stage."""
-    per_stage = -(-num_layers // stages)
-    spare = stages * per_stage - num_layers
-    return {
-        "pipeline_parallel_layers_per_stage": per_stage,
-        "pipeline_parallel_first_stage_less_layers": spare // 2,
-        "pipeline_parallel_last_stage_less_layers": spare - spare // 2,
-    }
+def _stage_layout(p: TrainingPlan, spec: ModelSpec, notes: dict[str, str]) -> dict:
+    """The pipeline keys that give the split fathom priced: torchtitan's defaults count the embedding and the head
+    as a layer each (first/last_stage_less_layers 1), which can put more than ceil(L/pp) layers on a stage."""
+    layers = spec.num_layers
+    if p.vpp == 1:
+        balanced = p.balance_pipeline_ends and (layers + 2) % p.pp == 0
+        if p.balance_pipeline_ends and not balanced:
+            notes["balance_pipeline_ends"] = f"needs num_layers + 2 = {layers + 2} to be a multiple of pp={p.pp}"
+        return {
+            "pipeline_parallel_first_stage_less_layers": int(balanced),
+            "pipeline_parallel_last_stage_less_layers": int(balanced),
+        }
+    found = torchtitan_interleaved(layers, p.pp, p.vpp)
+    if found and found[3] <= priced_rank_layers(layers, p.pp):
+        per_stage, first_less, last_less, _ = found
+        return {
+            "pipeline_parallel_layers_per_stage": per_stage,
+            "pipeline_parallel_first_stage_less_layers": first_less,
+            "pipeline_parallel_last_stage_less_layers": last_less,
+        }
+    # No layers_per_stage gives it: name every stage's modules (torchtitan's own FQNs for its LLMs).
+    chunks = layer_chunks(layers, p.pp, p.vpp)
+    names, start = [], 0
+    for k, n in enumerate(chunks):
+        stage = [f"layers.{i}" for i in range(start, start + n)]
+        start += n
+        head = ["norm", "output"] if k == len(chunks) - 1 else []
+        names.append((["tok_embeddings"] if k == 0 else []) + stage + head)
+    return {"module_fqns_per_model_part": names}
 
 
 def _notes(p: TrainingPlan, spec: ModelSpec) -> dict[str, str]:
@@ -93,6 +119,41 @@ def _notes(p: TrainingPlan, spec: ModelSpec) -> dict[str, str]:
         notes["overlap_grad_reduce"] = "FSDP2 and DDP always overlap the gradient reduction with backward"
     if p.overlap_moe_comm:
         notes["overlap_moe_comm"] = "torchtitan overlaps expert communication only inside its DualPipeV schedule"
+    notes.update(_lever_notes(p, spec))
+    return notes
+
+
+def _lever_notes(p: TrainingPlan, spec: ModelSpec) -> dict[str, str]:
+    """Plan levers torchtitan 0.2's job config has no key for, or that its stack fixes."""
+    notes = {}
+    if p.finetune != "none":
+        notes["finetune"] = f"torchtitan 0.2 trains every weight; it has no {p.finetune} adapters"
+    if p.frozen_layers:
+        notes["frozen_layers"] = "torchtitan 0.2 has no key that freezes the leading layers"
+    if p.activation_offload_layers:
+        notes["activation_offload_layers"] = "torchtitan 0.2 does not offload activations to the host"
+    if p.cuda_graphs != "none":
+        notes["cuda_graphs"] = "torchtitan compiles with torch.compile; it has no per-layer CUDA graph key"
+    if spec.is_moe and p.moe_router_fusion:
+        notes["moe_router_fusion"] = "torchtitan's MoE router is not Transformer Engine's fused one"
+    if spec.is_moe and p.moe_routing == "dropless":
+        notes["moe_routing"] = "torchtitan routes dropless already: nothing to write, and it reads back as balanced"
+    if not p.master_weights and p.precision != "fp32":
+        notes["master_weights"] = "FSDP2 mixed precision keeps fp32 parameters beside the bf16 compute copy"
+    if p.precision == "fp8" and p.fp8_saved_inputs:
+        notes["fp8_saved_inputs"] = "torchao's Float8Linear (torchtitan's FP8) saves 16-bit inputs for backward"
+    if p.tp > 1 and p.async_tp_allreduce:
+        notes["async_tp_allreduce"] = "DTensor TP does not run its backward collectives under the weight GEMM"
+    if p.dp > 1 and p.zero in (1, 2) and p.zero2_comm == "per-step":
+        notes["zero2_comm"] = "FSDP2 without resharding gathers and reduce-scatters each block every micro-batch"
+    if p.dp > 1 and p.zero == 3 and p.zero3_gather != "prefetch":
+        notes["zero3_gather"] = "FSDP2 prefetches the next block's all-gather in forward and backward"
+    if p.dp > 1 and p.zero >= 1 and p.overlap_param_gather:
+        notes["overlap_param_gather"] = "FSDP2 schedules its own all-gathers (zero3_gather, zero2_comm)"
+    if p.pp > 1 and p.pipeline_engine != "megatron":
+        notes["pipeline_engine"] = "torch.distributed.pipelining frees sent stage outputs as Megatron-LM does"
+    if p.pp > 1 and p.overlap_p2p_comm:
+        notes["overlap_p2p_comm"] = "torch.distributed.pipelining waits on its sends and receives between steps"
     return notes
 
 
@@ -113,8 +174,11 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
         "expert_parallel_degree": p.ep,
         "expert_parallel_comm_backend": "deepep" if p.moe_dispatcher == "deepep" else "standard",
     }
-    if p.vpp > 1:
-        parallel.update(_stage_layout(spec.num_layers, p.pp * p.vpp))
+    notes = _notes(plan, spec)
+    if p.pp > 1:
+        parallel.update(_stage_layout(p, spec, notes))
+    if p.overlap_tp_comm and p.tp > 1:  # async TP: inductor's micro-pipelined TP, which needs the model compiled
+        parallel["enable_async_tensor_parallel"] = True
     sections: dict[str, dict] = {
         "job": {"description": f"fathom plan: {model_name} on {p.num_gpus} GPUs"},
         "model": {"name": name, "flavor": flavor, "converters": [_FLOAT8] if p.precision == "fp8" else []},
@@ -130,6 +194,8 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
         "parallelism": parallel,
         "activation_checkpoint": {"mode": p.recompute, "selective_ac_option": "op"},
     }
+    if parallel.get("enable_async_tensor_parallel"):
+        sections["compile"] = {"enable": True, "components": ["model", "loss"]}
     if p.precision == "fp8":
         sections[_FLOAT8] = {
             "enable_fsdp_float8_all_gather": sharded,
@@ -141,7 +207,7 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
     ]
     for section, values in sections.items():
         lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n", _notes(plan, spec)
+    return "\n".join(lines) + "\n", notes
 
 
 def _get(table: dict, key: str, default, kind):
@@ -186,17 +252,8 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         raise FathomInputError(
             f"torchtitan config: pipeline_parallel_schedule {schedule_name!r}: fathom knows {', '.join(_FROM_SCHEDULE)}"
         )
-    schedule, vpp = _FROM_SCHEDULE[schedule_name], 1
-    if schedule == "interleaved":
-        per_stage = par.get("pipeline_parallel_layers_per_stage")
-        if per_stage is None or spec is None:
-            raise FathomInputError(
-                "torchtitan config: an interleaved schedule needs pipeline_parallel_layers_per_stage "
-                "and the model (--model)"
-            )
-        effective = spec.num_layers + _get(par, "pipeline_parallel_first_stage_less_layers", 1, int)
-        effective += _get(par, "pipeline_parallel_last_stage_less_layers", 1, int)
-        vpp = max(1, -(-effective // per_stage) // pp)
+    schedule = _FROM_SCHEDULE[schedule_name]
+    vpp, balanced = _read_split(par, spec, pp, schedule, warnings)
     if schedule == "zero-bubble" and schedule_name != "InterleavedZeroBubble":
         warnings.append(f"schedule: {schedule_name} read as fathom's zero-bubble (ZB-H1)")
     dp = replicate * shard
@@ -212,6 +269,8 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         mode = "selective"
     fp8 = any("float8" in c for c in model.get("converters", []))
     mixed = _get(train, "mixed_precision_param", "bfloat16", str)
+    compiled = _get(config.get("compile", {}), "enable", False, bool)
+    compiled = compiled and "model" in config.get("compile", {}).get("components", ["model", "loss"])
     plan = TrainingPlan(
         seq_len=_get(train, "seq_len", 2048, int),
         global_batch=global_batch,
@@ -229,8 +288,52 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         precision="fp8" if fp8 else "fp32" if mixed == "float32" else "bf16",
         offload="cpu" if _get(train, "enable_cpu_offload", False, bool) else "none",
         moe_dispatcher="deepep" if par.get("expert_parallel_comm_backend") == "deepep" else "alltoall",
+        balance_pipeline_ends=balanced,
+        overlap_tp_comm=compiled and _get(par, "enable_async_tensor_parallel", False, bool),
+        # DTensor TP leaves the backward collectives exposed; FSDP2 without resharding gathers per block and
+        # micro-batch; torchao's Float8Linear keeps 16-bit inputs for backward (TrainingPlan's comments).
+        async_tp_allreduce=False,
+        zero2_comm="per-unit" if zero == 2 else "per-step",
+        fp8_saved_inputs=not fp8,
     )
     return ImportedTraining(plan=plan, model=_model_name(text, model), warnings=warnings)
+
+
+def _read_split(par: dict, spec: ModelSpec | None, pp: int, schedule: str, warnings: list[str]) -> tuple[int, bool]:
+    """(stages a rank, balanced ends) of the pipeline keys, warning when torchtitan's split puts more layers on a
+    rank than fathom prices (ceil(num_layers / pp))."""
+    first_less = _get(par, "pipeline_parallel_first_stage_less_layers", 1, int)
+    last_less = _get(par, "pipeline_parallel_last_stage_less_layers", 1, int)
+    per_stage = par.get("pipeline_parallel_layers_per_stage")
+    fqns = par.get("module_fqns_per_model_part")
+    if fqns is not None and not (isinstance(fqns, list) and all(isinstance(m, list) for m in fqns) and fqns):
+        raise FathomInputError("torchtitan config: module_fqns_per_model_part must be a list of lists of names")
+    if fqns:
+        if len(fqns) % pp:
+            raise FathomInputError(f"torchtitan config: {len(fqns)} module_fqns_per_model_part stages for pp={pp}")
+        vpp = len(fqns) // pp
+        chunks = [sum(str(m).startswith("layers.") for m in stage) for stage in fqns]
+    elif schedule == "interleaved":
+        if per_stage is None or spec is None:
+            raise FathomInputError(
+                "torchtitan config: an interleaved schedule needs pipeline_parallel_layers_per_stage "
+                "and the model (--model)"
+            )
+        vpp = max(1, -(-(spec.num_layers + first_less + last_less) // per_stage) // pp)
+        chunks = torchtitan_stage_layers(spec.num_layers, pp * vpp, first_less, last_less)
+    else:
+        vpp = 1
+        chunks = torchtitan_stage_layers(spec.num_layers, pp, first_less, last_less) if spec else None
+    if spec is None or pp == 1:
+        return vpp, False
+    balanced = vpp == 1 and first_less == last_less == 1 and (spec.num_layers + 2) % pp == 0 and not fqns
+    cap = priced_rank_layers(spec.num_layers, pp)
+    if chunks is None:
+        warnings.append(f"pp: torchtitan cannot cut {spec.num_layers} layers into {pp * vpp} stages as configured")
+    elif not balanced and max(rank_layers(chunks, pp)) > cap:
+        fullest = max(rank_layers(chunks, pp))
+        warnings.append(f"pp: the config puts {fullest} layers on a pipeline rank; fathom prices {cap}")
+    return vpp, balanced
 
 
 ENGINE = TrainingEngine(name="torchtitan", title="torchtitan", doc_url=DOC_URL, write=write, read=read)
