@@ -111,4 +111,4 @@ def test_cli_host_profile_flag(capsys):
     capsys.readouterr()
     assert run([*base, "--host-profile", "vllm"]) == 2
     err = capsys.readouterr().err
-    assert "host_profile" in err and "vllm-v0-eager" in err and "Traceback" not in err
+    assert "--host-profile" in err and "vllm-v0-eager" in err and "Traceback" not in err

@@ -37,14 +37,26 @@ def test_offloading_makes_70b_fit_a_24gb_gpu():
     assert mem.offloaded_weights_bytes / GIB > 100  # bf16 70B: ~128 GiB of weights, most of them on the host
 
 
-def test_automatic_fraction_is_the_largest_leaving_one_sequence():
-    auto = offload(L70, ServingPlan(offload_weights="cpu", weight_dtype="int4")).memory.resident_weight_fraction
-    below = offload(L70, ServingPlan(offload_weights="cpu", weight_dtype="int4", resident_weight_fraction=auto - 0.02))
+def test_automatic_fraction_streams_what_does_not_fit_to_fill_the_device_with_kv():
+    """FlexGen-style choice by decode throughput: weights that cannot all stay cost KV room byte for byte while saving
+    streamed bytes, and with the batch KV-bound the room wins."""
+    for dtype in ("bf16", "int4"):
+        auto = offload(L70, ServingPlan(offload_weights="cpu", weight_dtype=dtype))
+        assert auto.memory.resident_weight_fraction < 0.05
+        assert auto.kv_capacity_tokens >= L70.max_seq_len
+        given = offload(L70, ServingPlan(offload_weights="cpu", weight_dtype=dtype, resident_weight_fraction=0.1))
+        assert given.memory.resident_weight_fraction == 0.1  # a given fraction is kept
+        assert auto.kv_capacity_tokens > given.kv_capacity_tokens
+
+
+def test_automatic_fraction_with_a_capped_batch_is_the_largest_leaving_one_sequence():
+    """One sequence at a time: more KV room buys nothing, so as much weight stays as leaves one longest sequence."""
+    plan = dict(offload_weights="cpu", weight_dtype="int4", max_batch=1)
+    auto = offload(L70, ServingPlan(**plan)).memory.resident_weight_fraction
+    below = offload(L70, ServingPlan(**plan, resident_weight_fraction=auto - 0.02))
     assert below.kv_capacity_tokens > L70.max_seq_len
     try:
-        higher = offload(
-            L70, ServingPlan(offload_weights="cpu", weight_dtype="int4", resident_weight_fraction=auto + 0.02)
-        )
+        higher = offload(L70, ServingPlan(**plan, resident_weight_fraction=auto + 0.02))
     except FathomInputError:
         return  # no KV room at all
     assert higher.kv_capacity_tokens < L70.max_seq_len  # a few blocks, not one longest sequence

@@ -81,7 +81,7 @@ def test_bad_traces_name_the_line(tmp_path, capsys, trace_text, fragment):
     [
         (["--rate", "1", "--offline", "--num-requests", "3"], "exactly one"),
         (["--rate", "1", "--num-requests", "3", "--scheduler", "fifo"], "scheduler"),
-        (["--rate", "1", "--num-requests", "3", "--precision", "fp4"], "weight_dtype"),
+        (["--rate", "1", "--num-requests", "3", "--precision", "fp4"], "--precision"),
         (["--rate", "1", "--num-requests", "3", "--output-len", "0"], "output-len"),
         (["--offline", "--num-requests", "3", "--disaggregate", "two"], "disaggregate"),
     ],

@@ -21,7 +21,7 @@ from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, 
 from fathom.serving.slowdown import IsolatedLatency, parse_slo, slowdown_report, slowdowns
 from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
 from fathom.specs.hardware import GIB
-from fathom.specs.serving import LoRAServingSpec, ServingPlan, SpeculativeSpec
+from fathom.specs.serving import LoRAServingSpec, ServingPlan, SpeculativeSpec, check_serving_plan
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ def simulate_serving(
     replica, or on one replica of ``slowdown_reference_gpu`` with the same plan, go to ``extras["slowdown"]`` with
     whether every bound holds."""
     spec = get_model(model)
+    _check_deployment(spec, plan, replicas, disaggregate, decode_plan, kv_link_GBps, seed)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
     offload = plan.offload_weights != "none" or plan.offload_kv != "none"
     _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching)
@@ -122,7 +123,9 @@ def simulate_serving(
         raise FathomInputError("--mixed-pool: Splitwise's mixed pool needs --disaggregate PREFILL:DECODE")
     if mixed_pool and capacity_policy != "max-utilization":
         raise FathomInputError("--mixed-pool: not modelled with --capacity-policy guaranteed-no-evict")
-    deployed = replicas * plan.num_gpus if not disaggregate else sum(disaggregate) * plan.num_gpus
+    d_plan = decode_plan or plan
+    deployed = (replicas * plan.num_gpus if not disaggregate
+                else disaggregate[0] * plan.num_gpus + disaggregate[1] * d_plan.num_gpus)  # fmt: skip
 
     def config(p: ServingPlan, on_gpu: str = gpu) -> ReplicaConfig:
         replica_cluster = resolve_cluster(on_gpu, p.num_gpus, system=system if on_gpu == gpu else None)
@@ -144,7 +147,6 @@ def simulate_serving(
     gpus = replicas * plan.num_gpus
     if disaggregate:
         n_prefill, n_decode = disaggregate
-        d_plan = decode_plan or plan
         link = (kv_link_GBps or cluster.system.inter_node_bw_GBps) * 1e9
         disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill,
                                         decode=[config(d_plan, decode_gpu or gpu)] * n_decode,
@@ -164,14 +166,15 @@ def simulate_serving(
         slo_ttft_s=slo_ttft_s,
         slo_tpot_s=slo_tpot_s,
         concurrency_series=series,
-        busy_gpu_seconds=sum(r.busy_s for r in result.replicas) * plan.num_gpus,
+        busy_gpu_seconds=sum(r.busy_s * (d_plan if r.role == "decode" else plan).num_gpus for r in result.replicas),
         num_gpus=gpus,
         device_power_w=cluster.device.tdp_w,
         pue=cluster.system.pue,
         price_per_gpu_hour=price_per_gpu_hour
         if price_per_gpu_hour is not None
         else cluster.device.price_per_gpu_hour_usd,
-        kv_cache_gib=first_cost.memory.kv_cache_bytes / GIB,
+        # one replica's KV cache (the decode pool's when disaggregated): every GPU holds its layers' and heads' share
+        kv_cache_gib=first_cost.memory.kv_cache_bytes * (d_plan if disaggregation else plan).num_gpus / GIB,
     )
     extras = _extras(first_cost, result, lora, samples)
     if result.mixed_pool is not None:
@@ -182,6 +185,31 @@ def simulate_serving(
         ref = config(plan, slowdown_reference_gpu).cost if slowdown_reference_gpu else own.cost
         extras["slowdown"] = slowdown_report(slowdowns(result.requests, IsolatedLatency(ref)), slo)
     return ServingRun(report=report, result=result, extras=extras)
+
+
+def _check_deployment(spec, plan: ServingPlan, replicas: int, disaggregate, decode_plan, kv_link_GBps,
+                      seed) -> None:  # fmt: skip
+    """Layouts the model cannot run and arguments a deployment would silently ignore: a one-line error naming the
+    flag, before anything is built."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise FathomInputError(f"--seed: must be an integer >= 0 (numpy's generators take no negative seeds), "
+                               f"got {seed}")  # fmt: skip
+    if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
+        raise FathomInputError(f"--replicas: must be an integer >= 1, got {replicas}")
+    if disaggregate is not None and (len(disaggregate) != 2 or min(disaggregate) < 1):
+        raise FathomInputError(f"--disaggregate: both pools need at least one replica, got {disaggregate}")
+    if disaggregate and replicas != 1:
+        raise FathomInputError(
+            f"--replicas {replicas}: --disaggregate PREFILL:DECODE sets the replica counts of both pools; "
+            "drop --replicas"
+        )
+    if decode_plan is not None and not disaggregate:
+        raise FathomInputError("--decode-tp: a decode pool's plan needs --disaggregate PREFILL:DECODE")
+    if kv_link_GBps is not None and not disaggregate:
+        raise FathomInputError("--kv-link-bw: the KV link between prefill and decode pools needs --disaggregate")
+    check_serving_plan(spec, plan)
+    if decode_plan is not None:
+        check_serving_plan(spec, decode_plan, "decode-tp")
 
 
 def _check_levers(plan, offload, lora, samples, speculative, disaggregate, prefix_caching) -> None:

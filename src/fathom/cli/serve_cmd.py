@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -57,6 +58,137 @@ def _offload_fields(weights: str, kv: str, resident: float | None) -> dict:
         if not 0.0 <= resident <= 1.0:
             raise FathomInputError(f"--resident-weight-fraction: must be within 0..1, got {resident}")
     return {"offload_weights": weights, "offload_kv": kv, "resident_weight_fraction": resident}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (a default, even an equal one, is not "given"). Compared by name:
+    typer may carry its own copy of click's ParameterSource."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _check_choices(**flags: str | None) -> None:
+    """Names the engine knows, checked before any work: an unknown one names its flag and the choices."""
+    from fathom.errors import unknown_name_error
+    from fathom.serving.replica_config import CAPACITY_POLICIES, PREEMPTION_MODES
+    from fathom.serving.router import list_routers
+    from fathom.serving.schedulers import list_schedulers
+    from fathom.specs.serving import HOST_PROFILES, KV_DTYPES, WEIGHT_DTYPES
+
+    choices = {"precision": WEIGHT_DTYPES, "kv_dtype": KV_DTYPES, "host_profile": HOST_PROFILES,
+               "scheduler": list_schedulers(), "router": list_routers(), "preemption": PREEMPTION_MODES,
+               "capacity_policy": CAPACITY_POLICIES, "arrival": ("poisson", "gamma", "fixed-rate")}  # fmt: skip
+    relaxed = ("scheduler", "router", "arrival")  # looked up case- and space-insensitively downstream
+    for name, value in flags.items():
+        key = value.strip().lower() if value is not None and name in relaxed else value
+        if value is not None and key not in choices[name]:
+            raise unknown_name_error("--" + name.replace("_", "-"), value, choices[name])
+
+
+def _check_ignored(ctx: typer.Context, kind: str, disaggregate: str | None) -> None:
+    """Flags the chosen workload or deployment would silently ignore: a one-line error instead."""
+
+    def given(*names: str) -> list[str]:
+        return ["--" + n.replace("_", "-") for n in names if _given(ctx, n)]
+
+    if kind == "trace":
+        stray = given("num_requests", "duration", "input_len", "input_dist", "output_len", "output_dist", "arrival",
+                      "cv")  # fmt: skip
+        if stray:
+            raise FathomInputError(
+                f"--trace: the trace sets every request's arrival and lengths; drop {', '.join(stray)}"
+            )
+    elif kind in ("offline", "closed-loop"):
+        stray = given("duration", "arrival", "cv")
+        if stray:
+            mode = "--offline" if kind == "offline" else "--concurrency"
+            them = "them" if len(stray) > 1 else "it"
+            raise FathomInputError(f"{mode} ignores {', '.join(stray)} (open-loop arrivals, --rate, only); drop {them}")
+    if disaggregate is None:
+        stray = given("decode_tp", "kv_link_bw")
+        if stray:
+            raise FathomInputError(
+                f"{', '.join(stray)}: needs --disaggregate PREFILL:DECODE (prefill and decode pools)"
+            )
+    elif _given(ctx, "replicas"):
+        raise FathomInputError(
+            "--replicas: --disaggregate PREFILL:DECODE sets the replica counts of both pools; drop --replicas"
+        )
+
+
+def _check_outputs(out: str | None, plot: str | None, report: str | None) -> None:
+    """Every output checked before simulating (suffix, directory, that a file can be created there; pyarrow for
+    Parquet), so that neither a typo nor an unwritable place costs a run."""
+    import tempfile
+    from pathlib import Path
+
+    from fathom.reports.output import PLOT_SUFFIXES, REPORT_SUFFIXES, check_output_path
+    from fathom.serving.metrics import TABLE_FORMATS
+
+    outputs = [(p, o) for p, o in ((out, "--out"), (plot, "--plot"), (report, "--report")) if p is not None]
+    seen: dict[Path, str] = {}
+    for path, option in outputs:
+        suffixes = {"--out": TABLE_FORMATS, "--plot": PLOT_SUFFIXES, "--report": REPORT_SUFFIXES}[option]
+        resolved = check_output_path(path, option, suffixes).resolve()
+        if resolved in seen:
+            raise FathomInputError(f"{option}: {path!r} is also the {seen[resolved]} file; give different paths")
+        seen[resolved] = option
+        if resolved.is_dir():
+            raise FathomInputError(f"{option}: {path!r} is a directory")
+        try:
+            with tempfile.NamedTemporaryFile(dir=resolved.parent, prefix=f".{resolved.name}.", suffix=".probe"):
+                pass
+        except OSError as exc:
+            why = exc.strerror or " ".join(str(exc).split())
+            raise FathomInputError(f"{option}: cannot write {path!r}: {why}") from None
+        if option == "--out" and resolved.suffix.lower() == ".parquet":
+            try:
+                import pyarrow.parquet  # noqa: F401
+            except ImportError:
+                raise FathomInputError(
+                    "--out: writing Parquet needs pyarrow (pip install pyarrow), or use .csv"
+                ) from None
+
+
+def _write_outputs(run, out: str | None, plot: str | None, report: str | None, **files) -> None:
+    """Write every output beside its destination, then rename them all into place: if one fails, none is left
+    (nothing half-written, and no table without its figures)."""
+    import os
+    from pathlib import Path
+
+    from fathom.serving.metrics import write_requests
+
+    staged: dict[str, Path] = {}  # final path -> its temporary file, until renamed
+    names: dict[str, str] = {}  # temporary -> final, for messages
+
+    def stage(path: str | None) -> Path | None:
+        if path is None:
+            return None
+        final = Path(path)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.partial{final.suffix}")  # the suffix picks the format
+        staged[path], names[str(tmp)] = tmp, path
+        return tmp
+
+    try:
+        if out is not None:
+            write_requests(run.result.requests, stage(out))
+        if plot is not None or report is not None:
+            from fathom.reports.serving_report import write_serving_files
+
+            write_serving_files(run.report, run.result, plot_path=stage(plot), report_path=stage(report), **files)
+        for final, tmp in list(staged.items()):
+            os.replace(tmp, final)
+            del staged[final]
+    except (OSError, FathomInputError) as exc:
+        text = " ".join(str(exc).split())
+        for tmp, final in names.items():
+            text = text.replace(tmp, final)
+        raise FathomInputError(
+            text if isinstance(exc, FathomInputError) else f"cannot write the outputs: {text}"
+        ) from None
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -152,8 +284,6 @@ def register(app: typer.Typer) -> None:
         """Simulate serving: TTFT, TPOT, end-to-end latency percentiles, throughput, goodput and cost."""
         from fathom.api.serving import Workload, simulate_serving
         from fathom.cli.render import render_serving
-        from fathom.reports.output import PLOT_SUFFIXES, REPORT_SUFFIXES, check_output_path
-        from fathom.serving.metrics import write_requests
         from fathom.specs.hardware import validate_or_explain
         from fathom.specs.serving import ServingPlan
 
@@ -161,7 +291,19 @@ def register(app: typer.Typer) -> None:
             raise FathomInputError("give --input-len or --input-dist, not both")
         if output_len is not None and output_dist is not None:
             raise FathomInputError("give --output-len or --output-dist, not both")
+        if rate is not None and not math.isfinite(rate):
+            raise FathomInputError(f"--rate {rate} is out of range: must be a finite number of requests/s > 0")
+        from fathom.serving.lengths import parse_length_dist
+
+        for flag, length in (("--input-len", input_len), ("--input-dist", input_dist), ("--output-len", output_len),
+                             ("--output-dist", output_dist)):  # fmt: skip
+            if length is not None:
+                parse_length_dist(str(length), flag)  # checked here to name the flag in errors
         kind = _arrival(rate, concurrency, offline, trace, arrival)
+        _check_choices(precision=precision, kv_dtype=kv_dtype, host_profile=host_profile, scheduler=scheduler,
+                       router=router, preemption=preemption, capacity_policy=capacity_policy,
+                       arrival=arrival if rate is not None else None)  # fmt: skip
+        _check_ignored(ctx, kind, disaggregate)
         from fathom.inference.speculative import parse_speculative
 
         spec = parse_speculative(speculative, spec_tokens, spec_acceptance)
@@ -172,9 +314,7 @@ def register(app: typer.Typer) -> None:
         offload = _offload_fields(offload_weights, offload_kv, resident_weight_fraction)
         if samples < 1:
             raise FathomInputError(f"--samples: parallel samples per request must be >= 1, got {samples}")
-        for path, option, suffixes in ((plot, "--plot", PLOT_SUFFIXES), (report, "--report", REPORT_SUFFIXES)):
-            if path is not None:
-                check_output_path(path, option, suffixes)  # before simulating: a typo must not cost a run
+        _check_outputs(out, plot, report)  # before simulating: a typo must not cost a run
         fields = dict(tp=tp, pp=pp, ep=ep, weight_dtype=precision, cuda_graphs=cuda_graphs, host_profile=host_profile,
                       max_batch=max_batch,
                       max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
@@ -221,14 +361,9 @@ def register(app: typer.Typer) -> None:
             lora=lora,
             samples=samples,
         )
-        if out:
-            write_requests(run.result.requests, out)
-        if plot or report:
-            from fathom.reports.serving_report import write_serving_files
-
-            write_serving_files(run.report, run.result, plot_path=plot, report_path=report, slo_ttft_s=slo_ttft,
-                                slo_tpot_s=slo_tpot, title=f"fathom serve: {model} on {gpu}",
-                                inputs={o.opts[0]: ctx.params[o.name] for o in ctx.command.params})  # fmt: skip
+        _write_outputs(run, out, plot, report, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot,
+                       title=f"fathom serve: {model} on {gpu}",
+                       inputs={o.opts[0]: ctx.params[o.name] for o in ctx.command.params})  # fmt: skip
         if json_out:
             print_json({**run.report.model_dump(mode="json"), **run.extras})
         else:

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         spec: Annotated[str, typer.Argument(help="Sweep spec YAML (see examples/sweep.yaml).")],
         out: Annotated[str, Opt(help="Result table: .parquet or .csv (rerun to resume).")],
         jobs: Annotated[int, Opt(min=1, help="Local worker processes.")] = 1,
-        ray: Annotated[str | None, Opt(help="Run on Ray: a cluster address, 'auto', or 'local'.")] = None,
+        ray: Annotated[str | None, Opt(help="Run on Ray: 'local', 'auto', or a cluster's HOST:PORT.")] = None,
         progress: Annotated[bool, Opt("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     ) -> None:
         """Run every scenario of SPEC (one row each, inputs and outputs flattened); finished rows are kept."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fathom.costmodel.kernels import BYTES
 from fathom.errors import FathomInputError
 from fathom.specs.hardware import GIB, DeviceSpec
 from fathom.specs.model import ModelSpec
-from fathom.specs.serving import ServingPlan
+from fathom.specs.serving import ServingPlan, check_serving_plan
 
 # int4 weights carry a 16-bit scale per group of 128 (AWQ/GPTQ/MARLIN layout): 0.5 + 2/128 bytes per weight.
 WEIGHT_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0 + 2.0 / 128, "int4": 0.5 + 2.0 / 128}
@@ -51,12 +53,9 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, plan: ServingPlan) -> float:
 
 
 def weight_bytes_per_gpu(model: ModelSpec, plan: ServingPlan) -> float:
-    """Weights of the fullest GPU: TP and PP split everything; EP splits the routed experts instead of TP."""
-    w = WEIGHT_BYTES[plan.weight_dtype]
-    experts = model.num_moe_layers * model.expert_params_per_layer
-    rest = model.num_params - experts
-    expert_split = plan.ep if plan.ep > 1 else plan.tp
-    return (rest / (plan.tp * plan.pp) + experts / (expert_split * plan.pp)) * w
+    """Weights of the fullest GPU: TP and PP split everything. EP (a divisor of TP) splits the routed experts ep
+    ways and each expert tp/ep ways, so a GPU still holds 1/tp of them: EP changes how experts compute, not memory."""
+    return model.num_params / (plan.tp * plan.pp) * WEIGHT_BYTES[plan.weight_dtype]
 
 
 def activation_peak_bytes(model: ModelSpec, plan: ServingPlan) -> float:
@@ -69,6 +68,8 @@ def activation_peak_bytes(model: ModelSpec, plan: ServingPlan) -> float:
 
 
 def replica_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan) -> ReplicaMemory:
+    """Memory of one GPU of the replica; a layout that cannot run the model is an input error first."""
+    check_serving_plan(model, plan)
     weights = weight_bytes_per_gpu(model, plan)
     acts = activation_peak_bytes(model, plan)
     kv_token = kv_bytes_per_token_per_gpu(model, plan)
@@ -100,9 +101,10 @@ def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, w
                       kv_token: float) -> ReplicaMemory:  # fmt: skip
     """Placement of FlexGen (Sheng et al. 2023, section 4): a fraction ``f`` of every layer's weights stays on the
     device, the rest streams in layer by layer into a double buffer (two layers' streamed share); KV kept in host
-    memory streams the same way (two layers of the batch's KV staged on the device). Without a given ``f`` the
-    largest one that leaves room for the KV of one longest sequence is chosen. Host capacity is checked by
-    ``fathom.inference.offload``, which knows the node."""
+    memory streams the same way (two layers of the batch's KV staged on the device). Without a given ``f``, the one
+    of most decode throughput (``_best_resident_fraction``) among those that leave room for the KV of one longest
+    sequence, or all of them when they all fit so. Host capacity is checked by ``fathom.inference.offload``, which
+    knows the node."""
     if device.ops_run_inline:
         raise FathomInputError(
             f"--offload-weights/--offload-kv: {device.name} computes out of host memory already, nothing to offload;"
@@ -121,11 +123,13 @@ def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, w
     if f is None:
         room0, room1 = _kv_room(device, plan, resident(0.0), acts), _kv_room(device, plan, resident(1.0), acts)
         if room1 >= need_kv:
-            f = 1.0
+            f = 1.0  # every weight fits beside a longest sequence: nothing streams, prefills included
         elif room0 < need_kv:
             f = 0.0  # even fully streamed the longest sequence does not fit: the error below says by how much
-        else:  # room falls linearly in f
-            f = max(0.0, (room0 - need_kv) / (room0 - room1) - 1e-9)  # rounding must not lose the last block
+        else:  # room falls linearly in f; past f_max not even one longest sequence fits
+            f_max = max(0.0, (room0 - need_kv) / (room0 - room1) - 1e-9)  # rounding must not lose the last block
+            f = _best_resident_fraction(model, device, plan, weights, kv_token, kv_dev, longest, f_max,
+                                        lambda x: _kv_room(device, plan, resident(x), acts))  # fmt: skip
     free = _kv_room(device, plan, resident(f), acts)
     tokens = int(free // kv_dev) // plan.block_size * plan.block_size if free > 0 else 0
     if tokens < plan.block_size:
@@ -139,3 +143,31 @@ def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, w
     return ReplicaMemory(resident(f), acts, RUNTIME_RESERVED_BYTES, kv_token, tokens,
                          offloaded_weights_bytes=weights - f * weights if plan.offload_weights != "none" else 0.0,
                          resident_weight_fraction=f, kv_on_host=plan.offload_kv != "none")  # fmt: skip
+
+
+def _best_resident_fraction(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, weights: float, kv_token: float,
+                            kv_dev: float, longest: int, f_max: float, kv_room) -> float:  # fmt: skip
+    """The resident weight fraction in ``[0, f_max]`` of most decode tokens/s, by an analytic cost model as FlexGen
+    (Sheng et al. 2023, section 5) chooses its placement: a step of ``B(f)`` sequences of the longest length, ``B``
+    what the KV room ``kv_room(f)`` holds (at most ``max_batch``), takes the longest of streaming the offloaded
+    weights (and host-resident KV) over the host link, reading resident weights and KV from HBM, and the batch's
+    matmul FLOPs. Resident weights stream less but leave less room for KV: with the weights streaming-bound and the
+    batch KV-bound, tokens/s goes as KV room / streamed bytes, so when the weights cannot all stay resident it is
+    best to stream them all and fill the device with KV, unless ``max_batch`` caps the batch first. Ties go to the
+    larger fraction. NVMe is priced at the host link's rate here (the device does not know its node's drives).
+    Only called when the weights do not all fit: the decode-only model leaves out the prefills' streaming, which
+    would make a fraction below 1 a loss on any prompt-heavy load of a model that fits."""
+    fs = np.unique(np.append(np.linspace(0.0, f_max, 101), f_max))
+    room = np.array([kv_room(x) for x in fs])
+    batch = np.minimum(plan.max_batch, np.floor(np.maximum(room, 0.0) / (kv_dev * longest)))
+    on_host = plan.offload_kv != "none"
+    kv_read = batch * longest * kv_token  # every sequence's context, every layer of this GPU
+    stream = ((1.0 - fs) * weights + (kv_read if on_host else 0.0)) / device.host_link_bytes_per_s
+    hbm = (fs * weights + (0.0 if on_host else kv_read)) / (device.mem_bw_bytes_per_s * device.efficiency.memory)
+    flops = 2.0 * model.num_active_params / (plan.tp * plan.pp) * batch
+    math = flops / device.peak_flops_per_s("fp8" if plan.weight_dtype == "fp8" else "bf16")
+    step = np.maximum(np.maximum(stream, hbm), math)
+    rate = np.where((batch >= 1) & (step > 0), batch / np.where(step > 0, step, 1.0), 0.0)
+    if not rate.max() > 0:
+        return f_max  # not even one longest sequence fits: the caller's error says by how much
+    return float(fs[np.flatnonzero(rate >= rate.max() * (1 - 1e-9))[-1]])

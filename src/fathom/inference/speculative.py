@@ -106,7 +106,8 @@ def speculative_step_model(target: InferenceStepModel, spec: SpeculativeSpec, cl
             f"--speculative: draft model {draft_model.name} has a vocabulary of {draft_model.vocab_size}, "
             f"{target.model.name} {target.model.vocab_size}; the draft must share the target's tokenizer"
         )
-    return SpeculativeStepModel(target, spec, InferenceStepModel(draft_model, cluster, plan))
+    draft_plan = plan if draft_model.moe is not None else plan.model_copy(update={"ep": 1})  # a dense draft has no EP
+    return SpeculativeStepModel(target, spec, InferenceStepModel(draft_model, cluster, draft_plan))
 
 
 def parse_speculative(method: str | None, num_tokens: int | None, acceptance: float | None) -> SpeculativeSpec | None:

@@ -114,7 +114,7 @@ class InferenceStepModel:
         tokens_here = t * moe.top_k * local / moe.num_experts  # token copies this GPU's experts receive
         active = np.maximum(local * (1.0 - (1.0 - moe.top_k / moe.num_experts) ** t), 1.0)
         per_expert = tokens_here / active
-        width = moe.expert_ffn_size / (p.tp if p.ep == 1 else 1)
+        width = moe.expert_ffn_size * p.ep / p.tp  # ep divides tp: the tp/ep ranks of an EP rank split each expert
         up = 2 if m.gated_mlp else 1
         routed = gemm(up * width, h, active, per_expert) + gemm(h, width, active, per_expert)
         shared = 0.0

@@ -80,6 +80,7 @@ def mix_fleet(sim: Simulator, scr: Screen, load: LoadStats, confirmed: list, sin
             cost_per_hour=int(n) * row.cand.hw.gpus * scr.prices[row.cand.hw.gpu],
             load_share=float(np.mean(which == k)),
             buckets=[b for b in range(load.buckets) if sol.share[b, k] > 1e-9],
+            mode="aggregated",  # the program mixes aggregated deployments only
         )
         for k, (row, n) in enumerate(zip(chosen, counts, strict=True))
         if n > 0
@@ -139,6 +140,9 @@ def _single(single, scr: Screen, sim: Simulator, edges: list[int], solver: str, 
         cost_per_hour=usd,
         load_share=1.0,
         buckets=list(range(len(edges))),
+        mode="disaggregated" if c.disaggregated else "aggregated",
+        prefill_replicas=single.counts[0] if c.disaggregated else None,
+        decode_replicas=single.counts[1] if c.disaggregated else None,
     )
     return Fleet(
         parts=[part],

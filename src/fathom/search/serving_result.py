@@ -52,6 +52,11 @@ class FleetPart(_Frozen):
     cost_per_hour: float
     load_share: float  # fraction of the requests routed to this part
     buckets: list[int]  # prompt-length buckets it serves (indices into ``Fleet.bucket_edges``)
+    # As ``Deployment``: a part kept from a disaggregated deployment runs prefill and decode pools (``replicas`` is
+    # their sum), which a fleet must deploy as such.
+    mode: Literal["aggregated", "disaggregated"] = "aggregated"
+    prefill_replicas: int | None = None
+    decode_replicas: int | None = None
 
 
 class Fleet(_Frozen):
@@ -101,8 +106,9 @@ class ServingSearchResult(_Frozen):
 
 
 def describe(d: Deployment | FleetPart) -> str:
-    """A deployment in one line: ``12 x h100-sxm TP4 fp8, chunked-prefill b256/t2048``."""
-    if isinstance(d, Deployment) and d.mode == "disaggregated":
+    """A deployment or fleet part in one line: ``12 x h100-sxm TP4 fp8, chunked-prefill b256/t2048`` (``9P+3D x``
+    for prefill and decode pools)."""
+    if d.mode == "disaggregated":
         count = f"{d.prefill_replicas}P+{d.decode_replicas}D"
     else:
         count = str(d.replicas)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fathom.errors import FathomInputError
-from fathom.search.pareto import non_dominated
 from fathom.search.serving_capacity import SLO
 from fathom.search.serving_result import Deployment, ServingSearchResult, SLOSpec, describe
 from fathom.search.serving_screen import Screen, Screened, screen
@@ -27,6 +26,9 @@ from fathom.specs.model import ModelSpec
 
 MAX_REPLICAS = 1024
 MAX_PARETO = 20
+# Metrics within this relative difference count as equal when ranking ties and building the front: about the three
+# significant digits the tables print, so a plan is not kept or preferred for a difference no one can see.
+SAME_RTOL = 0.005
 CLOSEST_TRIES = 3
 
 
@@ -224,7 +226,7 @@ def search_serving(
     search = _Confirm(sim, scr, top, max_simulations)
     search.run()
     total = len(requests)
-    ranked = sorted(search.best.values(), key=lambda p: (p.score, p.gap))
+    ranked = rank_points(list(search.best.values()), slo.percentile, total)
     shown = [deployment(p, scr.prices, total, slo, command_flags, i + 1) for i, p in enumerate(ranked[:top])]
     closest = None
     if not ranked:
@@ -274,12 +276,72 @@ def _pareto(search: _Confirm, scr: Screen, total: int, slo: SLO, flags: str) -> 
     pts = [p for p in search.points.values() if p.report.completed == total]
     if not pts:
         return []
-    pct = slo.percentile
-    costs = np.array(
-        [[p.score, percentile_of(p.report.ttft_s, pct), percentile_of(p.report.tpot_s, pct) or 0.0] for p in pts]
-    )
-    front = sorted((pts[i] for i in non_dominated(costs)), key=lambda p: (p.score, p.gap))
+    front = pareto_points(pts, slo.percentile, total)
     return [deployment(p, scr.prices, total, slo, flags) for p in front[:MAX_PARETO]]
+
+
+def pareto_points(pts: list[Point], pct: int, total: int) -> list[Point]:
+    """The points no other beats on the objective and both latency percentiles, latencies within ``SAME_RTOL``
+    counting as equal (exact duplicates keep their first point, as ``pareto.non_dominated`` does); ranked."""
+    costs = [(p.score, percentile_of(p.report.ttft_s, pct), percentile_of(p.report.tpot_s, pct) or 0.0) for p in pts]
+    tol = (0.0, SAME_RTOL, SAME_RTOL)
+    keep = [
+        p
+        for i, (p, c) in enumerate(zip(pts, costs, strict=True))
+        if c not in costs[:i] and not any(dominates(o, c, tol) for o in costs)
+    ]
+    return rank_points(keep, pct, total)
+
+
+def dominates(a, b, rtol) -> bool:
+    """``a`` no worse than ``b`` on every column (lower is better) and better on one, where values within
+    ``rtol`` (relative, per column) of each other count as equal."""
+    better = False
+    for x, y, r in zip(a, b, rtol, strict=True):
+        if x == y:
+            continue
+        tol = r * max(abs(x), abs(y)) if np.isfinite(x) and np.isfinite(y) else 0.0
+        if x > y + tol:
+            return False
+        better = better or x < y - tol
+    return better
+
+
+def _reported(p: Point, pct: int, total: int) -> tuple[float, ...]:
+    """What the deployment tables report besides the objective, each lower-is-better: GPUs, TTFT and TPOT
+    percentiles, share of requests outside the SLOs, USD per million tokens."""
+    ttft, tpot = percentile_of(p.report.ttft_s, pct), percentile_of(p.report.tpot_s, pct)
+    per_m = p.report.cost_per_million_tokens
+    return (
+        float(sum(p.counts) * p.row.cand.hw.gpus),
+        np.inf if ttft is None else ttft,
+        np.inf if tpot is None else tpot,
+        1.0 - attainment(p.report, total),
+        np.inf if per_m is None else per_m,
+    )
+
+
+def rank_points(points: list[Point], pct: int, total: int) -> list[Point]:
+    """Best first: by the objective, then by the SLO gap, except that among points tied on the objective none
+    ranks above one that dominates it on the reported metrics (``SAME_RTOL``). The gap alone let a plan with the
+    same cost and TPOT but a worse TTFT rank first, as the gap is the larger of the two ratios."""
+    order = sorted(points, key=lambda p: (p.score, p.gap))
+    tol = (0.0, SAME_RTOL, SAME_RTOL, SAME_RTOL, SAME_RTOL)
+    out: list[Point] = []
+    i = 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order) and np.isclose(order[j].score, order[i].score, rtol=1e-9, atol=0.0):
+            j += 1
+        tied = order[i:j]
+        metrics = {id(p): _reported(p, pct, total) for p in tied}
+        while tied:  # next: the smallest gap among those no remaining tied point dominates
+            free = (p for p in tied if not any(dominates(metrics[id(q)], metrics[id(p)], tol) for q in tied))
+            pick = next(free, tied[0])  # none free: a cycle, possible only through the tolerance
+            out.append(pick)
+            tied = [p for p in tied if p is not pick]
+        i = j
+    return out
 
 
 def _message(shown: list[Deployment], closest: Deployment | None, slo: SLO, truncated: bool) -> str:

@@ -121,7 +121,7 @@ class Simulator:
         kv = None
         if len(results) == 1:
             _, hw, engine, _ = results[0]
-            kv = self.config(hw, engine).cost.memory.kv_cache_bytes / GIB
+            kv = self.config(hw, engine).cost.memory.kv_cache_bytes * hw.gpus / GIB  # one replica, as fathom serve
         return summarize(
             requests,
             slo_ttft_s=self.slo.ttft_s,

@@ -9,6 +9,9 @@ Conventions (the report's keys are a contract: scripts depend on them):
 - Latencies, throughput and goodput count FINISHED requests only; requests still in flight when the run ended are
   neither completed nor rejected. Throughput and goodput divide by the makespan: first arrival to last completion.
 - Energy and cost are per OUTPUT token.
+- ``kv_cache_gib`` is one replica's KV cache, all its GPUs together (per-GPU capacity x tp x pp); the simulator
+  itself counts KV in tokens per replica, which every GPU of the replica holds its share of.
+- ``rejected_reasons`` counts rejected requests per kind of limit (``exceed max_context 4096``), not per request.
 - Parallel samples (``Request.samples`` = N, best-of-N): a request's TTFT is its first token (every sample gets its
   first token from the one prefill), its E2E ends with its last sample, its TPOT spans first token to last sample's
   end, its ITL gaps are its first sample's; throughput, energy and cost count the tokens of all N samples.
@@ -69,7 +72,7 @@ class ServingReport(_Strict):
     rejected: int
     rejected_reasons: dict[str, int]
     max_concurrency: int
-    kv_cache_gib: float | None
+    kv_cache_gib: float | None  # KV cache of one replica, summed over its GPUs (disaggregated: a decode replica's)
     preemptions: int
     gpu_seconds: float | None
     energy_per_token_j: float | None  # per output token

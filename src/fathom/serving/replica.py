@@ -133,19 +133,21 @@ class Replica(Admission, Preemption, DecodeSlots, ParallelSamples):
 
     # -- arrivals ----------------------------------------------------------------------------------------------
     def reject_reason(self, req: Request, handoff: bool | None = None) -> str | None:
-        """Why ``req`` can never run here (only its prompt and first token if ``handoff``), or None."""
+        """Why ``req`` can never run here (only its prompt and first token if ``handoff``), or None. The reason names
+        the limit, not the request's own numbers (those are in its row of the per-request table), so the report's
+        ``rejected_reasons`` counts requests per kind of limit."""
         if req.input_tokens < 1 or req.output_tokens < 1:
-            return f"input_tokens and output_tokens must be >= 1 (got {req.input_tokens}, {req.output_tokens})"
+            return "input_tokens and output_tokens must be >= 1"
         total = req.input_tokens + req.output_tokens
         if req.samples > self.config.max_batch:
-            return f"samples {req.samples} exceed max_batch {self.config.max_batch}"
+            return f"samples exceed max_batch {self.config.max_batch}"
         if total > self.cost.max_context:
-            return f"input+output tokens {total} exceed max_context {self.cost.max_context}"
+            return f"input+output tokens exceed max_context {self.cost.max_context}"
         handoff = self.role == "prefill" if handoff is None else handoff
         held = min(req.input_tokens + 1, total) if handoff else total
         need = self.kv_blocks_reserved_for(req) if self._reserve_output else self.kv.blocks_for(held)
         if need > self.kv.capacity_blocks:
-            return f"needs {need} KV blocks of {self.bs} tokens, replica {self.index} holds {self.kv.capacity_blocks}"
+            return f"needs more KV blocks than a replica holds ({self.kv.capacity_blocks} blocks of {self.bs} tokens)"
         return None
 
     def enqueue(self, req: Request, handoff: bool | None = None) -> bool:

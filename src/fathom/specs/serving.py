@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from fathom.errors import FathomInputError
+
+if TYPE_CHECKING:
+    from fathom.specs.model import ModelSpec
+
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 KVDtype = Literal["bf16", "fp16", "fp8"]
+HostProfile = Literal["generic", "vllm-v0-eager", "sarathi-osdi24-eager"]
 WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
 KV_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8")
+HOST_PROFILES: tuple[str, ...] = ("generic", "vllm-v0-eager", "sarathi-osdi24-eager")
 
 
 class ServingPlan(BaseModel):
@@ -18,6 +25,10 @@ class ServingPlan(BaseModel):
     ``weight_dtype``: ``fp8`` multiplies in FP8 (W8A8); ``int8``/``int4`` are weight-only (W8A16/W4A16, as in
     MARLIN and AWQ): 16-bit math on dequantised weights, fewer bytes read. ``max_batch`` caps concurrent
     sequences, ``max_batch_tokens`` the tokens of one iteration (vLLM's max_num_seqs / max_num_batched_tokens).
+
+    A replica runs on ``tp * pp`` GPUs. ``ep`` adds none: expert parallelism spreads the routed experts over the
+    ranks of a pipeline stage's TP group (vLLM's EP group is its TP x DP ranks, and a fathom replica is one DP rank;
+    SGLang's ``--ep-size`` divides its TP size), so ``ep`` must divide ``tp`` (``check_serving_plan``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,7 +77,7 @@ class ServingPlan(BaseModel):
     # v0.1-0.2 without CUDA graphs, fitted on the Splitwise artifact's profiles; ``sarathi-osdi24-eager``:
     # Sarathi-Serve's Ray-driven artifact engine on several GPUs, fitted on its Figure 2 batches); a field given here
     # overrides it.
-    host_profile: Literal["generic", "vllm-v0-eager", "sarathi-osdi24-eager"] = "generic"
+    host_profile: HostProfile = "generic"
     host_op_us: float | None = Field(None, ge=0)
     host_step_us: float | None = Field(None, ge=0)
     host_seq_us: float | None = Field(None, ge=0)
@@ -74,6 +85,33 @@ class ServingPlan(BaseModel):
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp
+
+
+def check_serving_plan(model: ModelSpec, plan: ServingPlan, tp_name: str = "tp") -> None:
+    """Raise a one-line FathomInputError for the first layout of ``plan`` that cannot run ``model`` (the training
+    planner's rules, ``fathom.training.plans.check_plan``). Every serving cost model passes here
+    (``fathom.inference.memory.replica_memory``), so the CLI, plan search, sweeps, imports and the web API agree.
+    ``tp_name`` names the TP being checked in the message (``decode-tp`` for a disaggregated decode pool)."""
+    tp, moe = plan.tp, model.moe
+    if model.num_heads % tp:
+        raise FathomInputError(f"{tp_name}={tp} does not divide the {model.num_heads} attention heads of {model.name}")
+    # GQA: vLLM splits the KV heads over TP ranks, or replicates each over TP / kv_heads ranks when TP exceeds them;
+    # MLA caches one latent per token on every rank, whatever the TP.
+    kv = model.num_kv_heads
+    if model.mla is None and kv % tp and tp % kv:
+        raise FathomInputError(f"{tp_name}={tp} and the {kv} KV heads of {model.name}: one must divide the other")
+    if plan.pp > model.num_layers:
+        raise FathomInputError(f"pp={plan.pp} is deeper than the {model.num_layers} layers of {model.name}")
+    if plan.ep > 1:
+        if moe is None:
+            raise FathomInputError(f"ep={plan.ep} needs a mixture-of-experts model ({model.name} is dense)")
+        if tp % plan.ep:
+            raise FathomInputError(
+                f"ep={plan.ep} must divide {tp_name}={tp}: expert parallelism runs over a replica's TP ranks and adds "
+                "no GPUs (vLLM's EP group is its TP x DP ranks)"
+            )
+        if moe.num_experts % plan.ep:
+            raise FathomInputError(f"ep={plan.ep} does not divide the {moe.num_experts} experts of {model.name}")
 
 
 class SpeculativeSpec(BaseModel):

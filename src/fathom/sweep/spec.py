@@ -73,6 +73,13 @@ def expand(spec: dict[str, Any], where: str = "sweep") -> list[Scenario]:
         points = block.get("list") or [{}]
         if not isinstance(points, list):
             raise FathomInputError(f"{at}.list: expected a list of mappings")
+        if kind == "serve":  # a misspelt input is the spec's error, not one error row per scenario
+            from fathom.sweep.serve_inputs import check_keys
+
+            check_keys(fixed, f"{at}.fixed")
+            check_keys(grid, f"{at}.grid")
+            for j, point in enumerate(points):
+                check_keys(_mapping(point, f"{at}.list[{j}]"), f"{at}.list[{j}]")
         names = list(grid)
         for combo in itertools.product(*(grid[n] for n in names)):
             for j, point in enumerate(points):

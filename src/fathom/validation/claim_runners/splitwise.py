@@ -34,7 +34,8 @@ def meets_slowdown_slo(inputs: dict, rate: float) -> bool:
         replicas=int(inputs.get("replicas", 1)), system=inputs.get("system"),
         scheduler=inputs.get("scheduler", "continuous"), router=inputs.get("router", "round-robin"),
         disaggregate=tuple(split) if split else None, decode_gpu=inputs.get("decode_gpu"),
-        kv_link_GBps=inputs.get("kv_link_GBps"), mixed_pool=bool(inputs.get("mixed_pool", False)),
+        kv_link_GBps=inputs.get("kv_link_GBps") if split else None,  # a link between split pools only
+        mixed_pool=bool(inputs.get("mixed_pool", False)),
         slo_slowdown=inputs["slo_slowdown"],
         slowdown_reference_gpu=inputs.get("slowdown_reference_gpu"),
         seed=int(inputs.get("seed", 0)),
