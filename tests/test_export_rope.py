@@ -76,7 +76,9 @@ def test_hf_import_reads_rope_theta_and_llama3_scaling():
     nested["rope_parameters"] = {"rope_theta": 1e6, "rope_type": "llama3", "factor": 8.0}
     spec = model_from_hf_config(nested)
     assert (spec.rope_theta, spec.rope_scaling, spec.rope_scaling_factor) == (1e6, "llama3", 8.0)
-    plain = model_from_hf_config({**config, "rope_scaling": {"type": "linear", "factor": 2.0}})
+    linear = model_from_hf_config({**config, "rope_scaling": {"type": "linear", "factor": 2.0}})
+    assert (linear.rope_scaling, linear.rope_scaling_factor, linear.rope_theta) == ("linear", 2.0, 500000.0)
+    plain = model_from_hf_config({**config, "rope_scaling": {"rope_type": "default"}})
     assert plain.rope_scaling == "none" and plain.rope_theta == 500000.0
 
 

@@ -453,6 +453,30 @@ MPT_7B = {
     "resid_pdrop": 0,
     "vocab_size": 50432,
 }
+GEMMA3_1B = {
+    "architectures": ["Gemma3ForCausalLM"],
+    "attention_bias": False,
+    "head_dim": 256,
+    "hidden_size": 1152,
+    "intermediate_size": 6912,
+    "max_position_embeddings": 32768,
+    "model_type": "gemma3_text",
+    "num_attention_heads": 4,
+    "num_hidden_layers": 26,
+    "num_key_value_heads": 1,
+    "rope_local_base_freq": 10000,
+    "rope_scaling": None,
+    "rope_theta": 1000000,
+    "sliding_window": 512,
+    "sliding_window_pattern": 6,
+    "vocab_size": 262144,
+}
+# The language model of Qwen2-VL-7B / Qwen2.5-VL-7B: Qwen2.5-7B's shape with multimodal RoPE sections.
+QWEN2_VL_7B_TEXT = {
+    **QWEN25_7B,
+    "model_type": "qwen2_vl_text",
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+}
 
 # config, known total, known active (None: dense or not published), where the figure comes from
 KNOWN = {
@@ -467,6 +491,9 @@ KNOWN = {
     "deepseek_v3": (DEEPSEEK_V3, 671e9, 37e9),  # arXiv:2412.19437 (without the 14B MTP module)
     "deepseek_v2": (DEEPSEEK_V2_LITE, 15.7e9, None),  # DeepSeek-V2-Lite card
     "gemma2": (GEMMA2_9B, 9_242_164_736, None),  # Gemma 2 report Table 2
+    "gemma3_text": (GEMMA3_1B, 999_885_952, None),  # google/gemma-3-1b-pt safetensors
+    "qwen2_vl_text": (QWEN2_VL_7B_TEXT, 7.6e9, None),  # Qwen2-VL report (arXiv:2409.12191) Table 1: 7.6B LLM
+    "qwen2_5_vl_text": ({**QWEN2_VL_7B_TEXT, "model_type": "qwen2_5_vl_text"}, 7.6e9, None),  # LLM = Qwen2.5-7B
     "gpt2": (GPT2, 124_439_808, None),  # openai-community/gpt2
     "gpt_neox": (GPT_NEOX_20B, 20_554_567_680, None),  # gpt-neox-20b card
     "gptj": (GPTJ_6B, 6_053_381_344, None),  # gpt-j-6b card

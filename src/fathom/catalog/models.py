@@ -1,13 +1,12 @@
 """Model presets: one YAML file per model under ``fathom/catalog/data/models``.
 
-``get_model`` also accepts a path, so a user can point at a Hugging Face ``config.json`` or at a YAML file
-of ModelSpec fields without registering anything. Every failure is a one-line ``FathomInputError`` that names
-the file or the unknown name.
+``get_model`` also accepts a path, so a user can point at a Hugging Face ``config.json`` (or the checkpoint folder
+holding it) or at a YAML file of ModelSpec fields without registering anything. Every failure is a one-line
+``FathomInputError`` that names the file or the unknown name.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache, lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -80,11 +79,9 @@ def load_model_file(path: str | Path) -> ModelSpec:
     path = Path(path)
     text = read_user_file(path)
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            msg = f"{path}: malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            raise FathomInputError(msg) from None
+        from fathom.importers.hf_config import parse_json
+
+        data = parse_json(text, str(path))
         if isinstance(data, dict) and "model_type" not in data and "num_layers" in data:
             return _spec_from_mapping(str(path), data, path.stem)
         from fathom.importers.hf_config import model_from_hf_config
@@ -98,10 +95,22 @@ def load_model_file(path: str | Path) -> ModelSpec:
 
 
 def get_model(name_or_path: str) -> ModelSpec:
-    """A preset by name (case-insensitive), or a model loaded from a ``.json`` / ``.yaml`` path."""
+    """A preset by name (case-insensitive), a model loaded from a ``.json`` / ``.yaml`` path, or a checkpoint
+    folder's ``config.json`` (what ``huggingface-cli download`` leaves). Presets win over a folder of the same
+    name, so a preset name means the same model wherever the command runs."""
     key = str(name_or_path).strip()
     if key.lower() in _preset_files():
         return _load_preset(key.lower())
-    if Path(key).suffix.lower() in (".json", *_SPEC_SUFFIXES):
+    path = Path(key)
+    if path.suffix.lower() in (".json", *_SPEC_SUFFIXES):
         return load_model_file(key)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FathomInputError(f"model: directory {key} has no config.json (a Hugging Face checkpoint folder has)")
+        return load_model_file(path / "config.json")
+    if "/" in key or "\\" in key:  # meant as a path, not a preset name: close matches would mislead
+        raise FathomInputError(
+            f"model: {key}: no such file or directory (give a preset name, a config.json or ModelSpec YAML file, "
+            "or a folder holding config.json)"
+        )
     raise unknown_name_error("model", key, list_models())

@@ -6,6 +6,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fathom.serving.metrics import ServingReport
@@ -22,6 +23,23 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
+def _fmt_count(n: int) -> str:
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _params_line(r: TrainingEstimate) -> str | None:
+    """Parameter counts, so that an imported config can be checked against the publisher's figure."""
+    if r.params is None:
+        return None
+    line = f"{_fmt_count(r.params)} parameters ({r.params:,})"
+    if r.active_params is not None and r.active_params != r.params:
+        line += f", {_fmt_count(r.active_params)} active per token ({r.active_params:,})"
+    return line
+
+
 def render_training(r: TrainingEstimate, console: Console | None = None) -> None:
     console = console or Console()
     p = r.plan
@@ -31,6 +49,8 @@ def render_training(r: TrainingEstimate, console: Console | None = None) -> None
         f"{p['precision']} | seq {p['seq_len']} x global batch {p['global_batch']} "
         f"(micro {p['micro_batch']}, {r.grad_accum_steps} accumulation steps)"
     )
+    if params := _params_line(r):
+        console.print(f"model: {params}")
     summary = Table(title="Throughput", show_header=False)
     summary.add_row("step time", _fmt_s(r.step_time_s))
     summary.add_row("tokens/s", f"{r.tokens_per_s:,.0f} ({r.tokens_per_s_per_gpu:,.0f} per GPU)")
@@ -93,3 +113,18 @@ def render_serving(r: ServingReport, console: Console | None = None) -> None:
     if r.energy_per_token_j is not None:
         summary.add_row("energy per output token", f"{r.energy_per_token_j:.3f} J")
     console.print(summary)
+    if r.rejected:
+        _render_rejections(r, console)
+
+
+def _render_rejections(r: ServingReport, console: Console) -> None:
+    """Why requests were rejected (the limit each hit), so a non-zero count is never left unexplained."""
+    reasons = Table(title="Rejected requests")
+    reasons.add_column("reason")
+    reasons.add_column("requests", justify="right")
+    for reason, count in r.rejected_reasons.items():
+        reasons.add_row(escape(reason), str(count))
+    unexplained = r.rejected - sum(r.rejected_reasons.values())
+    if unexplained > 0:
+        reasons.add_row("reason not recorded", str(unexplained))
+    console.print(reasons)

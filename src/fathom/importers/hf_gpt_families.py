@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fathom.importers.hf_families import Fields, adapter
+from fathom.specs.model import MAX_SIZE
 
 if TYPE_CHECKING:
     from fathom.importers.hf_config import HFConfig
@@ -169,16 +170,16 @@ def falcon(c: HFConfig) -> Fields:
 def mpt(c: HFConfig) -> Fields:
     """MosaicML MPT: ALiBi or learned positions; ``no_bias`` removes every bias, layernorm's included."""
     h, nh = c.size("d_model"), c.size("n_heads")
-    attn = c.get("attn_config", default={})
-    ffn_cfg = c.get("ffn_config", default={})
-    if not isinstance(attn, dict) or not isinstance(ffn_cfg, dict):
-        raise c.error("attn_config and ffn_config must be objects")
-    ratio = c.get("expansion_ratio", default=4)
-    ffn = ffn_cfg.get("ffn_hidden_size") or (ratio * h if isinstance(ratio, int | float) else 0)
-    if not isinstance(ffn, int | float) or isinstance(ffn, bool) or int(ffn) < 1:
-        raise c.error(f"expansion_ratio must be a positive number, got {ratio!r}")
-    kv = {"multiquery_attention": 1, "grouped_query_attention": attn.get("kv_n_heads", nh)}
-    alibi = bool(attn.get("alibi", False))
+    attn, ffn_cfg = c.sub("attn_config"), c.sub("ffn_config")
+    ffn = ffn_cfg.size("ffn_hidden_size", default=0, minimum=0)
+    if not ffn:
+        ratio = c.number("expansion_ratio", c.get("expansion_ratio", default=4), MAX_SIZE)
+        ffn = int(ratio * h)
+        if not 1 <= ffn <= MAX_SIZE:
+            raise c.error(f"expansion_ratio x d_model must be from 1 to 2**31, got {ffn}")
+    attn_type = attn.get("attn_type", default="multihead_attention")
+    kv = {"multiquery_attention": 1, "grouped_query_attention": attn.size("kv_n_heads", default=nh)}.get(attn_type, nh)
+    alibi = attn.flag("alibi", default=False)
     learned = c.flag("learned_pos_emb", default=True) and not alibi
     no_bias = c.flag("no_bias", default=False)
     seq = c.size("max_seq_len", default=2048)
@@ -186,11 +187,11 @@ def mpt(c: HFConfig) -> Fields:
         h,
         nh,
         c.size("n_layers"),
-        int(ffn),
+        ffn,
         c.size("vocab_size"),
         seq,
-        num_kv_heads=kv.get(attn.get("attn_type", "multihead_attention"), nh),
-        gated_mlp=ffn_cfg.get("ffn_type") == "mptglu",
+        num_kv_heads=kv,
+        gated_mlp=ffn_cfg.get("ffn_type", default=None) == "mptglu",
         tied_embeddings=c.flag("tie_word_embeddings", default=True),
         position_embedding="alibi" if alibi else "learned" if learned else "none",
         norm_type="rmsnorm" if "rms" in str(c.get("norm_type", default="")) else "layernorm",

@@ -7,19 +7,29 @@ FLOPs per token) is derived here from the shape, never stored.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fathom.errors import FathomInputError
 
 NormType = Literal["layernorm", "rmsnorm"]
 PositionEmbedding = Literal["rope", "learned", "alibi", "none"]
-RopeScaling = Literal["none", "llama3"]
+# Hugging Face rope_type names: "llama3" (Llama 3.1), "linear" (position interpolation; Gemma 3's global layers),
+# "dynamic" (dynamic NTK), "yarn" (DeepSeek-V3, Qwen long context), "longrope" (Phi-3 128k).
+RopeScaling = Literal["none", "llama3", "linear", "dynamic", "yarn", "longrope"]
+
+# Bounds that reject absurd input before it reaches float / int64 arithmetic (10**400 overflows a float): no
+# model's size, count or context comes near 2**31, RoPE bases stay below 1e9 and scaling factors below 1000.
+MAX_SIZE = 2**31
+MAX_ROPE_THETA = 1e12
+MAX_FACTOR = 1e6
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_SIZE)]
+Count = Annotated[int, Field(ge=0, le=MAX_SIZE)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class MoESpec(_Frozen):
@@ -28,17 +38,17 @@ class MoESpec(_Frozen):
     num_experts: PositiveInt
     top_k: PositiveInt
     expert_ffn_size: PositiveInt
-    num_shared_experts: int = Field(0, ge=0)
-    shared_expert_ffn_size: int = Field(0, ge=0, description="FFN width of each shared expert; 0 = expert_ffn_size")
+    num_shared_experts: Count = 0
+    shared_expert_ffn_size: Count = Field(0, description="FFN width of each shared expert; 0 = expert_ffn_size")
     shared_expert_gate: bool = False  # Qwen2-MoE gates the shared expert with a sigmoid(h -> 1)
-    first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense FFN (DeepSeek first_k_dense)")
+    first_dense_layers: Count = Field(0, description="leading layers with a dense FFN (DeepSeek first_k_dense)")
     layer_interval: PositiveInt = 1  # every n-th layer (after the dense ones) is MoE
     # Dropless routing (TrainingPlan.moe_routing): routed tokens on the busiest EP rank over the mean, a property of
     # the trained router. Default from FEPLB (Liu, Zhao, Qi 2026, arXiv:2604.19654, Fig. 1b): GLM-5 MoE layers,
     # 128 routed experts, EP = 8 on H100s, lose 18.6% of the MoE layer's GPU time waiting for the busiest rank, i.e.
     # busiest / mean = 1 / (1 - 0.186) = 1.23 (inferred from the reported waste). DODOCO (Ma et al. 2026,
     # arXiv:2605.20982) finds the per-expert max/mean moves by at most 5% from EP 4 to 32: one number per model.
-    dropless_ep_imbalance: float = Field(1.23, ge=1.0)
+    dropless_ep_imbalance: float = Field(1.23, ge=1.0, le=MAX_FACTOR)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -54,7 +64,7 @@ class MoESpec(_Frozen):
 class MLASpec(_Frozen):
     """Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434): low-rank compressed K/V (and Q)."""
 
-    q_lora_rank: int = Field(0, ge=0, description="0 = queries are not compressed")
+    q_lora_rank: Count = Field(0, description="0 = queries are not compressed")
     kv_lora_rank: PositiveInt
     qk_nope_head_dim: PositiveInt
     qk_rope_head_dim: PositiveInt
@@ -87,17 +97,17 @@ class ModelSpec(_Frozen):
     embedding_norm: bool = False  # BLOOM normalises the word embeddings
     position_embedding: PositionEmbedding = "rope"
     # RoPE's base frequency (Hugging Face ``rope_theta``; None = not recorded, an engine then uses its own default,
-    # 10000 in Megatron-LM) and Llama 3.1's frequency-dependent RoPE scaling (``rope_scaling`` of rope_type "llama3":
-    # low/high frequency factors 1 and 4 over an 8192-token original context) with its factor. Neither changes a
-    # cost; they are kept so that engine launch files build the model that was trained (Megatron-LM --rotary-base,
-    # --use-rope-scaling --rope-scaling-factor).
-    rope_theta: float | None = Field(None, gt=0)
+    # 10000 in Megatron-LM) and the RoPE scaling of ``rope_scaling`` (its rope_type and factor; "llama3" is Llama
+    # 3.1's frequency-dependent scaling, low/high frequency factors 1 and 4 over an 8192-token original context).
+    # Neither changes a cost; they are kept so that engine launch files build the model that was trained
+    # (Megatron-LM --rotary-base, --use-rope-scaling --rope-scaling-factor), or say what they could not write.
+    rope_theta: float | None = Field(None, gt=0, le=MAX_ROPE_THETA)
     rope_scaling: RopeScaling = "none"
-    rope_scaling_factor: float = Field(1.0, gt=0)
+    rope_scaling_factor: float = Field(1.0, gt=0, le=MAX_FACTOR)
     parallel_block: bool = False  # GPT-J / NeoX / Falcon: attention and MLP read the same input
     hidden_dropout: bool = False  # trained with dropout (GPT-3/Megatron era): masks kept for backward
-    sliding_window: int = Field(0, ge=0, description="window size in tokens; 0 = full attention")
-    num_sliding_window_layers: int = Field(0, ge=0)
+    sliding_window: Count = Field(0, description="window size in tokens; 0 = full attention")
+    num_sliding_window_layers: Count = 0
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     reported_params: float | None = Field(None, gt=0, description="publisher's total parameter count")

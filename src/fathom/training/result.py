@@ -48,6 +48,10 @@ class RunReport(BaseModel):
 
 class TrainingEstimate(BaseModel):
     model: str
+    # The model's parameter count and the part each token touches (MoE: top_k experts): shown with every estimate
+    # so that an imported config.json can be checked against the publisher's figure.
+    params: int | None = None
+    active_params: int | None = None
     gpu: str
     system: str
     num_gpus: int
@@ -108,6 +112,8 @@ def build_result(
         )
     return TrainingEstimate(
         model=model.name,
+        params=model.num_params,
+        active_params=model.num_active_params,
         gpu=cluster.device.name,
         system=cluster.system.name,
         num_gpus=cluster.num_gpus,

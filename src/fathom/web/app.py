@@ -1,8 +1,9 @@
 """The FastAPI application behind ``fathom ui``: the JSON API under ``/api`` and the page at ``/``.
 
-Every bad request gets a 4xx with ``{"error": kind, "message": one line}``: unknown names and impossible plans
-(``FathomInputError``) and schema violations 422, work over the server's limits 413, a run past its deadline 408,
-a full work queue 429, an unknown job 404.
+Every error is ``{"error": kind, "message": one line}``: unknown names and impossible plans (``FathomInputError``),
+schema violations, unparsable bodies and values the model code cannot compute with 422, work over the server's
+limits 413, a run past its deadline 408, a full work queue 429, an unknown job or page 404, a wrong method 405, and
+a fault of the server 500 (``fathom.web.errors`` decides which).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from fathom import __version__
 from fathom.web import services
 from fathom.web.catalog import gpus, models, systems
+from fathom.web.errors import INPUT_DERIVED, describe, log_unexpected, one_line, status_kind, validation_message
 from fathom.web.jobs import WorkPool
 from fathom.web.limits import BusyError, Limits, OverLimitError, WorkTimeoutError
 from fathom.web.schemas import (
@@ -47,6 +51,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Over the server's limits"),
         (422, "Invalid input"),
         (429, "Busy"),
+        (500, "A fault of the server (its log has the details)"),
     )
 }
 _JOB_WORK = {
@@ -56,37 +61,29 @@ _JOB_WORK = {
 }
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+def _error(status: int, kind: str, message: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": kind, "message": one_line(message)}, status_code=status, headers=headers)
 
 
-def error_status(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and error kind of an exception raised by the work (``ValueError`` covers
-    ``FathomInputError`` and pydantic's validation errors: bad input, not a server fault)."""
-    for kind, status, name in (
-        (OverLimitError, 413, "over_limit"),
-        (WorkTimeoutError, 408, "timeout"),
-        (BusyError, 429, "busy"),
-        (ValueError, 422, "invalid_input"),
-    ):
-        if isinstance(exc, kind):
-            return status, name
-    raise exc
-
-
-def _error(status: int, kind: str, message: object) -> JSONResponse:
-    return JSONResponse({"error": kind, "message": _one_line(message)}, status_code=status)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    """The first schema violation in one line, naming its field (``body.num_gpus: ...``)."""
-    errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first.get('msg', 'invalid')}{more}"
+def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (no route, wrong method, a body that cannot be read) in the API's error body."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and (cause is not None or exc.detail == "There was an error parsing the body"):
+        # FastAPI could not parse the body (nested too deeply, not UTF-8, a huge integer): bad input, as bad JSON is
+        if isinstance(cause, RecursionError):
+            why = "nested too deeply"
+        else:
+            why = (one_line(cause)[:200] or type(cause).__name__) if cause is not None else one_line(exc.detail)
+        return _error(422, "invalid_input", f"body: cannot be parsed as JSON ({why})")
+    path = request.url.path
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"{path}: no such page or endpoint (the API is under /api, its documentation at /docs)"
+    elif exc.status_code == 405 and exc.detail == "Method Not Allowed":
+        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+        message = f"{request.method} {path}: method not allowed" + (f" (use {allowed})" if allowed else "")
+    else:
+        message = f"{path}: {exc.detail}"
+    return _error(exc.status_code, status_kind(exc.status_code), message, headers=exc.headers)
 
 
 def create_app(limits: Limits | None = None) -> FastAPI:
@@ -113,14 +110,24 @@ def create_app(limits: Limits | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_input", _validation_message(exc))
+        return _error(422, "invalid_input", validation_message(exc.errors()))
 
-    for exc_type in (ValueError, OverLimitError, WorkTimeoutError, BusyError):
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return _http_error(request, exc)
+
+    for exc_type in (OverLimitError, WorkTimeoutError, BusyError, *INPUT_DERIVED):  # ValueError: FathomInputError
 
         @app.exception_handler(exc_type)
         async def _handled(request: Request, exc: Exception) -> JSONResponse:
-            status, kind = error_status(exc)
-            return _error(status, kind, exc)
+            status, kind, message = describe(exc)
+            log_unexpected(exc, f"{request.method} {request.url.path}")
+            return _error(status, kind, message)
+
+    @app.exception_handler(Exception)  # last resort; Starlette re-raises it after answering, for the server to log
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        message = f"internal server error ({type(exc).__name__}); the server's log has the details"
+        return _error(500, "internal", message)
 
     @app.get("/api/models", response_model=list[CatalogItem], tags=["catalog"])
     def list_models() -> list[dict]:
@@ -166,7 +173,11 @@ def create_app(limits: Limits | None = None) -> FastAPI:
     def create_job(body: JobKind) -> dict[str, str]:
         """Start a plan search or a sweep in the background; poll ``GET /api/jobs/{id}`` for progress."""
         model, work = _JOB_WORK[body.kind]
-        request = model.model_validate(body.request)  # a ValidationError is a ValueError: 422
+        try:
+            request = model.model_validate(body.request)
+        except ValidationError as exc:  # named as the direct endpoints name them, under body.request
+            errors = [{**e, "loc": ("body", "request", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors, body=body.request) from None
         job = pool().start_job(body.kind, partial(work, request, limits))
         return {"id": job.id, "status_url": f"/api/jobs/{job.id}"}
 
@@ -178,11 +189,8 @@ def create_app(limits: Limits | None = None) -> FastAPI:
             return _error(404, "not_found", f"job {job_id!r}: no such job (finished jobs are kept for a while)")
         error = None
         if job.error is not None:
-            try:
-                status, kind = error_status(job.error)
-            except Exception:  # a fault of the server, not of the request: say so rather than hide it
-                status, kind = 500, "internal"
-            error = {"error": kind, "message": _one_line(job.error), "status": str(status)}
+            status, kind, message = describe(job.error)  # logged by the pool when the job failed
+            error = {"error": kind, "message": message, "status": str(status)}
         elapsed = (job.finished or time.monotonic()) - (job.started or job.created)
         return JobStatus(
             id=job.id,

@@ -37,12 +37,20 @@ def check_hardware(gpu: str, system: str | None) -> tuple[str, str | None]:
 
 def spec_from_config(config: dict[str, Any]) -> ModelSpec:
     """The model of a pasted config: a Hugging Face ``config.json``, or ModelSpec fields (as ``--model x.json``)."""
-    if "model_type" not in config and "num_layers" in config:
-        try:
+    fields = "model_type" not in config and "num_layers" in config
+    try:
+        if fields:
             return ModelSpec.from_dict({"name": "pasted-model", **config})
-        except FathomInputError as exc:
-            raise FathomInputError(f"config: {exc}") from None
-    return model_from_hf_config(config, origin="config")
+        return model_from_hf_config(config, origin="config")
+    except FathomInputError as exc:
+        if not fields:
+            raise  # the importer names the config already
+        raise FathomInputError(f"config: {exc}") from None
+    except (ValueError, ArithmeticError, TypeError) as exc:  # a value no check caught, e.g. 10**400 (not a float)
+        detail = " ".join(str(exc).split())[:200]
+        raise FathomInputError(
+            f"config: cannot be read ({type(exc).__name__}: {detail}); check that its numbers are in range"
+        ) from exc
 
 
 def _folder_name(name: str) -> str:

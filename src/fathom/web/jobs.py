@@ -18,6 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from fathom.web.errors import log_unexpected
 from fathom.web.limits import BusyError, Limits, WorkTimeoutError
 
 Work = Callable[[Callable[[int, int], None]], dict[str, Any]]  # called with a progress callback
@@ -86,7 +87,8 @@ class WorkPool:
             job.started = time.monotonic()
             try:
                 job.result = work(progress)
-            except Exception as exc:  # reported to the poller, who sees it as a 4xx-style error body
+            except Exception as exc:  # reported to the poller in the API's error body (fathom.web.errors)
+                log_unexpected(exc, f"job {job.id} ({kind})")
                 job.error = exc
             job.finished = time.monotonic()
 

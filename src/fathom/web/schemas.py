@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, WithJsonSchema
 
 from fathom.search.objectives import OBJECTIVES
 from fathom.specs.plan import AttentionKernel, MoEDispatcher, Offload, Optimizer, Recompute, Schedule, TrainPrecision
@@ -17,6 +17,30 @@ from fathom.specs.serving import KVDtype, WeightDtype
 
 Objective = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
 MAX_INT = 2**31 - 1  # JSON integers the estimators hold in int64 arrays without overflow
+
+
+def _length_text(value: Any) -> Any:
+    """A length given as a JSON number (``512``, as ``--input-len 512``) in the string form the API parses."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+LENGTH_HELP = (
+    "N (a JSON number or string), or fixed:N, uniform:low=A,high=B, normal:mean=M,std=S, lognormal:mean=M,sigma=S"
+)
+# A request length: a whole number of tokens or a distribution spec; numbers become strings before the schema checks.
+Length = Annotated[
+    str,
+    BeforeValidator(_length_text),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_INT}, {"type": "string", "maxLength": 200}],
+            "description": LENGTH_HELP,
+        }
+    ),
+    Field(max_length=200),
+]
 
 
 def count(default=..., **kwargs):
@@ -117,10 +141,8 @@ class ServeSimulateRequest(ModelChoice, ClusterChoice):
     duration_s: float | None = Field(None, gt=0, le=1e7)
     num_requests: int | None = count(None)
     concurrency: int | None = count(None)
-    input_len: str = Field(
-        "1024", max_length=200, description="N, or fixed:N, uniform:low=A,high=B, normal:..., lognormal:mean=M,sigma=S"
-    )
-    output_len: str = Field("256", max_length=200)
+    input_len: Length = "1024"
+    output_len: Length = "256"
     scheduler: Literal[
         "static", "continuous", "chunked-prefill", "decode-priority", "prompt-first", "prompt-first-padded"
     ] = "continuous"
@@ -159,8 +181,8 @@ class ServeSearchRequest(ModelChoice):
     slo_ttft_s: float = Field(gt=0, le=1e4)
     slo_tpot_s: float = Field(gt=0, le=1e3)
     rate: float = Field(gt=0, le=1e6, description="Poisson requests per second.")
-    input_len: str = Field("1024", max_length=200)
-    output_len: str = Field("256", max_length=200)
+    input_len: Length = "1024"
+    output_len: Length = "256"
     duration_s: float | None = Field(None, gt=0, le=1e7, description="Default: four request lifetimes, >= 30 s.")
     num_requests: int | None = count(None)
     percentile: Literal[50, 90, 95, 99] = 90
@@ -230,7 +252,10 @@ class JobStatus(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx answer: what kind of problem, and one line saying what to change."""
+    """Every error answer: what kind of problem, and one line saying what to change."""
 
-    error: Literal["invalid_input", "over_limit", "timeout", "busy", "not_found"]
-    message: str
+    error: str = Field(
+        description="invalid_input (422), over_limit (413), timeout (408), busy (429), not_found (404), "
+        "method_not_allowed (405), internal (500)"
+    )
+    message: str = Field(description="One line saying what to change, naming the field where there is one.")
