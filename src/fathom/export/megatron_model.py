@@ -60,6 +60,11 @@ def _rope_flags(spec: ModelSpec, notes: dict[str, str]) -> list[tuple[str, objec
             notes["model.rope_theta"] = f"Megatron-LM's --rotary-base takes an integer; wrote {round(spec.rope_theta)}"
     if spec.rope_scaling == "llama3":  # Megatron-Core's llama3 scaling fixes low/high factors 1, 4 and 8192 tokens
         f += [("--use-rope-scaling", None), ("--rope-scaling-factor", spec.rope_scaling_factor)]
+    elif spec.rope_scaling != "none":  # yarn, longrope, linear, dynamic: not written, so say so
+        notes["model.rope_scaling"] = (
+            f"{spec.rope_scaling} RoPE scaling (factor {spec.rope_scaling_factor:g}) is not written: this export only "
+            "writes Megatron-LM's llama3 scaling; set the model's RoPE scaling in Megatron by hand"
+        )
     return f
 
 
