@@ -224,6 +224,7 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     assert prof["clock"] == "cpu" and prof["measurements"]["gemm"]
     # Every case keeps its raw seconds beside the reference speed read around it and its time at the profile's
     # reference speed (what the fit used); the reference speeds themselves are recorded.
+    assert {r["op"] for r in prof["measurements"]["footprint"]} == {"training_process", "serving_process"}
     assert {"gemm_fp32", "memory", "host"} <= set(prof["reference"])
     assert all(v["speed"] > 0 and v["unit"] for v in prof["reference"].values())
     for row in prof["measurements"]["gemm"] + prof["measurements"]["memory"]:
@@ -299,6 +300,13 @@ def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
     assert {"prefill", "decode_step"} <= set(serve["phases"]) and serve["total"]["measured_s"] > 0
     for r in [*serve["phases"].values(), serve["total"]]:
         assert {"speed_ratio", "error_pct_speed_adjusted"} <= set(r) and r["speed_ratio"] > 0
+    # Peak memory in the same shape as training's: the serving memory model (weights, KV cache, activations) plus
+    # the minimal serving process the profile measured, against the worker's resident high-water mark.
+    assert set(serve["memory"]) == set(train["memory"])
+    parts = serve["memory"]["predicted_breakdown_bytes"]
+    assert set(parts) == {"weights", "kv_cache", "activations", "runtime_reserved"} and parts["runtime_reserved"] > 0
+    assert serve["memory"]["predicted_bytes"] == pytest.approx(sum(parts.values()))
+    assert serve["memory"]["measured_bytes"] > 0 and abs(serve["memory"]["error_pct"]) < 30
     probe = serve["speed_probe"]  # the profile's bf16 reference GEMM re-timed beside the real work
     if '"bf16"' in json.dumps(yaml.safe_load(tiny_profile.read_text())["profile"]["measurements"]["gemm"]):
         assert probe["gemm"].startswith("bf16") and probe["check_s"] > 0 and probe["profile_s"] > 0
@@ -329,10 +337,12 @@ def test_check_refuses_oversubscribed_data_parallel_ranks(tiny_profile, capsys) 
 
     from fathom.cli.app import run
 
-    dp = (os.cpu_count() or 1) + 1  # the tiny profile runs one thread per rank
+    cores = os.cpu_count() or 1
+    dp = cores + 1  # the tiny profile runs one thread per rank: more threads would not help, fewer ranks would
     assert run(["check", "train", "--model", "tiny-llama", "--gpu", str(tiny_profile), "--dp", str(dp)]) == 2
     err = capsys.readouterr().err
-    assert "--dp" in err and "--threads" in err and "Traceback" not in err
+    assert f"need {dp} cores, this machine has {cores}" in err and f"use --dp {cores} or fewer" in err
+    assert "--threads" not in err and "Traceback" not in err
 
 
 def test_fit_measures_optimizer_host_op_and_runtime_memory() -> None:

@@ -3,7 +3,6 @@ real PyTorch run). Both need the ``profile`` extra (PyTorch); without it they ex
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,7 +57,7 @@ def _render(result: dict, title: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile(
-        out: Annotated[Path, Opt(help="Device profile YAML to write (use it as --gpu).")],
+        out: Annotated[str, Opt(help="Device profile YAML to write (use it as --gpu).")],
         quick: Annotated[bool, Opt("--quick", help="A smaller grid: under a minute on 2 cores.")] = False,
         tiny: Annotated[bool, Opt("--tiny", help="The smallest grid (seconds; for tests).")] = False,
         threads: Annotated[int | None, Opt(min=1, help="Threads per rank (default: every core).")] = None,
@@ -72,7 +71,13 @@ def register(app: typer.Typer) -> None:
 
         grid = "tiny" if tiny else ("quick" if quick else "full")
         doc = run_profile(
-            out, grid_name=grid, threads=threads, base=base, name=name, collectives=collectives, clock=clock
+            out,  # a str: a trailing "/" (a directory) must reach the check, which Path would drop
+            grid_name=grid,
+            threads=threads,
+            base=base,
+            name=name,
+            collectives=collectives,
+            clock=clock,
         )
         quality = ", ".join(f"{k} {v['median_abs_error_pct']:.0f}%" for k, v in doc["profile"]["fit_quality"].items())
         Console().print(f"wrote {out} (median fit error: {quality})")
@@ -80,7 +85,7 @@ def register(app: typer.Typer) -> None:
     @check_app.command("train")
     def train(
         model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
-        gpu: Annotated[str, Opt(help="Device profile YAML (fathom profile) or catalog device.")],
+        gpu: Annotated[str, Opt(help="Device profile YAML that `fathom profile` wrote on this machine.")],
         micro_batch: Annotated[int, Opt(min=1)] = 4,
         seq_len: Annotated[int, Opt(min=2)] = 256,
         steps: Annotated[int, Opt(min=1, help="Timed steps after one warm-up step.")] = 3,
@@ -91,7 +96,7 @@ def register(app: typer.Typer) -> None:
         from fathom.profiling.check import check_train
         from fathom.profiling.runner import require_torch
 
-        require_torch()
+        require_torch("check")
         result = check_train(model, gpu, micro_batch, seq_len, steps=steps, dp=dp)
         if json_out:
             print_json(result)
@@ -101,7 +106,7 @@ def register(app: typer.Typer) -> None:
     @check_app.command("serve")
     def serve(
         model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
-        gpu: Annotated[str, Opt(help="Device profile YAML (fathom profile) or catalog device.")],
+        gpu: Annotated[str, Opt(help="Device profile YAML that `fathom profile` wrote on this machine.")],
         batch: Annotated[int, Opt(min=1)] = 8,
         input_len: Annotated[int, Opt(min=1)] = 128,
         output_len: Annotated[int, Opt(min=2)] = 64,
@@ -112,7 +117,7 @@ def register(app: typer.Typer) -> None:
         from fathom.profiling.check import check_serve
         from fathom.profiling.runner import require_torch
 
-        require_torch()
+        require_torch("check")
         result = check_serve(model, gpu, batch, input_len, output_len, repeats=repeats)
         if json_out:
             print_json(result)

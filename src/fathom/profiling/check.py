@@ -7,7 +7,9 @@ measurement describe the same device. Each comparison row has ``predicted_s``, `
 (``fathom.profiling.speed``), ``measured_speed_adjusted_s`` (the measurement normalised to the profile's speed,
 sample by sample), ``speed_ratio`` (= that / ``measured_s``: > 1, the check ran faster than profiled),
 ``predicted_speed_adjusted_s`` (= ``predicted_s`` / ``speed_ratio``) and ``error_pct_speed_adjusted``
-(``predicted_s`` against ``measured_speed_adjusted_s``).
+(``predicted_s`` against ``measured_speed_adjusted_s``). Both checks also compare peak memory (``memory``: the
+same shape for train and serve). Only a profile of this machine's CPU is accepted as the device (``local_profile``),
+and every input, the predicted peak memory included, is checked before a worker starts.
 """
 
 from __future__ import annotations
@@ -18,15 +20,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from fathom.catalog.hardware import _read_file, get_device
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError
-from fathom.profiling.check_predict import predict_serve, predict_train
+from fathom.profiling.check_predict import check_supported, predict_serve, predict_train, serve_memory
+from fathom.profiling.machine import cpu_model
 from fathom.profiling.speed import class_times, effective_ratio, local_ratios, speed_adjusted_device, speed_ratios
+from fathom.specs.hardware import GIB
 
 # For the memory run only: large allocations get their own mapping, returned to the kernel on free, so resident
 # memory tracks live tensors. Timed runs keep glibc's defaults (freed blocks are reused, no page faults), as a
@@ -45,11 +51,57 @@ def row(predicted: float, measured: float, measured_adjusted: float | None = Non
     return out
 
 
+WORKER_FAILED = "fathom-check-failed: "  # the worker's last stderr line on failure: its one-line message
+
+_PROFILE_FIRST = "run `fathom profile --out my-node.yaml` on this machine first and pass that file as --gpu"
+
+
 def _profile_doc(gpu: str) -> dict | None:
+    """The raw mapping of a device YAML, read as the catalog reads a --gpu file (its one-line YAML errors)."""
     path = Path(gpu)
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return None
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return _read_file(path, "gpu")
+
+
+def local_profile(gpu: str) -> dict:
+    """The ``profile:`` section of ``gpu``, refused unless it profiles this machine: the worker times real steps on
+    this machine's CPU, so a prediction for any other device (a catalog GPU, another machine's profile) would be
+    compared with the wrong hardware. The device itself is validated first, with the catalog's errors."""
+    get_device(gpu)
+    doc = _profile_doc(gpu)
+    prof = (doc or {}).get("profile")
+    if not isinstance(prof, dict) or not isinstance(prof.get("machine"), dict):
+        raise FathomInputError(
+            f"--gpu: {gpu} is not a profile of this machine (check times real steps here, on the CPU); {_PROFILE_FIRST}"
+        )
+    machine = prof["machine"]
+    accelerator = machine.get("accelerator", "cpu")
+    if accelerator != "cpu":
+        raise FathomInputError(
+            f"--gpu: {gpu} profiles {accelerator}, but check's PyTorch worker times on the CPU only; "
+            f"profile the CPU (fathom profile without --base) to check against it"
+        )
+    here = cpu_model()
+    if machine.get("cpu_model") != here:
+        raise FathomInputError(
+            f"--gpu: {gpu} was measured on {machine.get('cpu_model')!r}, this machine is {here!r}; {_PROFILE_FIRST}"
+        )
+    return prof
+
+
+def _gib(x: float) -> str:
+    return f"{x:,.1f}" if x >= 1 else f"{x:.2g}"
+
+
+def _refuse_if_too_big(predicted_bytes: float, gpu: str, what: str) -> None:
+    """A run whose predicted peak exceeds the device's memory is refused before any worker allocates it."""
+    available = get_device(gpu).memory_gib
+    if predicted_bytes > available * GIB:
+        raise FathomInputError(
+            f"check: {what} needs {_gib(predicted_bytes / GIB)} GiB (predicted peak), {gpu} has {_gib(available)} "
+            "GiB (its memory_gib); make the run smaller"
+        )
 
 
 def speed_reference(gpu: str) -> dict:
@@ -121,6 +173,14 @@ def reference_gemm(gpu: str, dtype: str) -> dict | None:
     return max(rows, key=lambda r: r["m"] * r["n"] * r["k"]) if rows else None
 
 
+def serving_footprint(gpu: str) -> float | None:
+    """The profile's measured memory of a minimal serving process (``bench_footprint``): the runtime's own pages a
+    serving run holds besides its tensors, as ``runtime_reserved_gib`` is for training. None: not measured."""
+    rows = (((_profile_doc(gpu) or {}).get("profile") or {}).get("measurements") or {}).get("footprint") or []
+    found = [float(r["bytes"]) for r in rows if r.get("op") == "serving_process" and r.get("bytes")]
+    return float(np.median(found)) if found else None
+
+
 def speed_probe(ref: dict | None, probe_s: float | None) -> dict | None:
     """How fast the machine ran during the check against during profiling: the reference GEMM's seconds then and
     now. A ``slowdown`` far from 1 means other work shared the cores differently (``fathom.profiling.timing``)."""
@@ -134,22 +194,67 @@ def speed_probe(ref: dict | None, probe_s: float | None) -> dict | None:
     }
 
 
+def _failure_line(err: str, returncode: int) -> str:
+    """The worker's one-line message (``WORKER_FAILED``); else, for a process that ended before it could say (a
+    signal such as the kernel's out-of-memory killer), what happened, without an exception's class name."""
+    lines = [line.strip() for line in err.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(WORKER_FAILED):
+            return line[len(WORKER_FAILED) :]
+    if returncode < 0:
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if returncode == -9 else ""
+        return f"the worker process was stopped by signal {-returncode}{hint}"
+    if not lines:
+        return f"the worker process exited with status {returncode} without output"
+    name, sep, message = lines[-1].partition(": ")
+    return message if sep and name.replace(".", "").replace("_", "").isalnum() else lines[-1]
+
+
 def run_workers(args: dict, world: int, timeout_s: float, exact_memory: bool = False) -> dict:
-    """Rank 0's result of ``world`` worker processes; ``exact_memory``: the allocator settings of the memory run."""
+    """Rank 0's result of ``world`` worker processes; ``exact_memory``: the allocator settings of the memory run.
+    Their output goes to files (no pipe fills up); once one rank fails the others are stopped, since a
+    data-parallel peer would otherwise wait for it in the next collective until gloo's timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(MALLOC_EXACT_ENV if exact_memory else {})
     with tempfile.TemporaryDirectory(prefix="fathom-check-") as tmp:
-        procs = []
-        for rank in range(world):
-            payload = json.dumps({**args, "rank": rank, "world": world, "init_file": os.path.join(tmp, "init")})
-            cmd = [sys.executable, "-m", "fathom.profiling.check_worker", payload]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-        outs = [p.communicate(timeout=timeout_s) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        if p.returncode != 0:
-            last = (err.strip().splitlines() or ["no output"])[-1]
-            raise FathomInputError(f"check: the PyTorch run failed: {last}")
-    return json.loads(outs[0][0].strip().splitlines()[-1])
+        procs: list[subprocess.Popen] = []
+        try:
+            for rank in range(world):
+                payload = json.dumps({**args, "rank": rank, "world": world, "init_file": os.path.join(tmp, "init")})
+                cmd = [sys.executable, "-m", "fathom.profiling.check_worker", payload]
+                with (
+                    open(os.path.join(tmp, f"out{rank}"), "w") as out,
+                    open(os.path.join(tmp, f"err{rank}"), "w") as err,
+                ):
+                    procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, env=env))
+            deadline = time.monotonic() + timeout_s
+            while any(p.poll() is None for p in procs) and not any(p.returncode for p in procs):
+                if time.monotonic() > deadline:
+                    raise FathomInputError(f"check: the PyTorch run took longer than {timeout_s:.0f} s; stopped it")
+                time.sleep(0.05)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        outs = [Path(tmp, f"out{r}").read_text(errors="replace") for r in range(world)]
+        errs = [Path(tmp, f"err{r}").read_text(errors="replace") for r in range(world)]
+    failed = [r for r, p in enumerate(procs) if p.returncode]
+    if failed:  # the first rank that failed by itself, not one stopped because of it
+        first = next((r for r in failed if WORKER_FAILED in errs[r]), failed[0])
+        raise FathomInputError(f"check: the PyTorch run failed: {_failure_line(errs[first], procs[first].returncode)}")
+    return json.loads(outs[0].strip().splitlines()[-1])
+
+
+def memory_block(predicted: float, measured: float | None, breakdown: dict, method: str) -> dict:
+    """The peak-memory comparison, the same shape for train and serve."""
+    return {
+        "predicted_bytes": predicted,
+        "measured_bytes": measured,
+        "error_pct": (predicted / measured - 1.0) * 100.0 if measured else None,
+        "predicted_breakdown_bytes": breakdown,
+        "method": method,
+    }
 
 
 def check_train(
@@ -162,17 +267,20 @@ def check_train(
     dp: int = 1,
     timeout_s: float = 3600.0,
 ) -> dict:
+    """Everything the user gave is checked (model, profile, ranks, memory) before the first worker starts."""
     spec = get_model(model)
+    check_supported(spec)
     if seq_len > spec.max_seq_len:
-        raise FathomInputError(f"seq_len: {seq_len} exceeds {spec.name}'s max_seq_len {spec.max_seq_len}")
+        raise FathomInputError(f"--seq-len: {seq_len} exceeds {spec.name}'s max_seq_len {spec.max_seq_len}")
+    local_profile(gpu)
     threads, clock = profile_settings(gpu)
     cores = os.cpu_count() or 1
     if dp * threads > cores:  # oversubscribed ranks spin against each other: the measurement would be of that
-        raise FathomInputError(
-            f"--dp: {dp} ranks x {threads} threads (the profile's) need {dp * threads} cores, this machine has "
-            f"{cores}; profile with --threads {max(cores // dp, 1)} for a {dp}-rank check"
-        )
+        raise FathomInputError(_oversubscribed(dp, threads, cores))
     pred = predict_train(spec, gpu, micro_batch, seq_len, dp)
+    counted = [k for k in pred["memory"] if k != "runtime_reserved" or pred["runtime_measured"]]
+    mem_pred = sum(pred["memory"][k] for k in counted)
+    _refuse_if_too_big(mem_pred, gpu, f"training {spec.name} (micro-batch {micro_batch}, seq-len {seq_len}) per rank")
     args = {
         "job": "train",
         "spec": spec.model_dump(),
@@ -205,8 +313,6 @@ def check_train(
             adjuster.sample("total", t, span) for t, span in zip(totals, step_spans, strict=True)
         )
     phases = {k: row(pred["phases"][k], meas["phases"][k], adjusted[k]) for k in pred["phases"]}
-    counted = [k for k in pred["memory"] if k != "runtime_reserved" or pred["runtime_measured"]]
-    mem_pred = sum(pred["memory"][k] for k in counted)
     return {
         "model": spec.name,
         "gpu": gpu,
@@ -221,19 +327,30 @@ def check_train(
         "phases": phases,
         "total": row(pred["total"], statistics.median(totals), adjusted["total"]),
         "dp_comm_predicted_s": {"exposed": pred["dp_comm_exposed"], "all_reduce": pred["dp_comm_total"]},
-        "memory": {
-            "predicted_bytes": mem_pred,
-            "measured_bytes": mem_meas,
-            "error_pct": (mem_pred / mem_meas - 1.0) * 100.0 if mem_meas else None,
-            "predicted_breakdown_bytes": pred["memory"],
-            "method": "peak resident memory (VmHWM) of rank 0 over one training step (its own run, every large "
+        "memory": memory_block(
+            mem_pred,
+            mem_meas,
+            pred["memory"],
+            "peak resident memory (VmHWM) of rank 0 over one training step (its own run, every large "
             "tensor in its own mapping) minus its resident memory before the model was built; the prediction "
             "counts runtime_reserved only where the profile measured it (the runtime's own pages on a CPU), "
             "not a catalog device's CUDA context",
-        },
+        ),
         "speed_probe": speed_probe(ref, meas.get("probe_s")),
         "speed": adjuster.section([*pred["phases"], "total"]),
     }
+
+
+def _oversubscribed(dp: int, threads: int, cores: int) -> str:
+    """What a ``dp``-rank check needs that this machine lacks: fewer threads per rank, or fewer ranks."""
+    need = f"--dp: {dp} ranks x {threads} thread{'s' if threads > 1 else ''} (the profile's) need {dp * threads} cores"
+    fits = cores // threads  # ranks this profile allows
+    advice = [f"use --dp {fits}" + (" or fewer" if fits > 1 else "")] if fits else []
+    if dp <= cores:
+        advice.append(f"re-profile with --threads {cores // dp} for {dp} ranks")
+    elif threads > 1:
+        advice.append(f"re-profile with --threads 1 for up to {cores} ranks")
+    return f"{need}, this machine has {cores}; {' or '.join(advice)}"
 
 
 def _train_samples(spec, gpu: str, micro_batch: int, seq_len: int, dp: int) -> dict:
@@ -256,12 +373,20 @@ def check_serve(
     warmup: int = 1,
     timeout_s: float = 3600.0,
 ) -> dict:
+    """Everything the user gave is checked (model, profile, lengths, memory) before the first worker starts."""
     spec = get_model(model)
+    check_supported(spec)
     if input_len + output_len > spec.max_seq_len:
-        raise FathomInputError(f"input_len + output_len exceed {spec.name}'s max_seq_len {spec.max_seq_len}")
+        raise FathomInputError(
+            f"--input-len + --output-len: {input_len + output_len} exceed {spec.name}'s max_seq_len {spec.max_seq_len}"
+        )
     if output_len < 2:
-        raise FathomInputError("output_len: need at least 2 tokens (one from prefill, one decode step)")
+        raise FathomInputError("--output-len: need at least 2 tokens (one from prefill, one decode step)")
+    local_profile(gpu)
     threads, clock = profile_settings(gpu)
+    mem_parts = {**serve_memory(spec, batch, input_len, output_len), "runtime_reserved": serving_footprint(gpu)}
+    mem_pred = sum(v for v in mem_parts.values() if v is not None)
+    _refuse_if_too_big(mem_pred, gpu, f"serving {spec.name} (batch {batch}, {input_len}+{output_len} tokens)")
     pred = predict_serve(spec, gpu, batch, input_len, output_len)
     args = {
         "job": "serve",
@@ -280,6 +405,9 @@ def check_serve(
     args["speed_refs"] = [k for k in speed_reference(gpu) if k != "gemm_fp32"]  # bf16 serving
     meas = run_workers(args, 1, timeout_s)
     adjuster = SpeedAdjuster(gpu, meas, lambda g: _serve_samples(spec, g, batch, input_len, output_len), "bf16")
+    # Peak memory from its own run (one warm-up repeat, one measured) with the exact-allocation settings.
+    mem_args = {**args, "repeats": 1, "warmup": 1, "memory": True, "probe": None, "speed_refs": []}
+    mem_meas = run_workers(mem_args, 1, timeout_s, exact_memory=True)["peak_memory_bytes"]
     dec_p, dec_m = sum(pred["decode_step_s"]), sum(meas["decode_step_s"])
     pre_a, dec_a = None, None
     if adjuster.parts:
@@ -313,6 +441,16 @@ def check_serve(
             "decode_last_step": row(pred["decode_step_s"][-1], meas["decode_step_s"][-1], dec_a and dec_a[-1]),
         },
         "total": row(pred["prefill_s"] + dec_p, meas["prefill_s"] + dec_m, dec_a and pre_a + sum(dec_a)),
+        "memory": memory_block(
+            mem_pred,
+            mem_meas,
+            mem_parts,
+            "peak resident memory (VmHWM) of one prefill and its decode steps after a warm-up repeat (its own run, "
+            "every large tensor in its own mapping) minus the resident memory before the model was built; the "
+            "prediction is fathom's serving memory model (fathom.inference.memory) for this batch: bf16 weights, "
+            "the KV cache of batch x (input + output) tokens and the prefill's activation peak, plus "
+            "runtime_reserved where the profile measured a minimal serving process (null: not measured, not counted)",
+        ),
         "speed_probe": speed_probe(ref, meas.get("probe_s")),
         "speed": adjuster.section(["prefill", "decode"]),
     }

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from fathom.catalog.hardware import resolve_cluster
+from fathom.errors import FathomInputError
+from fathom.inference.memory import activation_peak_bytes, kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from fathom.inference.step_model import InferenceStepModel
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
@@ -21,6 +23,17 @@ from fathom.training.compute import layer_compute
 from fathom.training.estimator import estimate_arrays
 from fathom.training.plans import PlanArrays, check_plan
 from fathom.training.shapes import plan_shapes
+
+
+def check_supported(spec: ModelSpec) -> None:
+    """Models the worker can build (``torch_model.Decoder``); checked before any worker starts."""
+    if spec.moe is not None or spec.mla is not None:
+        raise FathomInputError(f"--model: check builds dense decoders only; {spec.name} uses MoE or MLA")
+    if spec.position_embedding == "alibi" or spec.sliding_window:
+        raise FathomInputError(
+            f"--model: check supports rope, learned or no positions and full attention; {spec.name} uses "
+            + ("ALiBi" if spec.position_embedding == "alibi" else "a sliding window")
+        )
 
 
 def train_plan(micro_batch: int, seq_len: int, dp: int, precision: str = "fp32") -> TrainingPlan:
@@ -76,9 +89,9 @@ def predict_train(spec: ModelSpec, gpu: str, micro_batch: int, seq_len: int, dp:
     }
 
 
-def predict_serve(spec: ModelSpec, gpu: str, batch: int, input_len: int, output_len: int) -> dict:
-    cluster = resolve_cluster(gpu, 1)
-    plan = ServingPlan(
+def serve_plan(batch: int, input_len: int) -> ServingPlan:
+    """The engine the worker is: bf16 weights and KV, eager, the whole batch prefilled in one iteration."""
+    return ServingPlan(
         weight_dtype="bf16",
         kv_dtype="bf16",
         cuda_graphs=False,
@@ -86,8 +99,24 @@ def predict_serve(spec: ModelSpec, gpu: str, batch: int, input_len: int, output_
         max_batch_tokens=max(batch * input_len, 1),
         block_size=1,
     )
-    step = InferenceStepModel(spec, cluster, plan)
+
+
+def serve_memory(spec: ModelSpec, batch: int, input_len: int, output_len: int) -> dict[str, float]:
+    """The serving memory model's tensors for the worker's run (no device needed, so it can be checked first)."""
+    plan = serve_plan(batch, input_len)
+    return {
+        "weights": weight_bytes_per_gpu(spec, plan),
+        # the worker preallocates every sequence's cache for its whole length, as a paged engine would fill it
+        "kv_cache": kv_bytes_per_token_per_gpu(spec, plan) * batch * (input_len + output_len),
+        "activations": activation_peak_bytes(spec, plan),  # the prefill: the largest iteration
+    }
+
+
+def predict_serve(spec: ModelSpec, gpu: str, batch: int, input_len: int, output_len: int) -> dict:
+    cluster = resolve_cluster(gpu, 1)
+    step = InferenceStepModel(spec, cluster, serve_plan(batch, input_len))
     prefill = step.step_time_s([input_len] * batch, [0] * batch, [])
     # Decode iteration i runs one new token per sequence against the context cached so far.
     decode = [step.step_time_s([], [], np.full(batch, float(input_len + i))) for i in range(output_len - 1)]
-    return {"prefill_s": float(prefill), "decode_step_s": [float(x) for x in decode]}
+    memory = serve_memory(spec, batch, input_len, output_len)
+    return {"prefill_s": float(prefill), "decode_step_s": [float(x) for x in decode], "memory": memory}

@@ -15,12 +15,14 @@ import json
 import re
 import statistics
 import sys
+import traceback
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from fathom.profiling.bench_memory import make_adamw
+from fathom.profiling.check import WORKER_FAILED
 from fathom.profiling.speed import SpeedReference
 from fathom.profiling.timing import Timer
 from fathom.profiling.torch_model import Decoder
@@ -132,13 +134,19 @@ def measure_train(a: dict) -> dict:
 
 
 def measure_serve(a: dict) -> dict:
+    """Prefill and decode steps of a fresh KV cache per repeat. The memory run (``a["memory"]``) measures the peak
+    over the repeat after the warm-up, as ``measure_train`` does over its step: the model is built in fp32 and cast,
+    so its construction's transient fp32 copy is not part of what serving holds."""
     torch.manual_seed(0)
     torch.set_num_threads(a["threads"])
     spec = ModelSpec.model_validate(a["spec"])
     batch, n_in, n_out = a["batch"], a["input_len"], a["output_len"]
     max_len = n_in + n_out
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a["dtype"]]
+    gc.collect()
+    base_rss = _status("VmRSS")
     model = Decoder(spec, max_len).to(dtype).eval()
+    memory, peak, peak_ok = a.get("memory", False), None, False
     timer = Timer.make("cpu", a["clock"])
     prefill, decode = [], []
     probe, probes = _probe(a, timer), []
@@ -148,6 +156,9 @@ def measure_serve(a: dict) -> dict:
         if probe is not None and rep >= a["warmup"]:
             probes.append(probe())
         timed = refs is not None and rep >= a["warmup"]
+        if memory and rep == a["warmup"]:
+            gc.collect()
+            peak_ok = _reset_peak()
         model.allocate_cache(batch, max_len, dtype)
         prompt = torch.randint(0, spec.vocab_size, (batch, n_in))
         out: dict = {}
@@ -165,6 +176,8 @@ def measure_serve(a: dict) -> dict:
                 after = refs.read_all(readings)
                 spans += [[before, after]] * (i + 1 - len(spans))
                 before = after
+        if memory and rep == a["warmup"] and peak_ok:
+            peak = _status("VmHWM") - base_rss
         if rep >= a["warmup"]:
             prefill.append(t_p)
             decode.append(steps)
@@ -180,12 +193,26 @@ def measure_serve(a: dict) -> dict:
         "probe_s": probe_s,
         "speed_readings": readings,
         "speed_marks": marks if refs is not None else {},
+        "peak_memory_bytes": peak,
     }
+
+
+def _failure(exc: BaseException) -> str:
+    """One line for the user: the error's own message, never its class name (a traceback precedes it on stderr)."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "it stopped without a message (the traceback above says where)"
 
 
 def main() -> None:
     args = json.loads(sys.argv[1])
-    result = measure_train(args) if args["job"] == "train" else measure_serve(args)
+    try:
+        result = measure_train(args) if args["job"] == "train" else measure_serve(args)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, after the traceback
+        traceback.print_exc()
+        print(WORKER_FAILED + _failure(exc), file=sys.stderr)
+        sys.exit(1)
     if args.get("rank", 0) == 0:
         print(json.dumps(result))
 

@@ -65,6 +65,11 @@ def _clock_ghz(info: str) -> float:
     return float(mhz) / 1000.0 if mhz else 2.0
 
 
+def cpu_model() -> str:
+    """This machine's CPU model as a profile records it (``profile.machine.cpu_model``); no PyTorch needed."""
+    return _field(_cpuinfo(), "model name") or platform.processor() or "unknown"
+
+
 def describe(threads: int | None = None) -> Machine:
     """The machine, with ``threads`` per rank (default: every core)."""
     import torch
@@ -75,7 +80,7 @@ def describe(threads: int | None = None) -> Machine:
     cores = os.cpu_count() or 1
     accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return Machine(
-        cpu_model=_field(info, "model name") or platform.processor() or "unknown",
+        cpu_model=cpu_model(),
         cores=cores,
         threads=min(threads or cores, cores),
         clock_ghz=_clock_ghz(info),

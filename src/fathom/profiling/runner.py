@@ -8,12 +8,14 @@ measurements (so a profile can be refitted or audited). ``fathom.catalog.hardwar
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from fathom.catalog.hardware import get_device
-from fathom.errors import FathomInputError
+from fathom.catalog.hardware import get_device, list_gpus
+from fathom.errors import FathomInputError, unknown_name_error
 from fathom.profiling.bench_collectives import bench_collectives
 from fathom.profiling.bench_footprint import bench_runtime_memory
 from fathom.profiling.bench_kernels import (
@@ -48,14 +50,51 @@ from fathom.profiling.timing import Timer, check_clock
 _CPU_TDP_W_PER_CORE = 3.75  # ASSUMPTION: the catalog cpu device's 720 W over its 192 cores (AMD EPYC 9654)
 
 
-def require_torch():
+def require_torch(command: str = "profile"):
+    """PyTorch, or a one-line error naming the ``command`` that needs it and the extra that installs it."""
     try:
         import torch
     except ImportError:
         raise FathomInputError(
-            "profile: PyTorch is not installed; install the extra: pip install 'fathom[profile]'"
+            f"{command}: PyTorch is not installed; install the extra: pip install 'fathom[profile]'"
         ) from None
     return torch
+
+
+def check_out_path(out: str | Path) -> Path:
+    """``--out`` checked before a minute of benchmarks: a .yaml/.yml file name (``--gpu`` tells a file from a
+    catalog name by that suffix) in an existing directory this process can create files in (tried with a
+    temporary file, as the profile is written: a temporary file beside it, then renamed)."""
+    text = str(out)
+    if not text.strip():
+        raise FathomInputError("--out: empty file name; give one such as my-node.yaml")
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise FathomInputError(f"--out: {text} is a directory; give a file name such as {path / 'my-node.yaml'}")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise FathomInputError(f"--out: {text} must end in .yaml or .yml (--gpu takes the profile by that suffix)")
+    parent = path.parent
+    if not parent.is_dir():
+        raise FathomInputError(f"--out: directory {parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise FathomInputError(f"--out: cannot create a file in {parent} ({exc.strerror or exc})") from None
+    return path
+
+
+def check_base(base: str | None) -> None:
+    """``--base`` checked before the benchmarks: a catalog gpu (close matches offered) or a device YAML."""
+    if base is None:
+        return
+    if not base.lower().endswith((".yaml", ".yml")) and "/" not in base and base.strip().lower() not in list_gpus():
+        raise unknown_name_error("--base", base, list_gpus())
+    try:
+        get_device(base)
+    except FathomInputError as exc:
+        raise FathomInputError(f"--base: {exc}") from None
 
 
 def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
@@ -65,7 +104,9 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
         data["name"] = name
         return data
     if machine.accelerator != "cpu":
-        raise FathomInputError("profile: on a GPU give --base <catalog gpu> for the datasheet peaks")
+        raise FathomInputError(
+            "--base: on a GPU give --base <catalog gpu> for the datasheet peaks (fathom catalog gpus)"
+        )
     return {
         "name": name,
         "vendor": "cpu",
@@ -103,7 +144,7 @@ def mean_rows(passes: list[list[dict]], reference: dict[str, float] | None = Non
 
 
 def run_profile(
-    out: Path,
+    out: str | Path,
     *,
     grid_name: str = "quick",
     threads: int | None = None,
@@ -113,15 +154,20 @@ def run_profile(
     show_progress: bool = True,
     clock: str = "wall",
 ) -> dict:
-    """Measure, fit, write ``out``; returns the YAML mapping written."""
+    """Measure, fit, write ``out``; returns the YAML mapping written. Every argument is checked first, so a bad one
+    costs no benchmark time and a failure leaves no file behind."""
+    out = check_out_path(out)
+    check_base(base)
+    grid = get_grid(grid_name)
     torch = require_torch()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    grid = get_grid(grid_name)
     machine = describe(threads)
-    torch.set_num_threads(machine.threads)
     device = "cuda" if machine.accelerator != "cpu" else "cpu"
     check_clock(clock, machine.threads, device)
+    name = name or out.stem
+    nominal = _nominal_device(machine, name, base)
+    torch.set_num_threads(machine.threads)
     timer = Timer.make(device, clock)
     cpu = device == "cpu"
     bf16 = (not cpu) or torch.cpu._is_avx512_bf16_supported() or "amx_bf16" in machine.isa
@@ -168,8 +214,6 @@ def run_profile(
             meas["collective"] = bench_collectives(
                 list(grid.collective_bytes), ranks, grid.repeats, per_rank, clock, tick("collectives")
             )
-    name = name or out.stem
-    nominal = _nominal_device(machine, name, base)
     result = fit_profile(nominal, at_reference_speed(meas), train_dtype=train_dtype, cpu=cpu)
     speeds = {k: {**describe_reference(k), "speed": v} for k, v in reference.items()}
     return write_profile(out, result, machine, grid_name, clock, meas, ranks_per_node, base, speeds)
@@ -228,7 +272,27 @@ def write_profile(
         "reference": _round(reference or {}),
         "measurements": _round(meas),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     header = "# Device profile written by `fathom profile`; use it as `--gpu " + str(out) + "`.\n"
-    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=110), encoding="utf-8")
+    _write_atomically(out, header + yaml.safe_dump(doc, sort_keys=False, width=110))
     return doc
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    """A temporary file beside ``out``, renamed over it once complete: a failure leaves no partial profile."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise FathomInputError(f"--out: cannot create a file in {out.parent} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would have given
+        os.replace(tmp, out)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise FathomInputError(f"--out: cannot write {out} ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

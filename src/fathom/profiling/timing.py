@@ -53,9 +53,9 @@ def synchronizer(device: str) -> Callable[[], None]:
 
 def check_clock(clock: str, threads: int, device: str) -> None:
     if clock not in CLOCKS:
-        raise FathomInputError(f"clock: unknown name {clock!r} (valid: {', '.join(CLOCKS)})")
+        raise FathomInputError(f"--clock: unknown name {clock!r} (valid: {', '.join(CLOCKS)})")
     if clock == "cpu" and (threads != 1 or device != "cpu"):
-        raise FathomInputError("clock: 'cpu' needs a CPU device run with --threads 1 (use 'wall' otherwise)")
+        raise FathomInputError("--clock: 'cpu' needs a CPU device run with --threads 1 (use 'wall' otherwise)")
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fathom.errors import FathomInputError
+from fathom.profiling.check_predict import check_supported
 from fathom.specs.model import ModelSpec
 
 _DROPOUT = 0.1
-
-
-def check_supported(spec: ModelSpec) -> None:
-    if spec.moe is not None or spec.mla is not None:
-        raise FathomInputError(f"model: check builds dense decoders only; {spec.name} uses MoE or MLA")
-    if spec.position_embedding == "alibi" or spec.sliding_window:
-        raise FathomInputError(f"model: check supports rope, learned or no positions, full attention ({spec.name})")
 
 
 def _norm(spec: ModelSpec, width: int) -> nn.Module:
@@ -139,6 +132,9 @@ class Decoder(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
     def allocate_cache(self, batch: int, max_len: int, dtype: torch.dtype) -> None:
+        """A zeroed K and V cache per layer; the previous cache is dropped first, so two never coexist."""
+        for block in self.blocks:
+            block.attn.cache = None
         for block in self.blocks:
             a = block.attn
             shape = (batch, a.kv_heads, max_len, a.head_dim)
