@@ -205,6 +205,8 @@ def serving_setups(draw, engine):
         max_batch_tokens=draw(st.integers(16, 65536)),
         block_size=draw(st.sampled_from((1, 16, 32, 64))),
         memory_utilization=draw(st.sampled_from((0.5, 0.85, 0.9, 0.95))),
+        max_model_len=draw(st.sampled_from((None, 4096, 131072))),
+        sliding_window=draw(st.booleans()) if engine == "vllm" else True,
     )
     return ServingSetup(
         plan=plan,
@@ -220,8 +222,19 @@ def test_serving_round_trip(engine, data):
     setup = data.draw(serving_setups(engine))
     text, warnings = export_serving_plan(setup, "meta-llama/Llama-3.1-8B", engine)
     back = import_serving(engine, text)
-    assert warnings == []
-    assert back.setup == setup and back.model == "meta-llama/Llama-3.1-8B"
+    assert back.warnings == [] and back.model == "meta-llama/Llama-3.1-8B"
+    if setup.plan.weight_dtype != "int4":
+        assert warnings == [] and back.setup == setup
+        return
+    # INT4 is an AWQ checkpoint (warned), and AWQ runs float16 activations only: a bf16 KV cache comes back fp16.
+    fields = {w.split(":", 1)[0] for w in warnings}
+    assert fields == ({"weight_dtype", "kv_dtype"} if setup.plan.kv_dtype == "bf16" else {"weight_dtype"})
+    kv = "fp16" if setup.plan.kv_dtype == "bf16" else setup.plan.kv_dtype
+    assert back.setup == ServingSetup(
+        plan=setup.plan.model_copy(update={"kv_dtype": kv}),
+        scheduler=setup.scheduler,
+        prefix_caching=setup.prefix_caching,
+    )
 
 
 @pytest.mark.parametrize(
@@ -500,6 +513,8 @@ VLLM_FLAGS = {
     "--block-size",
     "--gpu-memory-utilization",
     "--enforce-eager",
+    "--max-model-len",
+    "--disable-sliding-window",
 }
 SGLANG_FLAGS = {
     "--model-path",
@@ -517,6 +532,7 @@ SGLANG_FLAGS = {
     "--attention-backend",
     "--disable-radix-cache",
     "--disable-cuda-graph",
+    "--context-length",
 }
 
 

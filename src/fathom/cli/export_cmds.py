@@ -127,10 +127,12 @@ def export_serve(
     """One serving replica as a `vllm serve` or SGLang `launch_server` command."""
     from fathom.export import ServingSetup, export_serving_plan, get_engine
     from fathom.export.base import PREEMPTIONS, SERVING_SCHEDULERS
+    from fathom.export.model_names import check_serving_model
     from fathom.specs.hardware import validate_or_explain
     from fathom.specs.serving import ServingPlan
 
     get_engine(engine, "serving")
+    check_serving_model(model, "--model")
     if scheduler not in SERVING_SCHEDULERS:
         raise unknown_name_error("--scheduler", scheduler, SERVING_SCHEDULERS)
     if preemption not in PREEMPTIONS:

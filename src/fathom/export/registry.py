@@ -18,6 +18,7 @@ from fathom.export.base import (
     canonical_training,
     lost_field_warnings,
 )
+from fathom.export.model_names import serving_model
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
 
@@ -84,9 +85,13 @@ def export_training_plan(
 def export_serving_plan(
     setup: ServingSetup, model_name: str, engine: str, model_spec: ModelSpec | None = None
 ) -> ExportResult:
-    """The engine's launch command for one replica, and the fields it could not express."""
+    """The engine's launch command for one replica, and the fields it could not express. A fathom preset is written
+    as its Hugging Face repository (``fathom.export.model_names.HF_REPOS``); other names are written as given."""
     eng = get_engine(engine, "serving")
-    text, notes = eng.write(setup, model_name, model_spec)
+    model_ref, model_note = serving_model(model_name)
+    text, notes = eng.write(setup, model_ref, model_spec)
+    if model_note:
+        notes = {"model": model_note, **notes}
     back = eng.read(text)
     return ExportResult(text, lost_field_warnings(eng.title, setup, back.setup, notes))
 
