@@ -297,8 +297,8 @@ def register(app: typer.Typer) -> None:
 
         for flag, length in (("--input-len", input_len), ("--input-dist", input_dist), ("--output-len", output_len),
                              ("--output-dist", output_dist)):  # fmt: skip
-            if length is not None:
-                parse_length_dist(str(length), flag)  # checked here to name the flag in errors
+            if length is not None:  # checked here, where the flag is known, to name it in errors
+                parse_length_dist(str(length), f"{flag} ({flag[2:].split('-')[0]} length)")
         kind = _arrival(rate, concurrency, offline, trace, arrival)
         _check_choices(precision=precision, kv_dtype=kv_dtype, host_profile=host_profile, scheduler=scheduler,
                        router=router, preemption=preemption, capacity_policy=capacity_policy,

@@ -17,6 +17,13 @@ from fathom.errors import FathomInputError, close_matches, read_user_file
 LENGTH_KINDS: tuple[str, ...] = ("fixed", "uniform", "normal", "lognormal", "empirical")
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "gamma", "fixed-rate", "offline")
 MAX_REQUESTS = 10_000_000  # a guard against a rate x duration typo filling memory
+# Longest request length a distribution may ask for or draw, in tokens: far past any model's context, and small
+# enough that sums and products of lengths stay well inside int64. Parameters past it (fixed N, uniform high,
+# normal/lognormal mean, normal std, empirical values) are one-line errors; normal and lognormal draws are clipped
+# to [1, MAX_LENGTH_TOKENS] before they become integers, so no draw overflows.
+MAX_LENGTH_TOKENS = 10**9
+# Lognormal sigma (log-space spread): at 10 the mean is e^50 times the median already; past it only rounding is left.
+MAX_LOGNORMAL_SIGMA = 10.0
 # Column names accepted in traces and empirical CSVs, preferred first.
 ARRIVAL_FIELDS: tuple[str, ...] = ("arrival_s", "timestamp", "arrival_time")
 INPUT_FIELDS: tuple[str, ...] = ("input_tokens", "prompt_tokens", "input_len")
@@ -70,7 +77,8 @@ class UniformLength:
 @dataclass(frozen=True)
 class NormalLength:
     """Rounded normal draws, truncated at 1: draws that round below 1 are redrawn (not clipped), so ``mean`` is
-    the requested mean only while ``std`` is small next to it. Parsing requires mean >= 1, which bounds the redraws."""
+    the requested mean only while ``std`` is small next to it. Parsing requires mean >= 1, which bounds the redraws.
+    Draws above ``MAX_LENGTH_TOKENS`` are clipped to it."""
 
     mean_tokens: float
     std: float
@@ -86,13 +94,14 @@ class NormalLength:
         while bad.any():
             out[bad] = np.rint(rng.normal(self.mean_tokens, self.std, size=int(bad.sum())))
             bad = out < 1
-        return out.astype(np.int64)
+        return np.minimum(out, MAX_LENGTH_TOKENS).astype(np.int64)
 
 
 @dataclass(frozen=True)
 class LognormalLength:
     """Lognormal token counts. ``mean_tokens`` is the MEAN of the distribution in tokens, not the log-space mu:
-    mu = ln(mean) - sigma^2/2, so the draws average ``mean_tokens`` (before rounding and the floor at 1)."""
+    mu = ln(mean) - sigma^2/2, so the draws average ``mean_tokens`` (before rounding, the floor at 1 and the clip at
+    ``MAX_LENGTH_TOKENS``)."""
 
     mean_tokens: float
     sigma: float
@@ -104,7 +113,7 @@ class LognormalLength:
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         mu = math.log(self.mean_tokens) - self.sigma**2 / 2
-        return np.maximum(np.rint(rng.lognormal(mu, self.sigma, size=n)), 1).astype(np.int64)
+        return np.clip(np.rint(rng.lognormal(mu, self.sigma, size=n)), 1, MAX_LENGTH_TOKENS).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -193,8 +202,10 @@ def _load_empirical(field: str, body: str, spec: str) -> EmpiricalLength:
     values = []
     for line_no, cell in cells:
         value = _whole(cell)
-        if value is None or value < 1:
-            raise FathomInputError(f"{where} line {line_no}: {cell!r} is not a whole number of tokens >= 1")
+        if value is None or not 1 <= value <= MAX_LENGTH_TOKENS:
+            raise FathomInputError(
+                f"{where} line {line_no}: {cell!r} is not a whole number of tokens in 1..{MAX_LENGTH_TOKENS}"
+            )
         values.append(value)
     if not values:
         raise FathomInputError(f"{where}: no lengths in the file")
@@ -214,23 +225,34 @@ def parse_length_dist(spec: str, field: str) -> LengthDist:
         raise FathomInputError(f"{field}: unknown length distribution {spec!r}{hint} (valid: {_USAGE})")
     if kind == "fixed":
         value = _whole(body.strip())
-        if value is None or value < 1:
-            raise FathomInputError(f"{field}: fixed:N needs a whole number N >= 1 (got {body.strip()!r})")
+        if value is None or not 1 <= value <= MAX_LENGTH_TOKENS:
+            what = "a length" if text != spec.strip() else "fixed:N"  # a bare number was made fixed:N above
+            raise FathomInputError(
+                f"{field}: {what} needs a whole number N >= 1 and <= {MAX_LENGTH_TOKENS} tokens (got {body.strip()!r})"
+            )
         return FixedLength(value, spec)
     if kind == "empirical":
         return _load_empirical(field, body, spec)
     if kind == "uniform":
         p = _params(field, kind, body, ("low", "high"))
         low, high = _whole(p["low"]), _whole(p["high"])
-        if low is None or high is None or not 1 <= low <= high:
-            raise FathomInputError(f"{field}: uniform needs whole numbers 1 <= low <= high (got {body.strip()!r})")
+        if low is None or high is None or not 1 <= low <= high <= MAX_LENGTH_TOKENS:
+            raise FathomInputError(
+                f"{field}: uniform needs whole numbers 1 <= low <= high <= {MAX_LENGTH_TOKENS} (got {body.strip()!r})"
+            )
         return UniformLength(low, high, spec)
     if kind == "normal":
         p = _params(field, kind, body, ("mean", "std"))
-        if p["mean"] < 1 or p["std"] < 0:
-            raise FathomInputError(f"{field}: normal needs mean >= 1 and std >= 0 (got {body.strip()!r})")
+        if not (1 <= p["mean"] <= MAX_LENGTH_TOKENS and 0 <= p["std"] <= MAX_LENGTH_TOKENS):
+            raise FathomInputError(
+                f"{field}: normal needs mean >= 1 and std >= 0, both <= {MAX_LENGTH_TOKENS} tokens "
+                f"(got {body.strip()!r})"
+            )
         return NormalLength(p["mean"], p["std"], spec)
     p = _params(field, kind, body, ("mean", "sigma"))
-    if p["mean"] < 1 or p["sigma"] < 0:
-        raise FathomInputError(f"{field}: lognormal needs mean >= 1 (in tokens) and sigma >= 0 (got {body.strip()!r})")
+    if not (1 <= p["mean"] <= MAX_LENGTH_TOKENS and 0 <= p["sigma"] <= MAX_LOGNORMAL_SIGMA):
+        raise FathomInputError(
+            f"{field}: lognormal needs mean >= 1 and <= {MAX_LENGTH_TOKENS} (in tokens) and sigma >= 0 and <= "
+            f"{MAX_LOGNORMAL_SIGMA:g} (got {body.strip()!r})"
+        )
     return LognormalLength(p["mean"], p["sigma"], spec)

@@ -6,9 +6,16 @@ checks it against a model and a cluster (TP divides heads, degrees multiply to t
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic_core import PydanticCustomError
+
+from fathom.errors import FathomInputError
 
 # zero-bubble / zero-bubble-2p: the handcrafted ZB-H1 / ZB-H2 of Qi et al. 2024; zero-bubble-auto / -auto-2p: their
 # automatic ZB-1p / ZB-2p, scheduled from the plan's own F, B, W times (fathom.training.zero_bubble_auto).
@@ -42,6 +49,88 @@ ZERO2_COMMS: tuple[str, ...] = ("per-step", "per-unit")
 PIPELINE_ENGINES: tuple[str, ...] = ("megatron", "deepspeed")
 FINETUNES: tuple[str, ...] = ("none", "lora", "qlora")
 LORA_TARGETS: tuple[str, ...] = ("all-linear", "attention")
+
+# Bounds on the integer plan fields. The vectorised estimator (fathom.training.plans.PlanArrays) holds them as int64
+# and multiplies parallel degrees and batch sizes there (tp*pp*dp*cp, micro_batch*dp, pp*vpp), so every value and
+# every such product must stay far below 2^63. The bounds are far beyond any real run (2^30-token sequences, 2^24
+# GPUs) and keep the products safe: micro_batch*dp <= 2^32 * 2^24 = 2^56, pp*vpp <= 2^48. A value out of range is
+# a one-line error naming its flag, from TrainingPlan and from PlanArrays alike (plan_limits_error).
+MAX_SEQ_LEN = 2**30  # tokens per sequence
+MAX_BATCH = 2**32  # sequences in a global batch or a micro-batch
+MAX_TOKENS_PER_STEP = 2**40  # global_batch * seq_len
+MAX_GPUS = 2**24  # each parallel degree, and tp*pp*dp*cp (the GPU count)
+MAX_PLAN_INT = 2**40  # magnitude of the other integer fields (ranks, layer counts: checked against the model later)
+PLAN_INT_RANGES: dict[str, tuple[int, int]] = {
+    "seq_len": (1, MAX_SEQ_LEN),
+    "global_batch": (1, MAX_BATCH),
+    "micro_batch": (1, MAX_BATCH),
+    **{degree: (1, MAX_GPUS) for degree in ("tp", "pp", "dp", "cp", "ep", "vpp")},
+    "zero": (0, 3),
+    **{name: (-MAX_PLAN_INT, MAX_PLAN_INT)
+       for name in ("lora_rank", "galore_rank", "frozen_layers", "activation_offload_layers")},
+}  # fmt: skip
+
+
+def _extent(value: object) -> tuple[object, object] | None:
+    """(smallest, largest) of a scalar or a column; None for an empty column."""
+    if isinstance(value, numbers.Real):
+        return value, value
+    values = np.asarray(value)  # object dtype for ints past int64: compared exactly
+    return (values.min(), values.max()) if values.size else None
+
+
+def _first_over(bound: int, *factors: object) -> tuple[int, ...] | None:
+    """The factors of the first plan whose product exceeds ``bound`` (floats: no overflow), or None."""
+    if all(isinstance(f, numbers.Real) for f in factors):
+        ints = tuple(int(f) for f in factors)  # Python ints: exact, no overflow
+        return ints if math.prod(ints) > bound else None
+    arrays = np.broadcast_arrays(*(np.asarray(f, dtype=float) for f in factors))
+    over = np.prod(arrays, axis=0) > bound
+    if not over.any():
+        return None
+    i = int(np.argmax(over))
+    return tuple(int(a.flat[i]) for a in arrays)
+
+
+def plan_limits_error(columns: Mapping[str, object]) -> str | None:
+    """A one-line message for the first integer plan field (a scalar or a column of plans) outside
+    ``PLAN_INT_RANGES``, or a product over its bound; None when every value is in range. Fields left out take
+    the plan defaults (in range)."""
+    for name, (lo, hi) in PLAN_INT_RANGES.items():
+        extent = _extent(columns[name]) if name in columns else None
+        if extent is None:
+            continue
+        low, high = extent
+        bad = low if not low >= lo else high if not high <= hi else None  # NaN is bad
+        if bad is not None:
+            flag = "--" + name.replace("_", "-")
+            span = f"-{hi}..{hi}" if lo == -hi else f"{lo}..{hi}"
+            whole = isinstance(bad, numbers.Integral) or (isinstance(bad, float) and bad.is_integer())
+            shown = int(bad) if whole else bad
+            return f"{flag} {shown} is out of range: must be {span}"
+    if "global_batch" in columns and "seq_len" in columns:
+        over = _first_over(MAX_TOKENS_PER_STEP, columns["global_batch"], columns["seq_len"])
+        if over is not None:
+            g, s = over
+            return (
+                f"--global-batch {g} x --seq-len {s} = {g * s} tokens per step: must be at most {MAX_TOKENS_PER_STEP}"
+            )
+    over = _first_over(MAX_GPUS, *(columns.get(d, 1) for d in ("tp", "pp", "dp", "cp")))
+    if over is not None:
+        t, p, d, c = over
+        return f"tp*pp*dp*cp = {t}*{p}*{d}*{c} = {t * p * d * c} GPUs: must be at most {MAX_GPUS}"
+    return None
+
+
+def check_plan_limits(*, num_gpus: object = None, **fields: object) -> None:
+    """Raise a one-line FathomInputError when ``num_gpus`` (the cluster's GPU count) or an integer plan field is out
+    of range (``PLAN_INT_RANGES``, ``MAX_GPUS``). For entry points that compute with the user's numbers before any
+    TrainingPlan or PlanArrays exists (a search enumerating layouts from --num-gpus and --seq-len)."""
+    if num_gpus is not None and (not isinstance(num_gpus, numbers.Integral) or not 1 <= num_gpus <= MAX_GPUS):
+        raise FathomInputError(f"--num-gpus {num_gpus} is out of range: must be 1..{MAX_GPUS}")
+    message = plan_limits_error(fields)
+    if message is not None:
+        raise FathomInputError(message)
 
 
 class TrainingPlan(BaseModel):
@@ -154,6 +243,13 @@ class TrainingPlan(BaseModel):
     # torchao's Float8Linear (torchtitan's FP8), whose autograd function saves the high-precision input and
     # re-casts it in backward (pytorch/ao torchao/float8/float8_linear.py, matmul_with_hp_or_float8_args).
     fp8_saved_inputs: bool = True
+
+    @model_validator(mode="after")
+    def _limits(self) -> TrainingPlan:
+        message = plan_limits_error({name: getattr(self, name) for name in PLAN_INT_RANGES})
+        if message is not None:
+            raise PydanticCustomError("plan_limit", "{message}", {"message": message})
+        return self
 
     @property
     def num_gpus(self) -> int:

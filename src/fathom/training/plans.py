@@ -26,12 +26,14 @@ from fathom.specs.plan import (
     OFFLOADS,
     OPTIMIZERS,
     PIPELINE_ENGINES,
+    PLAN_INT_RANGES,
     RECOMPUTES,
     SCHEDULES,
     TRAIN_PRECISIONS,
     ZERO2_COMMS,
     ZERO3_GATHERS,
     TrainingPlan,
+    plan_limits_error,
 )
 
 _CODED = {
@@ -101,8 +103,14 @@ class PlanArrays:
 
     @classmethod
     def from_columns(cls, **columns) -> PlanArrays:
-        """Build from equal-length columns; string choices are encoded, omitted fields take plan defaults."""
+        """Build from equal-length columns; string choices are encoded, omitted fields take plan defaults.
+
+        Integer fields out of ``fathom.specs.plan.PLAN_INT_RANGES`` (values past int64, products that could
+        overflow it) are a one-line FathomInputError naming the flag, before anything is converted."""
         defaults = TrainingPlan.model_fields
+        message = plan_limits_error({name: columns[name] for name in PLAN_INT_RANGES if name in columns})
+        if message is not None:
+            raise FathomInputError(message)
         n = max(np.size(v) for v in columns.values())
         out = {}
         for f in fields(cls):
@@ -151,6 +159,12 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             "tp={tp} and the {kv} KV heads: one must divide the other",
         ),
         (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
+        # A learned position table (GPT-2/3, OPT) has one row per position: a longer sequence has no embedding to
+        # look up. RoPE and ALiBi compute positions, so training past max_seq_len (context extension) is allowed.
+        (
+            (model.position_embedding == "learned") & (p.seq_len > model.max_seq_len),
+            "--seq-len {seq} exceeds {model}'s {max_pos} learned position embeddings: must be 1..{max_pos}",
+        ),
         (gpus != cluster.num_gpus, "tp*pp*dp*cp = {gpus} but --num-gpus is {n}"),
         ((p.vpp > 1) & (p.schedule != SCHEDULES.index("interleaved")), "vpp>1 needs --schedule interleaved"),
         # Interleaving splits each pipeline rank's layers into model chunks: with one rank there is nothing to
@@ -234,7 +248,7 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
     ]
 
 
-_MODEL_ONLY_CHECKS = 3
+_MODEL_ONLY_CHECKS = 4
 
 
 def validity(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> np.ndarray:
@@ -267,6 +281,8 @@ def check_plan(model: ModelSpec, cluster: Cluster, plan: TrainingPlan, *, model_
                     gb=plan.global_batch,
                     mbdp=plan.micro_batch * plan.dp,
                     seq=plan.seq_len,
+                    model=model.name,
+                    max_pos=model.max_seq_len,
                     cp=plan.cp,
                     ep=plan.ep,
                     experts=model.moe.num_experts if model.moe else 0,
