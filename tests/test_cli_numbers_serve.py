@@ -92,3 +92,13 @@ def test_huge_but_allowed_lengths_run(capsys):
 @pytest.mark.parametrize("rate", ["1e400", "inf"])
 def test_rate_must_be_finite(capsys, rate):
     _fails(capsys, SERVE + ["--rate", rate], "--rate", "finite")
+
+
+def test_infinite_prices_and_slos_are_refused(capsys):
+    from fathom.cli.app import run
+
+    base = ["serve", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "4", "--num-requests", "20",
+            "--input-len", "100", "--output-len", "10", "--json"]  # fmt: skip
+    for flag in ("--price-per-gpu-hour", "--slo-ttft", "--slo-tpot"):
+        assert run([*base, flag, "1e400"]) == 2
+        assert f"{flag} inf is out of range" in capsys.readouterr().err

@@ -96,3 +96,17 @@ def test_price_zero_is_a_price():
     est = estimate_training_plan(**BASE, tokens=1e9, price_per_gpu_hour=0.0)
     assert est.run.cost_usd == 0.0
     assert np.isfinite(est.run.gpu_hours)
+
+
+def test_searches_bound_their_inputs_before_enumerating():
+    from fathom.cli.app import run
+
+    huge = "100000000000000000000000000"
+    assert run(["plan", "train", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--num-gpus", huge,
+                "--seq-len", "4096", "--global-batch", "64"]) == 2  # fmt: skip
+
+
+def test_failures_faster_than_restarts_are_an_input_error():
+    with pytest.raises(FathomInputError, match="would never make progress"):
+        estimate_training_plan(**BASE, tokens=1e9, mtbf_hours=0.001)
+    assert 0.99 < estimate_training_plan(**BASE, tokens=1e9, mtbf_hours=50_000).reliability.goodput < 1.0

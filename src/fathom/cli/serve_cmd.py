@@ -293,6 +293,10 @@ def register(app: typer.Typer) -> None:
             raise FathomInputError("give --output-len or --output-dist, not both")
         if rate is not None and not math.isfinite(rate):
             raise FathomInputError(f"--rate {rate} is out of range: must be a finite number of requests/s > 0")
+        for flag, value in (("--price-per-gpu-hour", price_per_gpu_hour), ("--slo-ttft", slo_ttft),
+                            ("--slo-tpot", slo_tpot), ("--kv-link-bw", kv_link_bw)):  # fmt: skip
+            if value is not None and not math.isfinite(value):  # an infinite value would print bare Infinity
+                raise FathomInputError(f"{flag} {value} is out of range: must be a finite number")
         from fathom.serving.lengths import parse_length_dist
 
         for flag, length in (("--input-len", input_len), ("--input-dist", input_dist), ("--output-len", output_len),

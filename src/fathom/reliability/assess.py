@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fathom.errors import FathomInputError
 from fathom.reliability.checkpoint import checkpoint_cost
 from fathom.reliability.interval import daly_interval, goodput, young_interval
@@ -53,7 +55,13 @@ def assess_reliability(
     young = float(young_interval(cost.blocking_s, mtbf_s))
     daly = max(float(daly_interval(cost.blocking_s, mtbf_s)), cost.background_s)
     tau = daly if interval_min is None else max(interval_min * 60.0, cost.background_s)
-    good = float(goodput(tau, cost.blocking_s, loss_s, mtbf_s))
+    with np.errstate(over="ignore"):  # exp(restart / MTBF) overflows when failures outpace restarts
+        good = float(goodput(tau, cost.blocking_s, loss_s, mtbf_s))
+    if not (math.isfinite(good) and good > 0.0):  # the expected time per interval is infinite: no progress
+        raise FathomInputError(
+            f"--mtbf-hours: {mtbf_gpu:g} h per GPU gives the {cluster.num_gpus}-GPU cluster a failure every "
+            f"{mtbf_s:,.3g} s, against {loss_s:,.3g} s to restart and reload: the run would never make progress"
+        )
     failures = days = None
     if run_time_s is not None:
         wall = run_time_s / good

@@ -28,7 +28,7 @@ import numpy as np
 from fathom.errors import FathomInputError
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import OFFLOADS, RECOMPUTES, SCHEDULES
+from fathom.specs.plan import OFFLOADS, RECOMPUTES, SCHEDULES, check_plan_limits
 from fathom.training.plans import PlanArrays
 
 MAX_CP = 32
@@ -148,6 +148,7 @@ def enumerate_plans(
 ) -> PlanArrays:
     """Every plan of the space for this cluster's GPU count; ``fixed`` are plan fields shared by all of them
     (precision, optimizer, attention, ...)."""
+    check_plan_limits(num_gpus=cluster.num_gpus, seq_len=seq_len, global_batch=global_batch)  # before int64 math
     axes = axes or SearchAxes()
     t = _layouts(model, cluster, seq_len, axes)
     vpp, sched = _schedules(axes)
