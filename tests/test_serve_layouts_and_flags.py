@@ -263,3 +263,13 @@ def test_a_dense_draft_runs_without_expert_parallelism():
         speculative=parse_speculative("draft:mistral-7b", 4, 0.7),
     )  # fmt: skip
     assert run.report.completed == 20
+
+
+def test_a_measured_runtime_footprint_replaces_the_cuda_reserve():
+    """A profiled CPU holds its framework's measured pages, not a GPU's 1.5 GiB CUDA context."""
+    model = get_model("tiny-llama")
+    gpu = resolve_cluster("h100-sxm", 1).device
+    cpu_like = gpu.model_copy(update={"runtime_reserved_gib": 0.15, "memory_gib": 1.6})
+    assert replica_memory(model, gpu, ServingPlan()).runtime_bytes == pytest.approx(1.5 * 2**30)
+    small = replica_memory(model, cpu_like, ServingPlan())
+    assert small.runtime_bytes == pytest.approx(0.15 * 2**30) and small.kv_capacity_tokens > 0

@@ -21,6 +21,12 @@ WEIGHT_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0 + 2.0 / 128, "
 RUNTIME_RESERVED_BYTES = 1.5 * GIB  # CUDA context, cuBLAS workspaces, NCCL buffers, CUDA-graph pools
 
 
+def runtime_reserved_bytes(device: DeviceSpec) -> float:
+    """What the runtime holds besides tensors: the device's measured figure (``fathom profile`` records the
+    framework's own pages on a CPU), else a GPU's CUDA context and workspaces."""
+    return device.runtime_reserved_gib * GIB if device.runtime_reserved_gib is not None else RUNTIME_RESERVED_BYTES
+
+
 @dataclass(frozen=True)
 class ReplicaMemory:
     weights_bytes: float  # per GPU
@@ -76,25 +82,25 @@ def replica_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan) -> R
     if plan.offload_weights != "none" or plan.offload_kv != "none":
         return _offloaded_memory(model, device, plan, weights, acts, kv_token)
     if plan.kv_free_fraction is not None:
-        free = plan.kv_free_fraction * (device.memory_bytes - weights - acts - RUNTIME_RESERVED_BYTES)
+        free = plan.kv_free_fraction * (device.memory_bytes - weights - acts - runtime_reserved_bytes(device))
     else:
-        free = device.memory_bytes * plan.memory_utilization - weights - acts - RUNTIME_RESERVED_BYTES
+        free = device.memory_bytes * plan.memory_utilization - weights - acts - runtime_reserved_bytes(device)
     tokens = int(free // kv_token) // plan.block_size * plan.block_size if free > 0 else 0
     if tokens < plan.block_size:
-        need = (weights + acts + RUNTIME_RESERVED_BYTES) / GIB
+        need = (weights + acts + runtime_reserved_bytes(device)) / GIB
         raise FathomInputError(
             f"model does not fit: {model.name} needs {need:.1f} GiB per GPU before any KV cache, "
             f"{device.name} offers {device.memory_gib * plan.memory_utilization:.1f} GiB at "
             f"memory utilization {plan.memory_utilization:g}; raise --tp/--pp, quantise the weights or offload them"
         )
-    return ReplicaMemory(weights, acts, RUNTIME_RESERVED_BYTES, kv_token, tokens)
+    return ReplicaMemory(weights, acts, runtime_reserved_bytes(device), kv_token, tokens)
 
 
 def _kv_room(device: DeviceSpec, plan: ServingPlan, weights: float, acts: float) -> float:
     """Device bytes left for the KV cache once ``weights`` bytes of weights are resident (the same rule as above)."""
     if plan.kv_free_fraction is not None:
-        return plan.kv_free_fraction * (device.memory_bytes - weights - acts - RUNTIME_RESERVED_BYTES)
-    return device.memory_bytes * plan.memory_utilization - weights - acts - RUNTIME_RESERVED_BYTES
+        return plan.kv_free_fraction * (device.memory_bytes - weights - acts - runtime_reserved_bytes(device))
+    return device.memory_bytes * plan.memory_utilization - weights - acts - runtime_reserved_bytes(device)
 
 
 def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, weights: float, acts: float,
@@ -133,14 +139,14 @@ def _offloaded_memory(model: ModelSpec, device: DeviceSpec, plan: ServingPlan, w
     free = _kv_room(device, plan, resident(f), acts)
     tokens = int(free // kv_dev) // plan.block_size * plan.block_size if free > 0 else 0
     if tokens < plan.block_size:
-        need = (resident(f) + acts + RUNTIME_RESERVED_BYTES) / GIB
+        need = (resident(f) + acts + runtime_reserved_bytes(device)) / GIB
         raise FathomInputError(
             f"model does not fit: {model.name} needs {need:.1f} GiB per GPU before any KV cache even with "
             f"{1 - f:.0%} of its weights offloaded ({plan.offload_weights}); {device.name} offers "
             f"{device.memory_gib * plan.memory_utilization:.1f} GiB; lower --resident-weight-fraction, raise --tp/--pp "
             f"or quantise"
         )
-    return ReplicaMemory(resident(f), acts, RUNTIME_RESERVED_BYTES, kv_token, tokens,
+    return ReplicaMemory(resident(f), acts, runtime_reserved_bytes(device), kv_token, tokens,
                          offloaded_weights_bytes=weights - f * weights if plan.offload_weights != "none" else 0.0,
                          resident_weight_fraction=f, kv_on_host=plan.offload_kv != "none")  # fmt: skip
 
