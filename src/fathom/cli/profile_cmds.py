@@ -85,11 +85,11 @@ def register(app: typer.Typer) -> None:
     @check_app.command("train")
     def train(
         model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
-        gpu: Annotated[str, Opt(help="Device profile YAML that `fathom profile` wrote on this machine.")],
+        gpu: Annotated[str, Opt(help="Profile YAML `fathom profile` wrote on this machine (CPU or GPU).")],
         micro_batch: Annotated[int, Opt(min=1)] = 4,
         seq_len: Annotated[int, Opt(min=2)] = 256,
         steps: Annotated[int, Opt(min=1, help="Timed steps after one warm-up step.")] = 3,
-        dp: Annotated[int, Opt(min=1, help="Data-parallel processes (gloo DDP).")] = 1,
+        dp: Annotated[int, Opt(min=1, help="Data-parallel processes (DDP: gloo on a CPU, NCCL on GPUs).")] = 1,
         json_out: Annotated[bool, Opt("--json")] = False,
     ) -> None:
         """Real fp32 training steps (forward, backward, AdamW) vs the training estimator."""
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
     @check_app.command("serve")
     def serve(
         model: Annotated[str, Opt(help="Preset name or ModelSpec YAML (dense decoders).")],
-        gpu: Annotated[str, Opt(help="Device profile YAML that `fathom profile` wrote on this machine.")],
+        gpu: Annotated[str, Opt(help="Profile YAML `fathom profile` wrote on this machine (CPU or GPU).")],
         batch: Annotated[int, Opt(min=1)] = 8,
         input_len: Annotated[int, Opt(min=1)] = 128,
         output_len: Annotated[int, Opt(min=2)] = 64,

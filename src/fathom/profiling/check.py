@@ -8,8 +8,22 @@ measurement describe the same device. Each comparison row has ``predicted_s``, `
 sample by sample), ``speed_ratio`` (= that / ``measured_s``: > 1, the check ran faster than profiled),
 ``predicted_speed_adjusted_s`` (= ``predicted_s`` / ``speed_ratio``) and ``error_pct_speed_adjusted``
 (``predicted_s`` against ``measured_speed_adjusted_s``). Both checks also compare peak memory (``memory``: the
-same shape for train and serve). Only a profile of this machine's CPU is accepted as the device (``local_profile``),
-and every input, the predicted peak memory included, is checked before a worker starts.
+same shape for train and serve). Only a profile of this machine is accepted as the device (``local_profile``): of
+its CPU (the worker runs on the CPU), or of its GPU (``profile.machine.accelerator`` is the name
+``torch.cuda.get_device_name`` gives here; the worker runs on ``cuda:RANK``, one GPU per data-parallel rank, see
+``worker_device``), and every input, the predicted peak memory included, is checked before a worker starts.
+
+Peak memory is compared like with like. On the CPU the worker reads resident memory, which holds the runtime's
+own pages too, so the prediction counts ``runtime_reserved`` where the profile measured it. On CUDA the worker
+reads ``torch.cuda.max_memory_allocated`` (``measure`` "allocated"): live tensor bytes, the quantity fathom's
+memory model predicts (weights, gradients, optimizer state, activations, KV cache, communication buffers). The
+prediction's runtime reserve (the device's ``runtime_reserved_gib``, else a fixed 1 GiB for training, 1.5 GiB
+for serving) stands for the CUDA context and library workspaces: no allocator count holds it
+(``memory_reserved`` is the caching allocator's segments, tensors plus cached slack, and the context lives
+outside it), and ``fathom profile`` does not measure it on a GPU, so comparing it would test an assumed
+constant, or the allocator's slack against it. The CUDA comparison therefore leaves the runtime reserve out of
+the compared prediction (it stays in ``predicted_breakdown_bytes`` and in the does-it-fit refusal), and reports
+the allocator's reserved peak beside it (``measured_reserved_bytes``) for information.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import yaml
 from fathom.catalog.hardware import _read_file, get_device
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError
+from fathom.inference.memory import RUNTIME_RESERVED_BYTES as SERVING_RUNTIME_BYTES
 from fathom.profiling.check_predict import check_supported, predict_serve, predict_train, serve_memory
 from fathom.profiling.machine import cpu_model
 from fathom.profiling.speed import class_times, effective_ratio, local_ratios, speed_adjusted_device, speed_ratios
@@ -54,6 +69,9 @@ def row(predicted: float, measured: float, measured_adjusted: float | None = Non
 WORKER_FAILED = "fathom-check-failed: "  # the worker's last stderr line on failure: its one-line message
 
 _PROFILE_FIRST = "run `fathom profile --out my-node.yaml` on this machine first and pass that file as --gpu"
+_GPU_PROFILE_FIRST = (
+    "run `fathom profile --base <catalog gpu> --out my-gpu.yaml` on this machine first and pass that file as --gpu"
+)
 
 
 def _profile_doc(gpu: str) -> dict | None:
@@ -64,30 +82,70 @@ def _profile_doc(gpu: str) -> dict | None:
     return _read_file(path, "gpu")
 
 
+def _cuda():
+    """``torch.cuda``, imported only for a GPU profile (a CPU profile's checks need no CUDA query)."""
+    import torch
+
+    return torch.cuda
+
+
 def local_profile(gpu: str) -> dict:
     """The ``profile:`` section of ``gpu``, refused unless it profiles this machine: the worker times real steps on
-    this machine's CPU, so a prediction for any other device (a catalog GPU, another machine's profile) would be
-    compared with the wrong hardware. The device itself is validated first, with the catalog's errors."""
+    this machine's CPU, or on its GPU for a GPU profile, so a prediction for any other device (a catalog GPU,
+    another machine's profile) would be compared with the wrong hardware. The device itself is validated first,
+    with the catalog's errors. A GPU profile needs CUDA here and GPU 0 of the profile's name."""
     get_device(gpu)
     doc = _profile_doc(gpu)
     prof = (doc or {}).get("profile")
     if not isinstance(prof, dict) or not isinstance(prof.get("machine"), dict):
         raise FathomInputError(
-            f"--gpu: {gpu} is not a profile of this machine (check times real steps here, on the CPU); {_PROFILE_FIRST}"
+            f"--gpu: {gpu} is not a profile of this machine (check times real steps here, on its CPU or GPU); "
+            + _PROFILE_FIRST
         )
     machine = prof["machine"]
     accelerator = machine.get("accelerator", "cpu")
     if accelerator != "cpu":
-        raise FathomInputError(
-            f"--gpu: {gpu} profiles {accelerator}, but check's PyTorch worker times on the CPU only; "
-            f"profile the CPU (fathom profile without --base) to check against it"
-        )
+        cuda = _cuda()
+        if not cuda.is_available():
+            raise FathomInputError(
+                f"--gpu: {gpu} profiles {accelerator}: a GPU profile needs that GPU, and torch finds no CUDA device "
+                "here, where check's PyTorch worker times on the CPU only; run the check on that GPU's node, or "
+                "profile this CPU (fathom profile without --base) to check against it"
+            )
+        here = cuda.get_device_name(0)
+        if here != accelerator:
+            raise FathomInputError(
+                f"--gpu: {gpu} was measured on {accelerator!r}, this machine's GPU is {here!r}; {_GPU_PROFILE_FIRST}"
+            )
+        return prof
     here = cpu_model()
     if machine.get("cpu_model") != here:
         raise FathomInputError(
             f"--gpu: {gpu} was measured on {machine.get('cpu_model')!r}, this machine is {here!r}; {_PROFILE_FIRST}"
         )
     return prof
+
+
+def worker_device(gpu: str, dp: int = 1) -> str:
+    """Where the worker runs for profile ``gpu`` (validated by ``local_profile``): "cpu" for a CPU profile, "cuda"
+    for a GPU profile, whose ``dp`` ranks take one GPU each (``cuda:0`` .. ``cuda:dp-1``), each of the profile's
+    model; the CPU's rank limit (threads x ranks against cores) is ``check_train``'s."""
+    prof = local_profile(gpu)
+    accelerator = prof["machine"].get("accelerator", "cpu")
+    if accelerator == "cpu":
+        return "cpu"
+    cuda = _cuda()
+    count = cuda.device_count()
+    if dp > count:
+        fewer = f"use --dp {count}" + (" or fewer" if count > 1 else "")
+        raise FathomInputError(f"--dp: {dp} ranks need {dp} GPUs (one each), this machine has {count}; {fewer}")
+    for i in range(1, dp):
+        if cuda.get_device_name(i) != accelerator:
+            raise FathomInputError(
+                f"--dp: rank {i} would run on GPU {i}, a {cuda.get_device_name(i)!r}, not the profile's "
+                f"{accelerator!r}; use --dp {i}"
+            )
+    return "cuda"
 
 
 def _gib(x: float) -> str:
@@ -213,7 +271,7 @@ def _failure_line(err: str, returncode: int) -> str:
 def run_workers(args: dict, world: int, timeout_s: float, exact_memory: bool = False) -> dict:
     """Rank 0's result of ``world`` worker processes; ``exact_memory``: the allocator settings of the memory run.
     Their output goes to files (no pipe fills up); once one rank fails the others are stopped, since a
-    data-parallel peer would otherwise wait for it in the next collective until gloo's timeout."""
+    data-parallel peer would otherwise wait for it in the next collective until gloo's (NCCL's) timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(MALLOC_EXACT_ENV if exact_memory else {})
     with tempfile.TemporaryDirectory(prefix="fathom-check-") as tmp:
@@ -246,15 +304,30 @@ def run_workers(args: dict, world: int, timeout_s: float, exact_memory: bool = F
     return json.loads(outs[0].strip().splitlines()[-1])
 
 
-def memory_block(predicted: float, measured: float | None, breakdown: dict, method: str) -> dict:
-    """The peak-memory comparison, the same shape for train and serve."""
+def memory_block(
+    predicted: float, measured: float | None, breakdown: dict, method: str, meas: dict | None = None
+) -> dict:
+    """The peak-memory comparison, the same shape for train and serve; ``meas``: the memory run's result, which
+    says what was measured (``measure``: "resident" on the CPU, "allocated" on CUDA) and, on CUDA, the caching
+    allocator's reserved peak (``measured_reserved_bytes``; None on the CPU)."""
+    meas = meas or {}
     return {
         "predicted_bytes": predicted,
         "measured_bytes": measured,
         "error_pct": (predicted / measured - 1.0) * 100.0 if measured else None,
         "predicted_breakdown_bytes": breakdown,
+        "measure": meas.get("peak_memory_measure", "resident"),
+        "measured_reserved_bytes": meas.get("peak_memory_reserved_bytes"),
         "method": method,
     }
+
+
+_CUDA_MEMORY_METHOD = (
+    "peak allocated memory (torch.cuda.max_memory_allocated after reset_peak_memory_stats) of rank 0 over {what} "
+    "(its own run) minus the allocated memory before the model was built: live tensors, which the prediction is "
+    "compared with without runtime_reserved (the CUDA context and workspaces: an assumed constant that no "
+    "allocator count holds; fathom.profiling.check explains); measured_reserved_bytes: the allocator's reserved peak"
+)
 
 
 def check_train(
@@ -272,17 +345,20 @@ def check_train(
     check_supported(spec)
     if seq_len > spec.max_seq_len:
         raise FathomInputError(f"--seq-len: {seq_len} exceeds {spec.name}'s max_seq_len {spec.max_seq_len}")
-    local_profile(gpu)
+    device = worker_device(gpu, dp)
     threads, clock = profile_settings(gpu)
     cores = os.cpu_count() or 1
-    if dp * threads > cores:  # oversubscribed ranks spin against each other: the measurement would be of that
+    if device == "cpu" and dp * threads > cores:  # oversubscribed ranks spin against each other
         raise FathomInputError(_oversubscribed(dp, threads, cores))
     pred = predict_train(spec, gpu, micro_batch, seq_len, dp)
-    counted = [k for k in pred["memory"] if k != "runtime_reserved" or pred["runtime_measured"]]
+    cpu = device == "cpu"  # on CUDA the runtime reserve is not compared (module docstring)
+    counted = [k for k in pred["memory"] if k != "runtime_reserved" or (cpu and pred["runtime_measured"])]
     mem_pred = sum(pred["memory"][k] for k in counted)
-    _refuse_if_too_big(mem_pred, gpu, f"training {spec.name} (micro-batch {micro_batch}, seq-len {seq_len}) per rank")
+    needs = mem_pred if cpu else sum(pred["memory"].values())  # a GPU also holds its context
+    _refuse_if_too_big(needs, gpu, f"training {spec.name} (micro-batch {micro_batch}, seq-len {seq_len}) per rank")
     args = {
         "job": "train",
+        "device": device,
         "spec": spec.model_dump(),
         "micro_batch": micro_batch,
         "seq_len": seq_len,
@@ -297,9 +373,8 @@ def check_train(
     meas = run_workers({**args, "memory": False, "probe": probe, "speed_refs": refs}, dp, timeout_s)
     adjuster = SpeedAdjuster(gpu, meas, lambda g: _train_samples(spec, g, micro_batch, seq_len, dp), "fp32")
     # Peak memory from its own run (one warm-up step, one measured step) with the exact-allocation settings.
-    mem_meas = run_workers({**args, "steps": 1, "warmup": 1, "memory": True}, dp, timeout_s, exact_memory=True)[
-        "peak_memory_bytes"
-    ]
+    mem_run = run_workers({**args, "steps": 1, "warmup": 1, "memory": True}, dp, timeout_s, exact_memory=True)
+    mem_meas = mem_run["peak_memory_bytes"]
     totals = [sum(s) for s in zip(*meas["samples"].values(), strict=True)]
     adjusted: dict[str, float | None] = dict.fromkeys([*pred["phases"], "total"])
     if adjuster.parts:
@@ -320,6 +395,7 @@ def check_train(
         "seq_len": seq_len,
         "dp": dp,
         "precision": "fp32",
+        "device": device,
         "threads_per_rank": threads,
         "clock": clock,
         "steps": steps,
@@ -334,7 +410,10 @@ def check_train(
             "peak resident memory (VmHWM) of rank 0 over one training step (its own run, every large "
             "tensor in its own mapping) minus its resident memory before the model was built; the prediction "
             "counts runtime_reserved only where the profile measured it (the runtime's own pages on a CPU), "
-            "not a catalog device's CUDA context",
+            "not a catalog device's CUDA context"
+            if cpu
+            else _CUDA_MEMORY_METHOD.format(what="one training step"),
+            mem_run,
         ),
         "speed_probe": speed_probe(ref, meas.get("probe_s")),
         "speed": adjuster.section([*pred["phases"], "total"]),
@@ -382,14 +461,19 @@ def check_serve(
         )
     if output_len < 2:
         raise FathomInputError("--output-len: need at least 2 tokens (one from prefill, one decode step)")
-    local_profile(gpu)
+    device = worker_device(gpu)
+    cpu = device == "cpu"
     threads, clock = profile_settings(gpu)
-    mem_parts = {**serve_memory(spec, batch, input_len, output_len), "runtime_reserved": serving_footprint(gpu)}
+    # On CUDA the runtime reserve is not compared (module docstring), but a GPU holds it: the refusal counts it.
+    footprint = serving_footprint(gpu) if cpu else None
+    mem_parts = {**serve_memory(spec, batch, input_len, output_len), "runtime_reserved": footprint}
     mem_pred = sum(v for v in mem_parts.values() if v is not None)
-    _refuse_if_too_big(mem_pred, gpu, f"serving {spec.name} (batch {batch}, {input_len}+{output_len} tokens)")
+    needs = mem_pred if cpu else mem_pred + SERVING_RUNTIME_BYTES
+    _refuse_if_too_big(needs, gpu, f"serving {spec.name} (batch {batch}, {input_len}+{output_len} tokens)")
     pred = predict_serve(spec, gpu, batch, input_len, output_len)
     args = {
         "job": "serve",
+        "device": device,
         "spec": spec.model_dump(),
         "batch": batch,
         "input_len": input_len,
@@ -407,7 +491,8 @@ def check_serve(
     adjuster = SpeedAdjuster(gpu, meas, lambda g: _serve_samples(spec, g, batch, input_len, output_len), "bf16")
     # Peak memory from its own run (one warm-up repeat, one measured) with the exact-allocation settings.
     mem_args = {**args, "repeats": 1, "warmup": 1, "memory": True, "probe": None, "speed_refs": []}
-    mem_meas = run_workers(mem_args, 1, timeout_s, exact_memory=True)["peak_memory_bytes"]
+    mem_run = run_workers(mem_args, 1, timeout_s, exact_memory=True)
+    mem_meas = mem_run["peak_memory_bytes"]
     dec_p, dec_m = sum(pred["decode_step_s"]), sum(meas["decode_step_s"])
     pre_a, dec_a = None, None
     if adjuster.parts:
@@ -428,6 +513,7 @@ def check_serve(
         "input_len": input_len,
         "output_len": output_len,
         "precision": "bf16",
+        "device": device,
         "threads_per_rank": threads,
         "clock": clock,
         "phases": {
@@ -449,7 +535,12 @@ def check_serve(
             "every large tensor in its own mapping) minus the resident memory before the model was built; the "
             "prediction is fathom's serving memory model (fathom.inference.memory) for this batch: bf16 weights, "
             "the KV cache of batch x (input + output) tokens and the prefill's activation peak, plus "
-            "runtime_reserved where the profile measured a minimal serving process (null: not measured, not counted)",
+            "runtime_reserved where the profile measured a minimal serving process (null: not measured, not counted)"
+            if cpu
+            else _CUDA_MEMORY_METHOD.format(what="one prefill and its decode steps after a warm-up repeat")
+            + "; the prediction is fathom's serving memory model: bf16 weights, the KV cache of batch x (input + "
+            "output) tokens and the prefill's activation peak",
+            mem_run,
         ),
         "speed_probe": speed_probe(ref, meas.get("probe_s")),
         "speed": adjuster.section(["prefill", "decode"]),

@@ -1,11 +1,20 @@
 """The measuring side of ``fathom check``: runs in its own process (``python -m fathom.profiling.check_worker``).
 
-A fresh process per run, so the resident-memory baseline is clean. Timed runs keep glibc's allocator as it
+The work runs on ``a["device"]``: ``"cpu"``, or ``"cuda"`` for a GPU profile, where data-parallel rank r uses
+``cuda:r`` (one GPU per rank, an NCCL process group; gloo on the CPU). Every timed phase waits for the work
+queued before it and for its own (``Timer.phase``: a CUDA synchronise before and after; nothing on the CPU),
+and the speed references and the probe GEMM run on the same device.
+
+A fresh process per run, so the memory baseline is clean. On the CPU, timed runs keep glibc's allocator as it
 is; for the memory run the parent tells glibc (``MALLOC_MMAP_THRESHOLD_``) to give every large tensor its own
-mapping, returned on free: resident memory then follows the live tensors. Peak memory is the kernel's
+mapping, returned on free: resident memory then follows the live tensors. Peak memory there is the kernel's
 high-water mark of resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident
 memory before the model was built: torch's CPU allocator keeps no statistics, and tracemalloc sees only
-Python's own allocations, not tensors.
+Python's own allocations, not tensors (``peak_memory_measure`` "resident"). On CUDA it is the caching
+allocator's own count of live tensor bytes, ``torch.cuda.max_memory_allocated`` after
+``reset_peak_memory_stats``, minus ``memory_allocated`` before the model was built ("allocated"); the
+allocator's reserved segments are reported beside it (``peak_memory_reserved_bytes``), and neither includes the
+CUDA context (see ``fathom.profiling.check`` for what the prediction is compared with).
 """
 
 from __future__ import annotations
@@ -42,54 +51,101 @@ def _reset_peak() -> bool:
         return False
 
 
-def _probe(a: dict, timer: Timer):
+def device_of(a: dict) -> str:
+    """The torch device of this worker: ``cuda:RANK`` for a GPU check (one GPU per data-parallel rank), else cpu."""
+    return f"cuda:{a.get('rank', 0)}" if a.get("device", "cpu") == "cuda" else "cpu"
+
+
+class PeakMemory:
+    """Peak memory of the measured step above the baseline read at construction (before the model is built):
+    resident memory on the CPU (``VmHWM``), allocated tensor bytes on CUDA (``max_memory_allocated``)."""
+
+    def __init__(self, device: str):
+        self.device, self.cuda = device, device != "cpu"
+        self.measure = "allocated" if self.cuda else "resident"
+        if self.cuda:
+            self.base = float(torch.cuda.memory_allocated(device))
+            self.base_reserved = float(torch.cuda.memory_reserved(device))
+        else:
+            self.base = _status("VmRSS")
+
+    def reset(self) -> bool:
+        """Start the peak afresh (from what is live now); False where the CPU's high-water mark cannot be reset."""
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return True
+        return _reset_peak()
+
+    def peak(self) -> float:
+        if self.cuda:  # the allocator counts at allocation, on the host: no synchronise needed
+            return float(torch.cuda.max_memory_allocated(self.device)) - self.base
+        return _status("VmHWM") - self.base
+
+    def peak_reserved(self) -> float | None:
+        """The allocator's reserved segments at their peak (CUDA only: the CPU has no such count)."""
+        if not self.cuda:
+            return None
+        return float(torch.cuda.max_memory_reserved(self.device)) - self.base_reserved
+
+
+def _probe(a: dict, timer: Timer, device: str = "cpu"):
     """A function timing the profile's reference GEMM now (median of three), or None without one."""
     spec = a.get("probe")
     if not spec:
         return None
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[spec["dtype"]]
-    x, w = torch.randn(spec["m"], spec["k"], dtype=dtype), torch.randn(spec["k"], spec["n"], dtype=dtype)
+    x = torch.randn(spec["m"], spec["k"], dtype=dtype, device=device)
+    w = torch.randn(spec["k"], spec["n"], dtype=dtype, device=device)
     return lambda: timer.median(lambda: x @ w, 3, 1, 2.0)
 
 
 _READ_EVERY = 8  # decode steps between reference readings (a reading takes about as long as 4 tiny-model steps)
 
 
-def _references(a: dict, timer: Timer) -> SpeedReference | None:
-    """The profile's reference kernels (``fathom.profiling.speed``), read between the timed steps."""
+def _references(a: dict, timer: Timer, device: str = "cpu") -> SpeedReference | None:
+    """The profile's reference kernels (``fathom.profiling.speed``) on the work's device, read between the timed
+    steps."""
     names = a.get("speed_refs") or []
-    return SpeedReference("cpu", timer, names) if names else None
+    return SpeedReference(device, timer, names) if names else None
 
 
 def measure_train(a: dict) -> dict:
     torch.manual_seed(a["rank"])
     torch.set_num_threads(a["threads"])
-    world = a["world"]
+    world, device = a["world"], device_of(a)
+    cuda = device != "cpu"
+    if cuda:
+        torch.cuda.set_device(device)
     if world > 1:
-        dist.init_process_group("gloo", init_method=f"file://{a['init_file']}", rank=a["rank"], world_size=world)
+        backend = "nccl" if cuda else "gloo"
+        dist.init_process_group(backend, init_method=f"file://{a['init_file']}", rank=a["rank"], world_size=world)
     gc.collect()
-    base_rss = _status("VmRSS")
+    memory = PeakMemory(device)
     spec = ModelSpec.model_validate(a["spec"])
     model = Decoder(spec, a["seq_len"])
+    if cuda:
+        model = model.to(device)
     run = model
     if world > 1:
-        run = torch.nn.parallel.DistributedDataParallel(model)
+        run = torch.nn.parallel.DistributedDataParallel(model, device_ids=[a["rank"]] if cuda else None)
     opt = make_adamw(model.parameters())
-    tokens = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]))
-    targets = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]))
-    timer = Timer.make("cpu", a["clock"])
+    tokens = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]), device=device)
+    targets = torch.randint(0, spec.vocab_size, (a["micro_batch"], a["seq_len"]), device=device)
+    timer = Timer.make(device, a["clock"])
     phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
     peak, peak_ok = None, False
     holder: dict = {}
-    probe, probes = _probe(a, timer), []
-    refs, readings = _references(a, timer), {}
+    probe, probes = _probe(a, timer, device), []
+    refs, readings = _references(a, timer, device), {}
     marks: dict[str, list[list[int]]] = {"forward": [], "backward": [], "optimizer": []}
 
     def read() -> int:
         """Read the references; data-parallel ranks then wait for each other, so that one rank's readings never
         fall inside another's timed phase (its backward would wait for them in the gradient all-reduce)."""
         first = refs.read_all(readings)
-        if world > 1:
+        if world > 1 and cuda:
+            dist.barrier(device_ids=[a["rank"]])
+        elif world > 1:
             dist.barrier()
         return first
 
@@ -102,18 +158,18 @@ def measure_train(a: dict) -> dict:
                 marks[key].append([first + i, first + i + 1])
         if step == a["warmup"]:
             gc.collect()
-            peak_ok = _reset_peak()
+            peak_ok = memory.reset()
         timed = step >= a["warmup"]
-        t_f = timer.once(lambda: holder.__setitem__("loss", run(tokens, targets)))
+        t_f = timer.phase(lambda: holder.__setitem__("loss", run(tokens, targets)))
         if refs is not None and timed:
             read()  # between phases too: a spell lasts about a second, a step may take longer
-        t_b = timer.once(lambda: holder["loss"].backward())
+        t_b = timer.phase(lambda: holder["loss"].backward())
         if refs is not None and timed:
             read()
-        t_o = timer.once(opt.step)
+        t_o = timer.phase(opt.step)
         opt.zero_grad(set_to_none=False)  # gradient buffers persist, as Megatron's main grads and DDP's buckets
         if step == a["warmup"] and peak_ok:
-            peak = _status("VmHWM") - base_rss
+            peak = memory.peak()
         if step >= a["warmup"]:
             for key, t in zip(phases, (t_f, t_b, t_o), strict=True):
                 phases[key].append(t)
@@ -128,6 +184,9 @@ def measure_train(a: dict) -> dict:
         "speed_readings": readings,
         "speed_marks": marks if refs is not None else {},
         "peak_memory_bytes": peak,
+        "peak_memory_measure": memory.measure,
+        "peak_memory_reserved_bytes": memory.peak_reserved() if peak is not None else None,
+        "device": device,
         "probe_s": statistics.median(probes) if probes else None,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -143,14 +202,19 @@ def measure_serve(a: dict) -> dict:
     batch, n_in, n_out = a["batch"], a["input_len"], a["output_len"]
     max_len = n_in + n_out
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a["dtype"]]
+    device = device_of(a)
+    if device != "cpu":
+        torch.cuda.set_device(device)
     gc.collect()
-    base_rss = _status("VmRSS")
+    meter = PeakMemory(device)
     model = Decoder(spec, max_len).to(dtype).eval()
+    if device != "cpu":  # cast on the host first: only the bf16 weights reach the GPU
+        model = model.to(device)
     memory, peak, peak_ok = a.get("memory", False), None, False
-    timer = Timer.make("cpu", a["clock"])
+    timer = Timer.make(device, a["clock"])
     prefill, decode = [], []
-    probe, probes = _probe(a, timer), []
-    refs, readings = _references(a, timer), {}
+    probe, probes = _probe(a, timer, device), []
+    refs, readings = _references(a, timer, device), {}
     marks: dict[str, list] = {"prefill": [], "decode": []}  # per sample: the readings just before and after it
     for rep in range(a["warmup"] + a["repeats"]):
         if probe is not None and rep >= a["warmup"]:
@@ -158,12 +222,12 @@ def measure_serve(a: dict) -> dict:
         timed = refs is not None and rep >= a["warmup"]
         if memory and rep == a["warmup"]:
             gc.collect()
-            peak_ok = _reset_peak()
+            peak_ok = meter.reset()
         model.allocate_cache(batch, max_len, dtype)
-        prompt = torch.randint(0, spec.vocab_size, (batch, n_in))
+        prompt = torch.randint(0, spec.vocab_size, (batch, n_in), device=device)
         out: dict = {}
         before = refs.read_all(readings) if timed else 0
-        t_p = timer.once(lambda prompt=prompt, out=out: out.__setitem__("tok", model.next_tokens(prompt, 0)))
+        t_p = timer.phase(lambda prompt=prompt, out=out: out.__setitem__("tok", model.next_tokens(prompt, 0)))
         if timed:
             after = refs.read_all(readings)
             marks["prefill"].append([before, after])
@@ -171,13 +235,13 @@ def measure_serve(a: dict) -> dict:
         steps = []
         for i in range(n_out - 1):
             step = lambda i=i, out=out: out.__setitem__("tok", model.next_tokens(out["tok"], n_in + i))  # noqa: E731
-            steps.append(timer.once(step))
+            steps.append(timer.phase(step))
             if timed and (i % _READ_EVERY == _READ_EVERY - 1 or i == n_out - 2):
                 after = refs.read_all(readings)
                 spans += [[before, after]] * (i + 1 - len(spans))
                 before = after
         if memory and rep == a["warmup"] and peak_ok:
-            peak = _status("VmHWM") - base_rss
+            peak = meter.peak()
         if rep >= a["warmup"]:
             prefill.append(t_p)
             decode.append(steps)
@@ -194,6 +258,9 @@ def measure_serve(a: dict) -> dict:
         "speed_readings": readings,
         "speed_marks": marks if refs is not None else {},
         "peak_memory_bytes": peak,
+        "peak_memory_measure": meter.measure,
+        "peak_memory_reserved_bytes": meter.peak_reserved() if peak is not None else None,
+        "device": device,
     }
 
 

@@ -74,6 +74,15 @@ class Timer:
         self.sync()
         return self.clock() - t0
 
+    def phase(self, fn: Callable[[], object]) -> float:
+        """Seconds of ``fn`` alone: queued work is waited for before the clock is read, then ``once``. A check's
+        timed phases use it, since work queued on a GPU just before (``zero_grad``, a KV cache being zeroed) would
+        otherwise run inside the phase. On the CPU the wait is a no-op: the same reading as ``once``. (``once``
+        itself does not wait first: the collectives' timer synchronises with a barrier, whose extra round the
+        profile's collective times do not include.)"""
+        self.sync()
+        return self.once(fn)
+
     def around(self, ref: str | None, measure: Callable[[], T]) -> tuple[T, dict]:
         """``measure()`` and, with reference kernels, the speed of ``ref`` around it ({"ref", "ref_speed"})."""
         if self.speed is None:

@@ -132,13 +132,15 @@ class Decoder(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
     def allocate_cache(self, batch: int, max_len: int, dtype: torch.dtype) -> None:
-        """A zeroed K and V cache per layer; the previous cache is dropped first, so two never coexist."""
+        """A zeroed K and V cache per layer, on the model's device; the previous cache is dropped first, so two
+        never coexist."""
+        device = self.embed.weight.device
         for block in self.blocks:
             block.attn.cache = None
         for block in self.blocks:
             a = block.attn
             shape = (batch, a.kv_heads, max_len, a.head_dim)
-            a.cache = (torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+            a.cache = (torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
 
     @torch.no_grad()
     def next_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
