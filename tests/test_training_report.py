@@ -81,3 +81,15 @@ def test_bad_report_path_fails_before_any_work(tmp_path, capsys):
         == 2
     )
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_train_report_holds_the_energy_and_fault_tolerance_tables(tmp_path, capsys):
+    """The page shows what the terminal shows: phase-aware energy and carbon, and the fault-tolerance report."""
+    path = tmp_path / "run.html"
+    extra = ["--tokens", "1e11", "--region", "us-east", "--mtbf-hours", "50000", "--checkpoint", "async"]
+    assert run(["train", *TRAIN, *extra, "--report", str(path), "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    page = path.read_text()
+    assert "Energy and carbon" in page and "run.energy_server_mwh" in page and "run.co2e_t" in page
+    assert "Fault tolerance" in page and "reliability.goodput" in page
+    assert f"{est['reliability']['goodput']:.4g}" in page

@@ -38,6 +38,20 @@ _RUN = (
     ("cost (USD)", "cost_usd"),
     ("operational CO2e (t)", "co2e_t"),
 )
+# The phase-aware energy and carbon figures `fathom train` prints (fathom.energy), where the run has them.
+_ENERGY = (
+    ("average board power per GPU (W)", "avg_power_w_per_gpu"),
+    ("energy: GPUs at their limit, TDP x time x PUE (MWh)", "energy_mwh"),
+    ("energy: GPUs, phase-aware (MWh)", "energy_phase_mwh"),
+    ("energy: whole servers, phase-aware (MWh)", "energy_server_mwh"),
+    ("PUE", "pue"),
+    ("region", "region"),
+    ("grid intensity (gCO2e/kWh)", "grid_gco2e_per_kwh"),
+    ("operational CO2e (t)", "co2e_t"),
+    ("embodied CO2e (t)", "embodied_co2e_t"),
+    ("power cap (W)", "power_cap_w"),
+    ("step time under the cap / uncapped", "power_cap_slowdown"),
+)
 
 
 def _lookup(data: Mapping, dotted: str) -> object:
@@ -98,6 +112,17 @@ def estimate_sections(est: TrainingEstimate) -> list[Section]:
     if est.run is not None:
         run = est.run.model_dump()
         tables.append(Table(("metric", "value", "JSON key"), [(n, run[k], f"run.{k}") for n, k in _RUN], "The run"))
+        if est.run.avg_power_w_per_gpu is not None:
+            rows = [(n, run[k], f"run.{k}") for n, k in _ENERGY if run[k] is not None]
+            tables.append(Table(("metric", "value", "JSON key"), rows, "Energy and carbon"))
+    elif est.power_cap_w is not None:
+        rows = [("power cap (W)", est.power_cap_w, "power_cap_w"),
+                ("step time under the cap / uncapped", est.power_cap_slowdown, "power_cap_slowdown")]  # fmt: skip
+        tables.append(Table(("metric", "value", "JSON key"), rows, "Power cap"))
+    if est.reliability is not None:
+        rel = est.reliability.model_dump(mode="json")
+        rows = [(k.replace("_", " "), v, f"reliability.{k}") for k, v in rel.items() if v is not None]
+        tables.append(Table(("metric", "value", "JSON key"), rows, "Fault tolerance"))
     images = [
         Image(
             figure_png(memory_figure(est)),
