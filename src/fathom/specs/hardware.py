@@ -6,17 +6,20 @@ SI values to the cost model, which never converts units itself.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import numbers
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     ValidationError,
-    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from fathom.errors import FathomInputError
 
@@ -39,8 +42,91 @@ BACKWARD_WORK = 2.5  # FlashAttention backward: five GEMMs to the forward's two 
 GEMM_SUSTAINED_DEFAULT = 0.80
 
 
+# Kernel classes a device's ``efficiency.attention`` may rate (``fathom.specs.plan.ATTENTION_KERNELS``).
+ATTENTION_KERNEL_CLASSES: tuple[str, ...] = ("flash3", "flash2", "flash1", "unfused")
+
+
+def _shown(value: object) -> str:
+    """A rejected value as the user wrote it: YAML's ``true`` is a boolean, not the number 1."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _out_of_range(expected: str, value: object) -> PydanticCustomError:
+    return PydanticCustomError(
+        "number_range", "expected {expected}, got {value}", {"expected": expected, "value": _shown(value)}
+    )
+
+
+def _as_number(value: object) -> float | None:
+    """A real number (ints and numeric strings, as CLI overrides give, included); None for booleans and the rest."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _ranged(lo: float, hi: float, lo_open: bool, hi_open: bool, expected: str) -> BeforeValidator:
+    """A finite real number in a range: booleans, infinities, NaN and out-of-range values fail on one line that
+    says the valid range (``expected``) and the value given."""
+
+    def check(value: object) -> float:
+        number = _as_number(value)
+        if (
+            number is None
+            or not math.isfinite(number)
+            or (number <= lo if lo_open else number < lo)
+            or (number >= hi if hi_open else number > hi)
+        ):
+            raise _out_of_range(expected, value)
+        return number
+
+    return BeforeValidator(check)
+
+
+def _count(value: object) -> int:
+    """A positive integer (a whole float or numeric string too); a boolean is not 1."""
+    number = _as_number(value)
+    if number is None or not math.isfinite(number) or not number.is_integer() or number < 1:
+        raise _out_of_range("a positive integer", value)
+    return int(number)
+
+
+Fraction = Annotated[float, _ranged(0.0, 1.0, True, False, "a number in (0, 1]")]
+PositiveNumber = Annotated[float, _ranged(0.0, math.inf, True, True, "a finite number > 0")]
+NonNegativeNumber = Annotated[float, _ranged(0.0, math.inf, False, True, "a finite number >= 0")]
+Pue = Annotated[float, _ranged(1.0, 10.0, False, False, "a number in [1, 10]")]
+Count = Annotated[PositiveInt, BeforeValidator(_count)]
+
+
+def _known(valid: tuple[str, ...], what: str) -> AfterValidator:
+    """A dict key from ``valid``; another fails naming the key and the valid ones."""
+
+    def check(key: str) -> str:
+        if key not in valid:
+            raise PydanticCustomError(
+                "unknown_key", "unknown {what} (valid: {valid})", {"what": what, "valid": ", ".join(valid)}
+            )
+        return key
+
+    return AfterValidator(check)
+
+
+PrecisionKey = Annotated[str, _known(PRECISIONS, "precision")]
+GemmKey = Annotated[str, _known(("default", *PRECISIONS), "precision")]
+AttentionKey = Annotated[str, _known(ATTENTION_KERNEL_CLASSES, "attention kernel class")]
+LossKey = Annotated[str, _known(("fwd", "bwd"), "pass")]
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # allow_inf_nan=False: no float field of the hardware specs may be infinite or NaN (a safety net under the
+    # range-checked types above, which say the valid range).
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def validate_or_explain(cls: type[BaseModel], data: dict, what: str) -> BaseModel:
@@ -49,7 +135,7 @@ def validate_or_explain(cls: type[BaseModel], data: dict, what: str) -> BaseMode
         return cls.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or what
+        loc = ".".join(str(p) for p in err["loc"] if p != "[key]") or what  # a bad dict key: name the key
         raise FathomInputError(f"{what} field {loc}: {err['msg']}") from None
 
 
@@ -62,59 +148,52 @@ class DeviceEfficiency(_Frozen):
     over a training pass; ``attention_pass_fraction`` splits it into the forward and backward rates).
     """
 
-    gemm: dict[str, float] = Field(default_factory=lambda: {"default": 0.75})
-    memory: float = Field(0.85, gt=0, le=1)
-    attention: dict[str, float] = Field(default_factory=lambda: {"flash2": 0.55})
-    kernel_launch_us: float = Field(4.0, ge=0, description="fixed cost per kernel (launch + tail)")
-    host_op_us: float = Field(
+    gemm: dict[GemmKey, Fraction] = Field(default_factory=lambda: {"default": 0.75})
+    memory: Fraction = 0.85
+    attention: dict[AttentionKey, Fraction] = Field(default_factory=lambda: {"flash2": 0.55})
+    kernel_launch_us: NonNegativeNumber = Field(4.0, description="fixed cost per kernel (launch + tail)")
+    host_op_us: NonNegativeNumber = Field(
         HOST_OP_US_DEFAULT,
-        ge=0,
         description="host-side cost to issue one op in an eager PyTorch stack; a layer cannot run faster "
         "than its ops can be issued (the CPU-bound floor of small models)",
     )
-    gemm_memory: dict[str, float] = Field(
+    gemm_memory: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
         "(fathom profile: skinny GEMMs over weights larger than the caches, as in decoding); absent: memory",
     )
-    optimizer: float | None = Field(
+    optimizer: Fraction | None = Field(
         None,
-        gt=0,
-        le=1,
         description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
         "None: the memory-bound share",
     )
-    elementwise: dict[str, float] = Field(
+    elementwise: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per activation dtype: share of the streamed bandwidth eager elementwise and norm ops reach "
         "where measured (fathom profile on a CPU: 16-bit ops convert to fp32 and back per element, so they move "
         "fewer bytes per second than fp32 ones); absent: memory",
     )
-    loss_ns_per_element: dict[str, float] = Field(
+    loss_ns_per_element: dict[LossKey, NonNegativeNumber] = Field(
         default_factory=dict,
         description="``fwd`` and ``bwd`` nanoseconds per logit of the fp32 softmax cross-entropy where measured "
         "(fathom profile on a CPU, whose cores compute each exp and log: several times the memory passes' time); "
         "absent: priced as memory passes, as on a GPU",
     )
-    dropout_rng_ns_per_element: float | None = Field(
+    dropout_rng_ns_per_element: NonNegativeNumber | None = Field(
         None,
-        ge=0,
         description="nanoseconds per element that dropout's random mask costs beyond its memory passes where "
         "measured (fathom profile on a CPU, whose cores draw each random number); absent: memory passes only",
     )
-    first_touch_ns_per_byte: float | None = Field(
+    first_touch_ns_per_byte: NonNegativeNumber | None = Field(
         None,
-        ge=0,
         description="nanoseconds per byte a freshly mapped allocation costs to write, beyond writing a reused "
         "buffer (page faults and the kernel's zeroing), where measured (fathom profile on a CPU: glibc maps every "
         "allocation of 32 MiB or more afresh, fathom.costmodel.kernels.first_touch_s); absent: none",
     )
     source: str = "fathom defaults"
 
-    gemm_sustained: float = Field(
+    gemm_sustained: Fraction = Field(
         GEMM_SUSTAINED_DEFAULT,
-        gt=0,
-        le=1,
         description="share of the isolated-GEMM rate that GEMMs keep inside a training step",
     )
 
@@ -151,29 +230,22 @@ class DeviceSpec(_Frozen):
 
     name: str
     vendor: str
-    peak_tflops: dict[str, PositiveFloat]  # dense (no 2:4 sparsity), per precision
-    memory_gib: PositiveFloat
-    mem_bw_GBps: PositiveFloat
-    tdp_w: PositiveFloat
-    num_compute_units: PositiveInt  # SMs (NVIDIA) or CUs (AMD): sets GEMM wave quantisation
-    host_link_GBps: PositiveFloat = 32.0  # per direction, GPU <-> host (PCIe / C2C)
+    peak_tflops: dict[PrecisionKey, PositiveNumber]  # dense (no 2:4 sparsity), per precision
+    memory_gib: PositiveNumber
+    mem_bw_GBps: PositiveNumber
+    tdp_w: PositiveNumber
+    num_compute_units: Count  # SMs (NVIDIA) or CUs (AMD): sets GEMM wave quantisation
+    host_link_GBps: PositiveNumber = 32.0  # per direction, GPU <-> host (PCIe / C2C)
     # A CPU issues and executes each op on the same cores, so the per-op host cost adds to the op's time; a GPU
     # queues kernels and runs behind the host, so host cost only matters when it exceeds the device's work.
     ops_run_inline: bool = False
     # Memory every rank holds besides its tensors, where measured (fathom profile: on a CPU, the framework's code
     # and data pages a training step touches); None: a CUDA context and workspaces (RUNTIME_RESERVED_BYTES).
-    runtime_reserved_gib: PositiveFloat | None = None
+    runtime_reserved_gib: PositiveNumber | None = None
     default_system: str | None = None
-    price_per_gpu_hour_usd: PositiveFloat | None = None
+    price_per_gpu_hour_usd: PositiveNumber | None = None
     efficiency: DeviceEfficiency = Field(default_factory=DeviceEfficiency)
     source: str
-
-    @model_validator(mode="after")
-    def _check(self) -> DeviceSpec:
-        unknown = set(self.peak_tflops) - set(PRECISIONS)
-        if unknown:
-            raise ValueError(f"unknown precision {sorted(unknown)} (valid: {', '.join(PRECISIONS)})")
-        return self
 
     @classmethod
     def from_dict(cls, data: dict) -> DeviceSpec:
@@ -210,17 +282,17 @@ class SystemSpec(_Frozen):
 
     name: str
     device: str
-    gpus_per_node: PositiveInt
-    scaleup_domain: PositiveInt | None = None  # GPUs sharing the intra-node tier (NVL72: 72)
-    intra_node_bw_GBps: PositiveFloat
-    intra_node_latency_us: PositiveFloat = 5.0
-    intra_node_efficiency: float = Field(0.8, gt=0, le=1)
-    inter_node_bw_GBps: PositiveFloat
-    inter_node_latency_us: PositiveFloat = 10.0
-    inter_node_efficiency: float = Field(0.8, gt=0, le=1)
-    nvme_bw_GBps: PositiveFloat = 5.0  # per node, for ZeRO-Infinity offload
-    host_memory_gib: PositiveFloat = 1024.0  # per node
-    pue: PositiveFloat = 1.2
+    gpus_per_node: Count
+    scaleup_domain: Count | None = None  # GPUs sharing the intra-node tier (NVL72: 72)
+    intra_node_bw_GBps: PositiveNumber
+    intra_node_latency_us: PositiveNumber = 5.0
+    intra_node_efficiency: Fraction = 0.8
+    inter_node_bw_GBps: PositiveNumber
+    inter_node_latency_us: PositiveNumber = 10.0
+    inter_node_efficiency: Fraction = 0.8
+    nvme_bw_GBps: PositiveNumber = 5.0  # per node, for ZeRO-Infinity offload
+    host_memory_gib: PositiveNumber = 1024.0  # per node
+    pue: Pue = 1.2  # power usage effectiveness: facility power / IT power, >= 1
     source: str
 
     @classmethod
@@ -245,4 +317,4 @@ class Cluster(_Frozen):
 
     device: DeviceSpec
     system: SystemSpec
-    num_gpus: PositiveInt
+    num_gpus: Count
