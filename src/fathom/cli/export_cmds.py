@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -160,7 +161,9 @@ def _source_text(source: str) -> str:
     if source == "-":
         return sys.stdin.read()
     path = Path(source)
-    if path.suffix in (".json", ".toml", ".sh", ".yaml", ".txt") or path.is_file():
+    if os.path.isdir(path):  # os.path, unlike Path.is_dir, answers False for a too-long name (quoted arguments)
+        raise FathomInputError(f"{source}: is a directory; give the engine's file, its arguments in quotes, or -")
+    if path.suffix in (".json", ".toml", ".sh", ".yaml", ".txt") or os.path.isfile(path):
         return read_user_file(path)
     return source  # the engine's arguments themselves
 

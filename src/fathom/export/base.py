@@ -6,11 +6,14 @@ back with the engine's importer and names every field that did not survive (``lo
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from fathom.errors import FathomInputError
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import TrainingPlan
 from fathom.specs.serving import ServingPlan
@@ -49,6 +52,24 @@ class ImportedServing:
     setup: ServingSetup
     model: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def build_training_plan(source: str, keys: Mapping[str, str], **fields) -> TrainingPlan:
+    """``TrainingPlan(**fields)`` for an importer: a value the plan rejects becomes one ``FathomInputError`` line
+    naming the engine's own key or flag for the field (``keys``: plan field -> engine key), never a traceback."""
+    try:
+        return TrainingPlan(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        if loc:  # a field's own check: name the engine key and the value it gave
+            name = str(loc[0])
+            message = f"{keys.get(name, name)} got {err.get('input')!r}: {err['msg']}"
+        else:  # the plan's range and product checks name fathom's own flags: swap in the engine's keys
+            message = err["msg"]
+            for name, key in keys.items():
+                message = re.sub(re.escape("--" + name.replace("_", "-")) + r"(?![\w-])", key, message)
+        raise FathomInputError(f"{source}: {message}") from None
 
 
 def canonical_training(plan: TrainingPlan, spec: ModelSpec | None) -> TrainingPlan:

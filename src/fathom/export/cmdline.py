@@ -169,15 +169,19 @@ class Options:
         text = self.text(*names)
         return text.split() if text else []
 
-    def number(self, *names: str, default=None, kind=int):
+    def number(self, *names: str, default=None, kind=int, minimum=None):
+        """The flag's value as ``kind``; below ``minimum`` (when given) is an input error naming the flag."""
         raw = self.text(*names)
         if raw is None:
             return default
+        what = "an integer" if kind is int else "a number"
         try:
-            return kind(raw)
+            value = kind(raw)
         except ValueError:
-            what = "an integer" if kind is int else "a number"
             raise FathomInputError(f"{self.source}: {names[0]} expects {what}, got {raw!r}") from None
+        if minimum is not None and not value >= minimum:
+            raise FathomInputError(f"{self.source}: {names[0]} expects {what} of at least {minimum}, got {raw!r}")
+        return value
 
 
 def _is_number(word: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from fathom.errors import FathomInputError
-from fathom.export.base import ImportedTraining
+from fathom.export.base import ImportedTraining, build_training_plan
 from fathom.export.pipeline_split import priced_rank_layers
 from fathom.export.registry import TrainingEngine
 from fathom.specs.model import ModelSpec
@@ -141,13 +141,104 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
     return json.dumps(config, indent=2) + "\n", _notes(plan, spec)
 
 
-def _int(config: dict, key: str, default: int | None = None) -> int | None:
+def _int(config: dict, key: str, default: int | None = None, where: str = "") -> int | None:
     value = config.get(key, default)
-    if value is None or value == "auto":
+    if value is None or value == "auto":  # "auto": filled in by the HF Trainer from its own arguments
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FathomInputError(f"ds_config: {key} must be a positive integer, got {value!r}")
+        raise FathomInputError(f"ds_config: {where}{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _section(config: dict, key: str, where: str = "", example: str = "") -> dict:
+    """A sub-object of ds_config ({} when absent); anything else is a one-line input error."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        shape = f" like {example}" if example else ""
+        raise FathomInputError(f"ds_config: {where}{key} must be a JSON object{shape}, got {value!r}")
+    return value
+
+
+def _enabled(config: dict, key: str) -> bool | str:
+    """``bf16`` / ``fp16``: {"enabled": true|false|"auto"}; a bare true/false is taken as the enabled flag."""
+    value = config.get(key)
+    if isinstance(value, bool):
+        return value
+    enabled = _section(config, key, example='{"enabled": true}').get("enabled", False)
+    if enabled != "auto" and not isinstance(enabled, bool):
+        raise FathomInputError(f'ds_config: {key}.enabled must be true, false or "auto", got {enabled!r}')
+    return enabled
+
+
+def _precision(config: dict, warnings: list[str]) -> str:
+    bf16, fp16 = _enabled(config, "bf16"), _enabled(config, "fp16")
+    if "auto" in (bf16, fp16):  # the HF Trainer's DeepSpeed integration sets "auto" from its --bf16 / --fp16
+        picked = "bf16" if bf16 else "fp16"
+        warnings.append(f'precision: "auto" follows the Hugging Face Trainer\'s --bf16/--fp16 flags; read as {picked}')
+        return picked
+    if bf16 and fp16:  # DeepSpeed refuses both
+        raise FathomInputError("ds_config: bf16 and fp16 are both enabled; DeepSpeed takes one")
+    return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+
+
+def _zero(config: dict, warnings: list[str]) -> tuple[int, str, dict]:
+    """(stage, optimizer offload device, the zero_optimization object), warning about what fathom does not model."""
+    zero = _section(config, "zero_optimization", example='{"stage": 3}')
+    stage = zero.get("stage", 0)
+    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise FathomInputError(f"ds_config: zero_optimization.stage must be 0, 1, 2 or 3, got {stage!r}")
+    where = "zero_optimization."
+    device = _section(zero, "offload_optimizer", where, '{"device": "cpu"}').get("device", "none")
+    if device not in ("none", "cpu", "nvme"):
+        raise FathomInputError(f"ds_config: {where}offload_optimizer.device must be cpu|nvme|none, got {device!r}")
+    if _section(zero, "offload_param", where, '{"device": "cpu"}').get("device", "none") != "none":
+        warnings.append("offload: parameter offload (offload_param) is not modelled; optimizer offload only")
+    # ZeRO++ (Wang et al. 2023): qwZ all-gathers int8 weights, hpZ keeps a second weight shard inside a node,
+    # qgZ reduce-scatters int4 gradients; fathom prices the plain ZeRO-3 collectives.
+    for key, what in (
+        ("zero_quantized_weights", "ZeRO++ quantized weight gathers (qwZ)"),
+        ("zero_hpz_partition_size", "ZeRO++ hierarchical weight partitions (hpZ)"),
+        ("zero_quantized_gradients", "ZeRO++ quantized gradients (qgZ)"),
+    ):
+        value = zero.get(key)
+        if value not in (None, False, 1) if key == "zero_hpz_partition_size" else value:
+            warnings.append(f"zero: {where}{key} ({what}) is not modelled; priced plain ZeRO-{stage} traffic")
+    if tuned := sorted(k for k in zero if k.startswith("stage3_")):
+        warnings.append(
+            f"zero: {', '.join(where + k for k in tuned)} not modelled (fathom prices ZeRO-3 with prefetched gathers "
+            "and no persistent parameters)"
+        )
+    return stage, device, zero
+
+
+def _other_warnings(config: dict, warnings: list[str]) -> bool:
+    """Warnings for ds_config sections fathom reads as nothing; True when activation checkpointing is on."""
+    pipeline = _section(config, "pipeline", example='{"stages": 4}')
+    if pipeline.get("stages", "auto") != "auto":  # PipelineModule(num_stages=...) in code decides the stages
+        warnings.append(
+            f"pp: pipeline.stages {pipeline['stages']!r} not read; DeepSpeed pipelines are built in code "
+            "(PipelineModule), so fathom priced pp=1"
+        )
+    if "activation_checkpointing" not in config:
+        return False
+    ckpt = _section(config, "activation_checkpointing", example='{"partition_activations": false}')
+    # partition_activations splits each checkpoint across model-parallel ranks; cpu_checkpointing moves it to host
+    for key in ("partition_activations", "cpu_checkpointing"):
+        if ckpt.get(key):
+            warnings.append(f"recompute: activation_checkpointing.{key} is not modelled; priced full recompute only")
+    return True
+
+
+_KEYS = {
+    "global_batch": "train_batch_size",
+    "micro_batch": "train_micro_batch_size_per_gpu",
+    "tp": "tensor_parallel.autotp_size",
+    "cp": "sequence_parallel_size",
+    "dp": "data-parallel size (train_batch_size / micro-batch / accumulation)",
+    "seq_len": "--seq-len",
+}
 
 
 def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = None) -> ImportedTraining:
@@ -157,12 +248,16 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         raise FathomInputError(f"ds_config: not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise FathomInputError("ds_config: expected a JSON object")
-    tp = _int(config.get("tensor_parallel") or {}, "autotp_size", 1)
+    tp_section = _section(config, "tensor_parallel", example='{"autotp_size": 4}')
+    tp = _int(tp_section, "autotp_size", 1, "tensor_parallel.")
     cp = _int(config, "sequence_parallel_size", 1)
     micro = _int(config, "train_micro_batch_size_per_gpu", 1)
     accum = _int(config, "gradient_accumulation_steps", 1)
     batch = _int(config, "train_batch_size")
     warnings: list[str] = []
+    auto = [k for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps") if config.get(k) == "auto"]
+    if auto:
+        warnings.append(f'batch: {", ".join(auto)} "auto" (set by the HF Trainer) read as 1')
     if batch is None:
         if not num_gpus:
             raise FathomInputError("ds_config: no train_batch_size; give --num-gpus to derive it")
@@ -174,24 +269,18 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
     dp = batch // (micro * accum)
     if num_gpus and num_gpus != dp * tp * cp:
         warnings.append(f"dp: the batch sizes give dp={dp}, so {dp * tp * cp} GPUs, not {num_gpus}")
-    zero = config.get("zero_optimization") or {}
-    stage = zero.get("stage", 0)
-    if stage not in (0, 1, 2, 3):
-        raise FathomInputError(f"ds_config: zero_optimization.stage must be 0..3, got {stage!r}")
-    device = (zero.get("offload_optimizer") or {}).get("device", "none")
-    if device not in ("none", "cpu", "nvme"):
-        raise FathomInputError(f"ds_config: offload_optimizer.device must be cpu|nvme|none, got {device!r}")
-    if (zero.get("offload_param") or {}).get("device", "none") != "none":
-        warnings.append("offload: parameter offload (offload_param) is not modelled; optimizer offload only")
-    precision = "bf16" if (config.get("bf16") or {}).get("enabled") else "fp32"
-    if (config.get("fp16") or {}).get("enabled"):
-        precision = "fp16"
-    name = str((config.get("optimizer") or {}).get("type", "AdamW")).lower()
+    stage, device, zero = _zero(config, warnings)
+    precision = _precision(config, warnings)
+    opt = _section(config, "optimizer", example='{"type": "AdamW", "params": {...}}')
+    name = str(opt.get("type", "AdamW")).lower()
     optimizer = {"adamw": "adamw", "adam": "adamw", "sgd": "sgd", "adafactor": "adafactor"}.get(name)
     if optimizer is None:
         warnings.append(f"optimizer: DeepSpeed's {name} read as adamw")
         optimizer = "adamw"
-    plan = TrainingPlan(
+    recompute = _other_warnings(config, warnings)
+    plan = build_training_plan(
+        "ds_config",
+        _KEYS,
         seq_len=spec.max_seq_len if spec else 4096,
         global_batch=batch,
         micro_batch=micro,
@@ -200,7 +289,7 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         dp=dp,
         sequence_parallel=False,
         zero=stage,
-        recompute="full" if "activation_checkpointing" in config else "none",
+        recompute="full" if recompute else "none",
         precision=precision,
         optimizer=optimizer,
         offload=device,

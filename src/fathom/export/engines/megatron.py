@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from math import gcd
 
+from pydantic import ValidationError
+
 from fathom.errors import FathomInputError
-from fathom.export.base import ImportedTraining
+from fathom.export.base import ImportedTraining, build_training_plan
 from fathom.export.cmdline import Options, parse_script, render_command
 from fathom.export.megatron_model import BARE_MODEL_FLAGS, model_flags, spec_from_options
 from fathom.export.pipeline_split import (
@@ -47,6 +49,7 @@ BARE_FLAGS = BARE_MODEL_FLAGS + (
     "--moe-router-force-load-balancing",
     "--account-for-embedding-in-pipeline-split",
     "--account-for-loss-in-pipeline-split",
+    "--recompute-activations",
 )
 MULTI_FLAGS = ("--cuda-graph-scope", "--cuda-graph-modules")  # argparse nargs='+'
 # fathom's cuda_graphs as Megatron-Core's --cuda-graph-impl transformer_engine scope; an empty scope is the whole
@@ -255,6 +258,111 @@ def write(plan: TrainingPlan, spec: ModelSpec, *, model_name: str, gpus_per_node
     return "\n".join(header) + "\n" + command, notes
 
 
+_KEYS = {
+    "seq_len": "--seq-length",
+    "global_batch": "--global-batch-size",
+    "micro_batch": "--micro-batch-size",
+    "tp": "--tensor-model-parallel-size",
+    "pp": "--pipeline-model-parallel-size",
+    "cp": "--context-parallel-size",
+    "ep": "--expert-model-parallel-size",
+    "dp": "the data-parallel size (world / (tp*pp*cp))",
+    "vpp": "--num-virtual-stages-per-pipeline-rank",
+    "activation_offload_layers": "--cpu-offloading-num-layers",
+}
+# Shape flags checked against --model: (flag, ModelSpec field).
+_SHAPE = (
+    ("--num-layers", "num_layers"),
+    ("--hidden-size", "hidden_size"),
+    ("--num-attention-heads", "num_heads"),
+    ("--kv-channels", "head_dim"),
+    ("--vocab-size", "vocab_size"),
+)
+
+
+def _parsed_spec(o: Options, name: str, spec: ModelSpec | None) -> ModelSpec | None:
+    """The shape the flags give; with --model, a script lacking part of it (a vocab from --tokenizer-model) is
+    fine: the named model supplies the shape."""
+    try:
+        return spec_from_options(o, name)
+    except FathomInputError:
+        if spec is None:
+            raise
+        return None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc") or ()) or "model shape"
+        raise FathomInputError(f"{o.source}: the model shape flags give a bad {where}: {err['msg']}") from None
+
+
+def _shape_warnings(o: Options, spec: ModelSpec, warnings: list[str]) -> None:
+    """--model against the script's own shape flags: name each one that disagrees (fathom prices --model)."""
+    pairs = list(_SHAPE)
+    if o.flag("--group-query-attention"):
+        pairs.append(("--num-query-groups", "num_kv_heads"))
+    if not spec.is_moe:
+        pairs.append(("--ffn-hidden-size", "ffn_size"))
+    differ = [
+        f"{flag} {o.number(flag)} (model {getattr(spec, field)})"
+        for flag, field in pairs
+        if o.has(flag) and o.number(flag) != getattr(spec, field)
+    ]
+    if differ:
+        warnings.append(f"model: {spec.name} differs from the script's {', '.join(differ)}; fathom priced {spec.name}")
+
+
+def _world(o: Options, words: list[str], num_gpus: int | None, warnings: list[str]) -> int:
+    """GPUs from torchrun's --nnodes x --nproc-per-node, else --num-gpus."""
+    nodes = o.number("--nnodes", default=1, minimum=1)
+    per_node = o.number("--nproc-per-node", "--nproc_per_node", default=0, minimum=1)
+    world = nodes * per_node
+    if world and num_gpus and num_gpus != world:
+        warnings.append(
+            f"num_gpus: torchrun launches {nodes} x {per_node} = {world} GPUs; --num-gpus {num_gpus} ignored"
+        )
+    if world or num_gpus:
+        return world or num_gpus
+    script_at = next((i for i, w in enumerate(words) if w.rsplit("/", 1)[-1].startswith("pretrain_gpt")), len(words))
+    if unexpanded := [w for w in words[:script_at] if "$" in w]:
+        raise FathomInputError(
+            f"{o.source}: torchrun takes {' '.join(unexpanded)}, a shell variable fathom does not expand; "
+            "give --num-gpus"
+        )
+    raise FathomInputError(f"{o.source}: no torchrun --nproc-per-node; give --num-gpus")
+
+
+def _recompute(o: Options, spec: ModelSpec | None, pp: int, warnings: list[str]) -> str:
+    """fathom's recompute from Megatron's --recompute-* flags (megatron/training/arguments.py)."""
+    granularity = o.text("--recompute-granularity")
+    if granularity is None and o.flag("--recompute-activations"):  # Megatron's older spelling of selective
+        granularity = "selective"
+    if granularity not in (None, "full", "selective"):
+        raise FathomInputError(f"{o.source}: --recompute-granularity must be full or selective, got {granularity!r}")
+    method = o.text("--recompute-method")
+    if method not in (None, "uniform", "block"):
+        raise FathomInputError(f"{o.source}: --recompute-method must be uniform or block, got {method!r}")
+    if granularity != "full":
+        if method is not None:  # Megatron reads the method only with full granularity
+            warnings.append("recompute: --recompute-method applies only with --recompute-granularity full; ignored")
+        return granularity or "none"
+    chunk = o.number("--recompute-num-layers", default=1, minimum=1)
+    if method is None:  # Megatron-Core's TransformerBlock raises on full recompute without a method
+        warnings.append("recompute: full recompute needs --recompute-method; priced every layer recomputed")
+    elif method == "block":  # only the first N layers of each pipeline stage are recomputed
+        layers = priced_rank_layers(spec.num_layers, pp) if spec else None
+        if layers is None or chunk < layers:
+            warnings.append(
+                f"recompute: --recompute-method block recomputes {chunk} layer(s) a pipeline stage and keeps the "
+                "rest's activations; fathom prices all layers recomputed"
+            )
+    elif chunk > 1:  # uniform: one checkpoint per chunk of N layers, every layer recomputed
+        warnings.append(
+            f"recompute: --recompute-method uniform --recompute-num-layers {chunk} keeps one checkpoint every "
+            f"{chunk} layers; fathom prices all layers recomputed with a checkpoint at each"
+        )
+    return "full"
+
+
 def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = None) -> ImportedTraining:
     source = "megatron arguments"
     script = parse_script(text)
@@ -263,18 +371,17 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         raise FathomInputError(f"{source}: no torchrun or pretrain_gpt.py command found")
     o = Options(found[1], source, BARE_FLAGS, MULTI_FLAGS)
     name = script.comment_value("fathom-model")
-    parsed = spec_from_options(o, name or "megatron-model")
+    parsed = _parsed_spec(o, name or "megatron-model", spec)
+    warnings: list[str] = []
+    if spec is not None:
+        _shape_warnings(o, spec, warnings)
     spec = spec or parsed
-    tp = o.number("--tensor-model-parallel-size", default=1)
-    pp = o.number("--pipeline-model-parallel-size", default=1)
-    cp = o.number("--context-parallel-size", default=1)
-    world = o.number("--nnodes", default=1) * o.number("--nproc-per-node", "--nproc_per_node", default=0)
-    world = world or num_gpus
-    if not world:
-        raise FathomInputError(f"{source}: no torchrun --nproc-per-node; give --num-gpus")
+    tp = o.number("--tensor-model-parallel-size", default=1, minimum=1)
+    pp = o.number("--pipeline-model-parallel-size", default=1, minimum=1)
+    cp = o.number("--context-parallel-size", default=1, minimum=1)
+    world = _world(o, found[1], num_gpus, warnings)
     if world % (tp * pp * cp):
         raise FathomInputError(f"{source}: {world} GPUs are not a multiple of tp*pp*cp = {tp * pp * cp}")
-    warnings: list[str] = []
     ends = (o.flag("--account-for-embedding-in-pipeline-split"), o.flag("--account-for-loss-in-pipeline-split"))
     if any(ends) and not all(ends):
         warnings.append("balance_pipeline_ends: fathom balances both ends or neither; read as neither")
@@ -298,8 +405,10 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
     precision = (
         "fp8" if o.has("--fp8-format") else "bf16" if o.flag("--bf16") else "fp16" if o.flag("--fp16") else "fp32"
     )
-    granularity = o.text("--recompute-granularity")
-    plan = TrainingPlan(
+    recompute = _recompute(o, spec, pp, warnings)
+    plan = build_training_plan(
+        source,
+        _KEYS,
         seq_len=o.number("--seq-length", default=spec.max_seq_len if spec else 4096),
         global_batch=o.number("--global-batch-size", default=o.number("--micro-batch-size", default=1)),
         micro_batch=o.number("--micro-batch-size", default=1),
@@ -312,7 +421,7 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         sequence_parallel=o.flag("--sequence-parallel"),
         zero=zero,
         schedule="interleaved" if vpp > 1 else "1f1b",
-        recompute=granularity or "none",
+        recompute=recompute,
         precision=precision,
         optimizer=optimizer,
         offload="cpu" if o.flag("--optimizer-cpu-offload") else "none",
@@ -343,12 +452,18 @@ def _read_vpp(o: Options, spec: ModelSpec | None, pp: int, ends: int, warnings: 
         if len(chunks) % pp:
             raise FathomInputError(f"{o.source}: --pipeline-model-parallel-layout has {len(chunks)} stages for pp={pp}")
         vpp, stages = len(chunks) // pp, rank_layers(chunks, pp)
-    elif per_chunk := o.number("--num-layers-per-virtual-pipeline-stage"):
+    elif per_chunk := o.number("--num-layers-per-virtual-pipeline-stage", minimum=1):
         if spec is None:
             raise FathomInputError(f"{o.source}: --num-layers-per-virtual-pipeline-stage needs the model (--model)")
-        vpp = (spec.num_layers + ends) // (pp * per_chunk)
+        per_stage, uneven = divmod(spec.num_layers + ends, pp)
+        if not uneven and per_stage % per_chunk:  # Megatron asserts layers per stage % layers per chunk == 0
+            raise FathomInputError(
+                f"{o.source}: --num-layers-per-virtual-pipeline-stage {per_chunk} does not divide the {per_stage} "
+                f"layers of each of the pp={pp} stages ({spec.num_layers} layers); Megatron-LM refuses it"
+            )
+        vpp = max(1, per_stage // per_chunk)
     else:
-        vpp = o.number("--num-virtual-stages-per-pipeline-rank", default=1)
+        vpp = o.number("--num-virtual-stages-per-pipeline-rank", default=1, minimum=1)
     if spec is None or pp == 1 or ends:
         return vpp
     first, last = o.number("--decoder-first-pipeline-num-layers"), o.number("--decoder-last-pipeline-num-layers")

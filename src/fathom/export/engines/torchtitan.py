@@ -13,7 +13,7 @@ from __future__ import annotations
 import tomllib
 
 from fathom.errors import FathomInputError
-from fathom.export.base import ImportedTraining
+from fathom.export.base import ImportedTraining, build_training_plan
 from fathom.export.pipeline_split import (
     layer_chunks,
     priced_rank_layers,
@@ -217,6 +217,66 @@ def _get(table: dict, key: str, default, kind):
     return value
 
 
+def _degree(table: dict, key: str, default: int = 1) -> int:
+    value = _get(table, key, default, int)
+    if value < 1:
+        raise FathomInputError(f"torchtitan config: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _table(config: dict, name: str) -> dict:
+    value = config.get(name, {})
+    if not isinstance(value, dict):
+        raise FathomInputError(f"torchtitan config: [{name}] must be a table, got {value!r}")
+    return value
+
+
+# Keys of torchtitan releases before the [parallelism] section (2024): the degrees sat under [training] (pipeline
+# under [experimental]), data_parallel_degree was the FSDP degree, and batch_size was today's local_batch_size.
+_LEGACY = {
+    ("training", "batch_size"): ("training", "local_batch_size"),
+    ("training", "data_parallel_degree"): ("parallelism", "data_parallel_shard_degree"),
+    ("training", "data_parallel_shard_degree"): ("parallelism", "data_parallel_shard_degree"),
+    ("training", "data_parallel_replicate_degree"): ("parallelism", "data_parallel_replicate_degree"),
+    ("training", "tensor_parallel_degree"): ("parallelism", "tensor_parallel_degree"),
+    ("training", "context_parallel_degree"): ("parallelism", "context_parallel_degree"),
+    ("experimental", "pipeline_parallel_degree"): ("parallelism", "pipeline_parallel_degree"),
+    ("experimental", "pipeline_parallel_schedule"): ("parallelism", "pipeline_parallel_schedule"),
+    ("experimental", "context_parallel_degree"): ("parallelism", "context_parallel_degree"),
+}
+
+
+def _legacy_keys(config: dict, warnings: list[str]) -> None:
+    """Read older torchtitan keys under their current names (a current key, when both are given, wins)."""
+    for (old_section, old_key), (section, key) in _LEGACY.items():
+        old_table = _table(config, old_section)
+        if old_key not in old_table:
+            continue
+        table = config.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise FathomInputError(f"torchtitan config: [{section}] must be a table, got {table!r}")
+        if key in table:
+            warnings.append(
+                f"{key}: [{old_section}] {old_key} (an older torchtitan key) ignored beside [{section}] {key}"
+            )
+        else:
+            table[key] = old_table[old_key]
+            warnings.append(f"{key}: read the older torchtitan key [{old_section}] {old_key} as [{section}] {key}")
+
+
+_KEYS = {
+    "seq_len": "[training] seq_len",
+    "global_batch": "[training] global_batch_size",
+    "micro_batch": "[training] local_batch_size (or pipeline_parallel_microbatch_size)",
+    "tp": "[parallelism] tensor_parallel_degree",
+    "pp": "[parallelism] pipeline_parallel_degree",
+    "cp": "[parallelism] context_parallel_degree",
+    "ep": "[parallelism] expert_parallel_degree",
+    "dp": "[parallelism] data_parallel_replicate_degree x data_parallel_shard_degree",
+    "vpp": "[parallelism] pipeline_parallel_layers_per_stage",
+}
+
+
 def _model_name(text: str, model: dict) -> str | None:
     for line in text.splitlines():
         if line.startswith("# fathom-model:"):
@@ -230,19 +290,28 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FathomInputError(f"torchtitan config: not valid TOML: {exc}") from None
-    par, train = config.get("parallelism", {}), config.get("training", {})
-    model = config.get("model", {})
     warnings: list[str] = []
-    tp, pp = _get(par, "tensor_parallel_degree", 1, int), _get(par, "pipeline_parallel_degree", 1, int)
-    cp = _get(par, "context_parallel_degree", 1, int)
-    replicate, shard = (
-        _get(par, "data_parallel_replicate_degree", 1, int),
-        _get(par, "data_parallel_shard_degree", -1, int),
-    )
-    if shard == -1:
+    _legacy_keys(config, warnings)
+    par, train = _table(config, "parallelism"), _table(config, "training")
+    model = _table(config, "model")
+    tp, pp = _degree(par, "tensor_parallel_degree"), _degree(par, "pipeline_parallel_degree")
+    cp = _degree(par, "context_parallel_degree")
+    replicate = _degree(par, "data_parallel_replicate_degree")
+    shard = _get(par, "data_parallel_shard_degree", -1, int)
+    if shard != -1 and shard < 1:
+        raise FathomInputError(f"torchtitan config: data_parallel_shard_degree must be -1 or positive, got {shard}")
+    others = tp * pp * cp * replicate
+    if shard == -1:  # torchtitan fills the shard degree from the world size, which it needs to divide
         if not num_gpus:
             raise FathomInputError("torchtitan config: data_parallel_shard_degree = -1 needs --num-gpus")
-        shard = num_gpus // (tp * pp * cp * replicate)
+        if num_gpus % others:
+            raise FathomInputError(
+                f"torchtitan config: --num-gpus {num_gpus} is not a multiple of tensor x pipeline x context x "
+                f"replicate degrees = {others}"
+            )
+        shard = num_gpus // others
+    elif num_gpus and num_gpus != others * shard:  # torchtitan asserts the degrees multiply to the world size
+        warnings.append(f"dp: the parallel degrees multiply to {others * shard} GPUs, not --num-gpus {num_gpus}")
     if replicate > 1 and shard > 1:
         warnings.append("zero: HSDP (replicate x shard) read as full sharding over both")
     reshard = _get(par, "fsdp_reshard_after_forward", "default", str)
@@ -257,21 +326,25 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
     if schedule == "zero-bubble" and schedule_name != "InterleavedZeroBubble":
         warnings.append(f"schedule: {schedule_name} read as fathom's zero-bubble (ZB-H1)")
     dp = replicate * shard
-    micro = (
-        _get(par, "pipeline_parallel_microbatch_size", 1, int) if pp > 1 else _get(train, "local_batch_size", 8, int)
-    )
+    local = _degree(train, "local_batch_size", 8)
+    micro = _degree(par, "pipeline_parallel_microbatch_size") if pp > 1 else local
     global_batch = _get(train, "global_batch_size", -1, int)
-    if global_batch == -1:
-        global_batch = _get(train, "local_batch_size", 8, int) * dp
-    mode = config.get("activation_checkpoint", {}).get("mode", "selective")
+    if global_batch == -1:  # torchtitan's default: the local batch on every data-parallel rank
+        global_batch = local * dp
+    mode = _get(_table(config, "activation_checkpoint"), "mode", "selective", str)
     if mode not in ("none", "selective", "full"):
         warnings.append(f"recompute: torchtitan's {mode} activation checkpointing read as selective")
         mode = "selective"
-    fp8 = any("float8" in c for c in model.get("converters", []))
+    converters = model.get("converters", [])
+    if not isinstance(converters, list):
+        raise FathomInputError(f"torchtitan config: [model] converters must be a list, got {converters!r}")
+    fp8 = any("float8" in str(c) for c in converters)
     mixed = _get(train, "mixed_precision_param", "bfloat16", str)
-    compiled = _get(config.get("compile", {}), "enable", False, bool)
-    compiled = compiled and "model" in config.get("compile", {}).get("components", ["model", "loss"])
-    plan = TrainingPlan(
+    compiled = _get(_table(config, "compile"), "enable", False, bool)
+    compiled = compiled and "model" in _get(_table(config, "compile"), "components", ["model", "loss"], list)
+    plan = build_training_plan(
+        "torchtitan config",
+        _KEYS,
         seq_len=_get(train, "seq_len", 2048, int),
         global_batch=global_batch,
         micro_batch=micro,
@@ -279,7 +352,7 @@ def read(text: str, *, spec: ModelSpec | None = None, num_gpus: int | None = Non
         pp=pp,
         dp=dp,
         cp=cp,
-        ep=_get(par, "expert_parallel_degree", 1, int),
+        ep=_degree(par, "expert_parallel_degree"),
         vpp=vpp,
         sequence_parallel=True,
         zero=zero,
@@ -305,6 +378,8 @@ def _read_split(par: dict, spec: ModelSpec | None, pp: int, schedule: str, warni
     first_less = _get(par, "pipeline_parallel_first_stage_less_layers", 1, int)
     last_less = _get(par, "pipeline_parallel_last_stage_less_layers", 1, int)
     per_stage = par.get("pipeline_parallel_layers_per_stage")
+    if per_stage is not None:
+        per_stage = _degree(par, "pipeline_parallel_layers_per_stage")
     fqns = par.get("module_fqns_per_model_part")
     if fqns is not None and not (isinstance(fqns, list) and all(isinstance(m, list) for m in fqns) and fqns):
         raise FathomInputError("torchtitan config: module_fqns_per_model_part must be a list of lists of names")
