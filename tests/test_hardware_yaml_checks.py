@@ -205,3 +205,10 @@ def test_cli_accepts_a_good_override_file(tmp_path, capsys):
 
 def test_attention_keys_are_the_plan_kernel_classes():
     assert ATTENTION_KERNEL_CLASSES == ATTENTION_KERNELS
+
+
+def test_a_system_file_s_scale_up_domain_holds_at_least_a_node(tmp_path):
+    path = tmp_path / "small-domain.yaml"
+    path.write_text("base: dgx-h100\nscaleup_domain: 4\n")
+    with pytest.raises(FathomInputError, match=r"field scaleup_domain: 4 is smaller than gpus_per_node \(8\)"):
+        resolve_cluster("h100-sxm", 8, system=str(path))

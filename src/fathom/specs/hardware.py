@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -135,8 +136,11 @@ def validate_or_explain(cls: type[BaseModel], data: dict, what: str) -> BaseMode
         return cls.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if p != "[key]") or what  # a bad dict key: name the key
-        raise FathomInputError(f"{what} field {loc}: {err['msg']}") from None
+        loc = ".".join(str(p) for p in err["loc"] if p != "[key]")  # a bad dict key: name the key
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:  # a whole-model check: it names its own flag (a CLI range) or field
+            raise FathomInputError(msg if msg.startswith("--") else f"{what} {msg}") from None
+        raise FathomInputError(f"{what} field {loc}: {msg}") from None
 
 
 class DeviceEfficiency(_Frozen):
@@ -294,6 +298,13 @@ class SystemSpec(_Frozen):
     host_memory_gib: PositiveNumber = 1024.0  # per node
     pue: Pue = 1.2  # power usage effectiveness: facility power / IT power, >= 1
     source: str
+
+    @model_validator(mode="after")
+    def _domain_holds_a_node(self) -> SystemSpec:
+        if self.scaleup_domain is not None and self.scaleup_domain < self.gpus_per_node:
+            size, node = self.scaleup_domain, self.gpus_per_node
+            raise ValueError(f"field scaleup_domain: {size} is smaller than gpus_per_node ({node})")
+        return self
 
     @classmethod
     def from_dict(cls, data: dict) -> SystemSpec:
