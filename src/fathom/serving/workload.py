@@ -159,7 +159,7 @@ def generate_requests(
         expected, rate = float(num_requests), 1.0
     else:
         if rate is None or not (math.isfinite(rate) and rate > 0):
-            raise FathomInputError(f"rate: {kind} arrival needs a rate > 0 requests/s (got {rate})")
+            raise FathomInputError(f"rate: {kind} arrival needs a finite rate > 0 requests/s (got {rate})")
         if num_requests is None and duration_s is None:
             raise FathomInputError("num_requests: give num_requests or duration_s (or both) to end the workload")
         expected = min(num_requests or math.inf, rate * (duration_s or math.inf))
