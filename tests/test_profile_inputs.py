@@ -78,10 +78,10 @@ def test_a_gpu_without_base_is_refused_before_any_benchmark(tmp_path, no_benchma
 
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch) -> None:
     """The YAML goes to a temporary file renamed over ``--out``: a failure leaves neither a partial file nor it."""
-    from fathom.profiling.runner import _write_atomically
+    from fathom.reports.output import write_atomic  # the profile's writer, shared with every output
 
     out = tmp_path / "node.yaml"
-    _write_atomically(out, "name: a\n")
+    write_atomic(out, "name: a\n", option="--out")
     umask = os.umask(0)
     os.umask(umask)
     assert out.read_text() == "name: a\n" and out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
@@ -91,7 +91,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(os, "replace", full)
     with pytest.raises(FathomInputError, match="No space left on device"):
-        _write_atomically(out, "name: b\n")
+        write_atomic(out, "name: b\n", option="--out")
     assert [p.name for p in tmp_path.iterdir()] == ["node.yaml"] and out.read_text() == "name: a\n"
 
 

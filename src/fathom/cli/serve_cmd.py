@@ -119,10 +119,9 @@ def _check_ignored(ctx: typer.Context, kind: str, disaggregate: str | None) -> N
 def _check_outputs(out: str | None, plot: str | None, report: str | None) -> None:
     """Every output checked before simulating (suffix, directory, that a file can be created there; pyarrow for
     Parquet), so that neither a typo nor an unwritable place costs a run."""
-    import tempfile
     from pathlib import Path
 
-    from fathom.reports.output import PLOT_SUFFIXES, REPORT_SUFFIXES, check_output_path
+    from fathom.reports.output import PLOT_SUFFIXES, REPORT_SUFFIXES, check_output_path, check_writable
     from fathom.serving.metrics import TABLE_FORMATS
 
     outputs = [(p, o) for p, o in ((out, "--out"), (plot, "--plot"), (report, "--report")) if p is not None]
@@ -133,14 +132,7 @@ def _check_outputs(out: str | None, plot: str | None, report: str | None) -> Non
         if resolved in seen:
             raise FathomInputError(f"{option}: {path!r} is also the {seen[resolved]} file; give different paths")
         seen[resolved] = option
-        if resolved.is_dir():
-            raise FathomInputError(f"{option}: {path!r} is a directory")
-        try:
-            with tempfile.NamedTemporaryFile(dir=resolved.parent, prefix=f".{resolved.name}.", suffix=".probe"):
-                pass
-        except OSError as exc:
-            why = exc.strerror or " ".join(str(exc).split())
-            raise FathomInputError(f"{option}: cannot write {path!r}: {why}") from None
+        check_writable(resolved, option)
         if option == "--out" and resolved.suffix.lower() == ".parquet":
             try:
                 import pyarrow.parquet  # noqa: F401

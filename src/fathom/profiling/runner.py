@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -46,6 +45,7 @@ from fathom.profiling.speed import (
     reference_names,
 )
 from fathom.profiling.timing import Timer, check_clock
+from fathom.reports.output import check_writable, write_atomic
 
 _CPU_TDP_W_PER_CORE = 3.75  # ASSUMPTION: the catalog cpu device's 720 W over its 192 cores (AMD EPYC 9654)
 
@@ -73,16 +73,9 @@ def check_out_path(out: str | Path) -> Path:
         raise FathomInputError(f"--out: {text} is a directory; give a file name such as {path / 'my-node.yaml'}")
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise FathomInputError(f"--out: {text} must end in .yaml or .yml (--gpu takes the profile by that suffix)")
-    parent = path.parent
-    if not parent.is_dir():
-        raise FathomInputError(f"--out: directory {parent} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise FathomInputError(f"--out: cannot create a file in {parent} ({exc.strerror or exc})") from None
-    return path
+    if not path.parent.is_dir():
+        raise FathomInputError(f"--out: directory {path.parent} does not exist")
+    return check_writable(path, "--out")
 
 
 def check_base(base: str | None) -> None:
@@ -273,26 +266,5 @@ def write_profile(
         "measurements": _round(meas),
     }
     header = "# Device profile written by `fathom profile`; use it as `--gpu " + str(out) + "`.\n"
-    _write_atomically(out, header + yaml.safe_dump(doc, sort_keys=False, width=110))
+    write_atomic(out, header + yaml.safe_dump(doc, sort_keys=False, width=110), option="--out")
     return doc
-
-
-def _write_atomically(out: Path, text: str) -> None:
-    """A temporary file beside ``out``, renamed over it once complete: a failure leaves no partial profile."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise FathomInputError(f"--out: cannot create a file in {out.parent} ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would have given
-        os.replace(tmp, out)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise FathomInputError(f"--out: cannot write {out} ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

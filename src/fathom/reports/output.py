@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,14 +26,38 @@ def check_output_path(path: str | Path, option: str, suffixes: Sequence[str]) ->
     return path
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` beside ``path`` and rename it into place: a failure leaves no half-written file."""
+def check_writable(path: str | Path, option: str) -> Path:
+    """The path, if it is not a directory and a file can be created beside it (tried with a temporary file, as
+    ``write_atomic`` writes); else a one-line input error naming ``option``. For outputs checked before long work."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    if path.is_dir():
+        raise FathomInputError(f"{option}: {str(path)!r} is a directory")
     try:
-        tmp.write_bytes(data)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise FathomInputError(f"{option}: cannot create a file in {path.parent} ({exc.strerror or exc})") from None
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes | str, option: str | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place: a failure leaves no half-written
+    file. The file gets the permissions a plain ``open`` would have given; errors name ``option`` (else the path)."""
+    path = Path(path)
+    where = option or str(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise FathomInputError(f"{where}: cannot create a file in {path.parent} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> what a plain open() would have given
         os.replace(tmp, path)
     except OSError as exc:
-        raise FathomInputError(f"{path}: cannot write: {' '.join(str(exc).split())}") from None
+        raise FathomInputError(f"{where}: cannot write {path} ({exc.strerror or exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
