@@ -85,8 +85,9 @@ def _check_choices(**flags: str | None) -> None:
             raise unknown_name_error("--" + name.replace("_", "-"), value, choices[name])
 
 
-def _check_ignored(ctx: typer.Context, kind: str, disaggregate: str | None) -> None:
-    """Flags the chosen workload or deployment would silently ignore: a one-line error instead."""
+def _check_ignored(ctx: typer.Context, kind: str) -> None:
+    """Flags the chosen workload would silently ignore: a one-line error instead (the deployment's own, such as
+    --decode-tp without --disaggregate, are checked by ``simulate_serving`` for every caller)."""
 
     def given(*names: str) -> list[str]:
         return ["--" + n.replace("_", "-") for n in names if _given(ctx, n)]
@@ -104,16 +105,6 @@ def _check_ignored(ctx: typer.Context, kind: str, disaggregate: str | None) -> N
             mode = "--offline" if kind == "offline" else "--concurrency"
             them = "them" if len(stray) > 1 else "it"
             raise FathomInputError(f"{mode} ignores {', '.join(stray)} (open-loop arrivals, --rate, only); drop {them}")
-    if disaggregate is None:
-        stray = given("decode_tp", "kv_link_bw")
-        if stray:
-            raise FathomInputError(
-                f"{', '.join(stray)}: needs --disaggregate PREFILL:DECODE (prefill and decode pools)"
-            )
-    elif _given(ctx, "replicas"):
-        raise FathomInputError(
-            "--replicas: --disaggregate PREFILL:DECODE sets the replica counts of both pools; drop --replicas"
-        )
 
 
 def _check_outputs(out: str | None, plot: str | None, report: str | None) -> None:
@@ -299,7 +290,7 @@ def register(app: typer.Typer) -> None:
         _check_choices(precision=precision, kv_dtype=kv_dtype, host_profile=host_profile, scheduler=scheduler,
                        router=router, preemption=preemption, capacity_policy=capacity_policy,
                        arrival=arrival if rate is not None else None)  # fmt: skip
-        _check_ignored(ctx, kind, disaggregate)
+        _check_ignored(ctx, kind)
         from fathom.inference.speculative import parse_speculative
 
         spec = parse_speculative(speculative, spec_tokens, spec_acceptance)
