@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -16,7 +16,7 @@ KVDtype = Literal["bf16", "fp16", "fp8"]
 HostProfile = Literal["generic", "vllm-v0-eager", "sarathi-osdi24-eager"]
 WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4")
 KV_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8")
-HOST_PROFILES: tuple[str, ...] = ("generic", "vllm-v0-eager", "sarathi-osdi24-eager")
+HOST_PROFILES: tuple[str, ...] = get_args(HostProfile)
 
 
 class ServingPlan(BaseModel):
