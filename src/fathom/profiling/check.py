@@ -109,8 +109,8 @@ def local_profile(gpu: str) -> dict:
         if not cuda.is_available():
             raise FathomInputError(
                 f"--gpu: {gpu} profiles {accelerator}: a GPU profile needs that GPU, and torch finds no CUDA device "
-                "here, where check's PyTorch worker times on the CPU only; run the check on that GPU's node, or "
-                "profile this CPU (fathom profile without --base) to check against it"
+                "here; run the check on that GPU's node, or profile this CPU (fathom profile without --base) to check "
+                "against it"
             )
         here = cuda.get_device_name(0)
         if here != accelerator:
