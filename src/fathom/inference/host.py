@@ -57,7 +57,9 @@ def _us(plan: ServingPlan, field: str, index: int) -> float | None:
 def issue_op_s(plan: ServingPlan, device: DeviceSpec) -> float:
     """Seconds for the host to issue one op of the eager forward (the floor of an iteration without CUDA graphs)."""
     us = _us(plan, "host_op_us", 0)
-    return (device.efficiency.host_op_us if us is None else us) * 1e-6
+    eff = device.efficiency
+    own = eff.host_op_us if eff.host_op_inference_us is None else eff.host_op_inference_us
+    return (own if us is None else us) * 1e-6
 
 
 def host_step_s(plan: ServingPlan) -> float:

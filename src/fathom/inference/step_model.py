@@ -101,7 +101,7 @@ class InferenceStepModel:
             mlp, ffn_tokens = self._moe_s(t, gemm)
         comm = 2.0 * all_reduce_s(self.cluster.system, t * h * ACT_BYTES, p.tp, 1)
         elementwise = (m.norms_per_layer * 2 + 6) * t * h * ACT_BYTES + (up + 1) * ffn_tokens * ACT_BYTES
-        if dev.ops_run_inline and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch's unfused passes
+        if dev.runs_eager and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch's unfused passes
             elementwise = eager_layer(m).traffic_per_token * t * ACT_BYTES  # fathom.training.eager
             return attn + mlp + comm + eager_elementwise_s(dev, prec, elementwise, m.norms_per_layer + 3)
         return attn + mlp + comm + memory_bound_s(dev, elementwise, m.norms_per_layer + 3)
@@ -155,7 +155,7 @@ class InferenceStepModel:
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
-        if dev.ops_run_inline and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch on a CPU
+        if dev.runs_eager and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch (a CPU, a profiled GPU)
             ops_per_layer = eager_decode_ops(m, p.weight_dtype != "fp32")  # fathom.training.eager
         ops = self.layers * p.pp * ops_per_layer
         host_s = ops * dev.efficiency.host_op_us * 1e-6

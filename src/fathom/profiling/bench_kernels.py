@@ -7,6 +7,8 @@ Each case records the shape and the median seconds; ``fit`` prices the same shap
 from __future__ import annotations
 
 import itertools
+import statistics
+import time
 from collections.abc import Callable
 
 from fathom.profiling.grids import Grid
@@ -40,6 +42,29 @@ def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: T
             )
             rows.append({"dtype": dtype, "m": m, "n": n, "k": k, "seconds": s, **ref})
             tick()
+    return rows
+
+
+def bench_gemm_sustained(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """The grid's largest GEMM per dtype, isolated (``timer.median``'s short samples) and then back to back for
+    ``grid.sustained_s``: a GPU's clocks fall once it runs at its power limit for long, as a training step keeps
+    it. ``sustained_s`` is the median per-GEMM time over the run's second half (``efficiency.gemm_sustained``)."""
+    import torch
+
+    rows = []
+    for dtype in dtypes:
+        m, n, k = max(gemm_cases(grid), key=lambda c: c[0] * c[1] * c[2])
+        a = torch.randn(m, k, device=device, dtype=_dtype(dtype))
+        b = torch.randn(k, n, device=device, dtype=_dtype(dtype))
+        isolated = timer.median(lambda a=a, b=b: a @ b, grid.repeats, 1, grid.budget_per_case_s)
+        runs = max(int(0.05 // isolated), 1)  # samples of about 50 ms
+        samples: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < grid.sustained_s or len(samples) < 2:
+            samples.append(timer.once(lambda a=a, b=b, runs=runs: [a @ b for _ in range(runs)]) / runs)
+        late = statistics.median(samples[len(samples) // 2 :])
+        rows.append({"dtype": dtype, "m": m, "n": n, "k": k, "isolated_s": isolated, "sustained_s": late})
+        tick()
     return rows
 
 

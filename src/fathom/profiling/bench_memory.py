@@ -170,8 +170,9 @@ def make_adamw(params):
 
 
 def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
-    """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op; and the host
-    cost per dispatched op of a whole eager training layer (``eager_layer_op``)."""
+    """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op (on a GPU also
+    replayed as a CUDA graph: the kernel's own cost); and the host cost per dispatched op of a whole eager training
+    layer (``eager_layer_op``; on a GPU the layer is so narrow that the host's issue sets its time)."""
     import torch
 
     x = torch.zeros(1, device=device)
@@ -182,17 +183,40 @@ def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
 
     s, ref = timer.around("host", lambda: timer.median(many, max(grid.repeats, 3), 1, grid.budget_per_case_s))
     rows = [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS, **ref}]
-    if device == "cpu":
-        rows.append(bench_eager_layer_op(grid, timer))
+    if device != "cpu":  # a GPU's own fixed cost per kernel: the same adds replayed as a CUDA graph, no host issue
+        rows.append(_graph_tiny_ops(grid, device, timer, many))
+    rows.append(bench_eager_layer_op(grid, timer, device=device))
+    if device != "cpu":  # serving's forward without autograd (on a CPU host_op_us is priced for both)
+        rows.append(bench_eager_layer_op(grid, timer, device=device, inference=True))
     tick()
     return rows
 
 
-def bench_eager_layer_op(grid: Grid, timer: Timer, extra_layers: int = 4) -> dict:
+def _graph_tiny_ops(grid: Grid, device: str, timer: Timer, many) -> dict:
+    """Seconds per kernel of ``_TINY_OPS`` one-element adds captured in a CUDA graph and replayed: the device's
+    launch-to-launch cost when the host has queued ahead (``efficiency.kernel_launch_us``)."""
+    import torch
+
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        many()  # warm-up on a side stream, as graph capture requires
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        many()
+    s, ref = timer.around("host", lambda: timer.median(graph.replay, max(grid.repeats, 3), 1, grid.budget_per_case_s))
+    return {"op": "tiny_add_graph", "seconds_per_op": s / _TINY_OPS, **ref}
+
+
+def bench_eager_layer_op(
+    grid: Grid, timer: Timer, extra_layers: int = 4, device: str = "cpu", inference: bool = False
+) -> dict:
     """Host seconds per dispatched op of the reference decoder layer (``fathom.profiling.torch_model``) in
-    training, forward and backward, at a width where the arithmetic is negligible: the time a model with
-    ``1 + extra_layers`` layers takes beyond a one-layer model, over the ops those layers dispatch (counted
-    under ``TorchDispatchMode``: views, autograd's bookkeeping and the allocator included)."""
+    training, forward and backward (``inference``: a serving iteration, forward without autograd, through the
+    KV cache), at a width where the arithmetic is negligible: the time a model with ``1 + extra_layers`` layers
+    takes beyond a one-layer model, over the ops those layers dispatch (counted under ``TorchDispatchMode``:
+    views, autograd's bookkeeping and the allocator included)."""
     import torch
 
     from fathom.catalog.models import get_model
@@ -202,15 +226,16 @@ def bench_eager_layer_op(grid: Grid, timer: Timer, extra_layers: int = 4) -> dic
     base = get_model("tiny-llama").model_copy(
         update={"hidden_size": 16, "num_heads": 2, "num_kv_heads": 1, "head_dim": 8, "ffn_size": 16, "vocab_size": 32}
     )
-    tokens = torch.randint(0, 32, (1, 8))
+    tokens = torch.randint(0, 32, (1, 8), device=device)
     times, ops, speeds = [], [], []
     for layers in (1, 1 + extra_layers):
-        model = Decoder(base.model_copy(update={"num_layers": layers}), 8)
-
-        def step(model=model):
-            model(tokens, tokens).backward()
-
-        fwd, bwd = count_ops(lambda model=model: model(tokens, tokens))
+        model = Decoder(base.model_copy(update={"num_layers": layers}), 8).to(device)
+        if inference:
+            model.allocate_cache(1, 8, torch.float32)
+            step = lambda model=model: model.next_tokens(tokens, 0)  # noqa: E731
+        else:
+            step = lambda model=model: model(tokens, tokens).backward()  # noqa: E731
+        fwd, bwd = count_ops(step if inference else lambda model=model: model(tokens, tokens), not inference)
         ops.append(fwd + bwd)
         t, ref = timer.around(
             "host", lambda step=step: timer.median(step, max(grid.repeats, 5), 2, grid.budget_per_case_s)
@@ -219,7 +244,7 @@ def bench_eager_layer_op(grid: Grid, timer: Timer, extra_layers: int = 4) -> dic
         speeds.append(ref.get("ref_speed"))
     n = ops[1] - ops[0]
     row = {
-        "op": "eager_layer_op",
+        "op": "eager_inference_op" if inference else "eager_layer_op",
         "ops": n,
         "seconds": times[1] - times[0],
         "seconds_per_op": (times[1] - times[0]) / n,

@@ -56,6 +56,16 @@ def device_of(a: dict) -> str:
     return f"cuda:{a.get('rank', 0)}" if a.get("device", "cpu") == "cuda" else "cpu"
 
 
+def warm_cuda_libraries(device: str) -> None:
+    """Let cuBLAS allocate its workspaces (through PyTorch's caching allocator, on the first GEMM of each dtype)
+    before the memory baseline is read: they belong with the CUDA context to the runtime reserve, which the
+    prediction compared on a GPU leaves out (``fathom.profiling.check``), not to the model's tensors."""
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.ones(64, 64, device=device, dtype=dtype, requires_grad=True)
+        (x @ x).sum().backward()
+    torch.cuda.synchronize(device)
+
+
 class PeakMemory:
     """Peak memory of the measured step above the baseline read at construction (before the model is built):
     resident memory on the CPU (``VmHWM``), allocated tensor bytes on CUDA (``max_memory_allocated``)."""
@@ -116,6 +126,7 @@ def measure_train(a: dict) -> dict:
     cuda = device != "cpu"
     if cuda:
         torch.cuda.set_device(device)
+        warm_cuda_libraries(device)
     if world > 1:
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, init_method=f"file://{a['init_file']}", rank=a["rank"], world_size=world)
@@ -205,6 +216,7 @@ def measure_serve(a: dict) -> dict:
     device = device_of(a)
     if device != "cpu":
         torch.cuda.set_device(device)
+        warm_cuda_libraries(device)
     gc.collect()
     meter = PeakMemory(device)
     model = Decoder(spec, max_len).to(dtype).eval()

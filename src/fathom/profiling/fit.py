@@ -3,9 +3,10 @@
 Every benchmark case is priced with the cost model's own functions (``fathom.costmodel.kernels`` and
 ``.collectives``) under trial parameters; each family fixes the parameters it is sensitive to, in order:
 
-1. ``kernel_launch_us`` = median time of one tiny eager op; on a CPU ``host_op_us`` = host seconds per
-   dispatched op of a minimal eager training layer (forward and backward, views and autograd included: the
-   ops ``fathom.training.eager`` counts), else the tiny op's time;
+1. ``kernel_launch_us`` = median time of one tiny eager op (on a GPU: of one tiny kernel replayed in a CUDA
+   graph, the device's own fixed cost); ``host_op_us`` = host seconds per dispatched op of a minimal eager
+   training layer (forward and backward, views and autograd included: the ops ``fathom.training.eager`` counts;
+   on a GPU the layer is too narrow for its kernels to matter), else the tiny op's time;
 2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
    has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
    measured time over the memory-bound op cases (activations, norms, residual adds), and
@@ -18,6 +19,8 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    is raised to the fitted rate and the fraction set to 1; on a CPU, ``efficiency.gemm_memory[dtype]`` then
    fits the skinny, decode-like GEMMs whose weights stream from memory (their own share of the bandwidth:
    packing and conversion passes make them slower than a copy);
+   on a GPU ``gemm_sustained`` = the isolated over the sustained time of the largest GEMM run back to back for
+   seconds (its clocks under load), at most 1 (the least of the dtypes);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
 5. on a CPU, ``efficiency.loss_ns_per_element`` = the median time per logit of the fp32 softmax cross-entropy cases,
    forward and backward (its exps and logs, not its memory passes, set a CPU's time), and
@@ -79,7 +82,13 @@ def _fp32(row: dict) -> bool:
     return row.get("dtype", "fp32") == "fp32"
 
 
-def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, float, float]:
+def _issued(pred: np.ndarray, ops, issue_s: float) -> np.ndarray:
+    """A case's predicted time, at least the host's time to issue its ``ops`` eager calls back to back (on a GPU,
+    which waits for the host when its kernels are shorter; ``issue_s`` = 0 on a CPU, which runs ops inline)."""
+    return np.maximum(pred, np.asarray(ops, dtype=float) * issue_s)
+
+
+def fit_memory(base: dict, rows: list[dict], launch_us: float, issue_s: float = 0.0) -> tuple[float, float, float]:
     """(mem_bw_GBps, efficiency.memory, median |error| %): the peak from the streams, the share from the ops."""
     streams = [r for r in rows if r["op"] in _STREAMS]
     ops = [r for r in rows if r["op"] not in _STREAMS and r["op"] not in _OPTIMIZERS and _fp32(r)] or rows
@@ -87,31 +96,28 @@ def fit_memory(base: dict, rows: list[dict], launch_us: float) -> tuple[float, f
     bw = max(r["bytes"] / r["seconds"] for r in streams) / 1e9 if streams else base["mem_bw_GBps"]
     dev0 = {**base, "mem_bw_GBps": bw}
 
-    def res(eff: float) -> np.ndarray:
+    def predict(eff: float) -> np.ndarray:
         dev = _device(dev0, memory=min(eff, 1.0), kernel_launch_us=launch_us)
-        return np.log(memory_bound_s(dev, nbytes, kernels) / secs)
+        return _issued(memory_bound_s(dev, nbytes, kernels), kernels, issue_s)
 
-    eff = min(_fit_scalar(res, 0.5, 1.0), 1.0)
-    pred = memory_bound_s(_device(dev0, memory=eff, kernel_launch_us=launch_us), nbytes, kernels)
-    return bw, eff, _median_abs_pct(pred, secs)
+    eff = min(_fit_scalar(lambda e: np.log(predict(e) / secs), 0.5, 1.0), 1.0)
+    return bw, eff, _median_abs_pct(predict(eff), secs)
 
 
-def fit_optimizer(dev: dict, rows: list[dict], launch_us: float) -> tuple[float, float]:
+def fit_optimizer(dev: dict, rows: list[dict], launch_us: float, issue_s: float = 0.0) -> tuple[float, float]:
     """(efficiency.optimizer, median |error| %): the share of the streamed bandwidth the optimizer step reaches,
     with the bytes per parameter the training model charges it (``OPTIMIZER_STEP_BYTES``)."""
     nbytes, kernels, secs = _columns(rows, "bytes", "kernels", "seconds")
 
-    def res(eff: float) -> np.ndarray:
-        return np.log(
-            memory_bound_s(_device(dev, memory=min(eff, 1.0), kernel_launch_us=launch_us), nbytes, kernels) / secs
-        )
+    def predict(eff: float) -> np.ndarray:
+        dev1 = _device(dev, memory=min(eff, 1.0), kernel_launch_us=launch_us)
+        return _issued(memory_bound_s(dev1, nbytes, kernels), kernels, issue_s)
 
-    eff = min(_fit_scalar(res, 0.5, 1.0), 1.0)
-    pred = memory_bound_s(_device(dev, memory=eff, kernel_launch_us=launch_us), nbytes, kernels)
-    return eff, _median_abs_pct(pred, secs)
+    eff = min(_fit_scalar(lambda e: np.log(predict(e) / secs), 0.5, 1.0), 1.0)
+    return eff, _median_abs_pct(predict(eff), secs)
 
 
-def fit_gemm(base: dict, rows: list[dict], dtype: str) -> tuple[float, float, float]:
+def fit_gemm(base: dict, rows: list[dict], dtype: str, issue_s: float = 0.0) -> tuple[float, float, float]:
     """(peak TFLOP/s, efficiency.gemm[dtype], median |error| %): the peak moves only if the fit exceeds it."""
     sel = [r for r in rows if r["dtype"] == dtype]
     m, n, k, secs = _columns(sel, "m", "n", "k", "seconds")
@@ -120,7 +126,7 @@ def fit_gemm(base: dict, rows: list[dict], dtype: str) -> tuple[float, float, fl
     def predict(peak_scale: float, eff: float) -> np.ndarray:
         data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * peak_scale}}
         dev = _device(data, gemm={**gemm, dtype: eff}, gemm_sustained=1.0)
-        return linear_s(dev, dtype, m, n, k)
+        return _issued(linear_s(dev, dtype, m, n, k), 1.0, issue_s)
 
     # Fit the share of the nominal peak; above 1 the share becomes a scale on the peak instead.
     share = _fit_scalar(lambda x: np.log(predict(max(x, 1.0), min(x, 1.0)) / secs), 0.5, 50.0)
@@ -220,25 +226,32 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     overhead = measurements.get("overhead", [])
     tiny = [r for r in overhead if r["op"] == "tiny_add"]
     eager = [r for r in overhead if r["op"] == "eager_layer_op"]
+    graph = [r for r in overhead if r["op"] == "tiny_add_graph"]
     if tiny:
         launch_us = float(np.median([r["seconds_per_op"] for r in tiny]) * 1e6)
         eff["kernel_launch_us"] = launch_us
         eff["host_op_us"] = launch_us if cpu else eff.get("host_op_us", launch_us)
-    if eager and cpu:
+    if graph:  # a GPU: the kernel's own cost, without the host's issue (which host_op_us holds)
+        eff["kernel_launch_us"] = float(np.median([r["seconds_per_op"] for r in graph]) * 1e6)
+    if eager:
         eff["host_op_us"] = float(np.median([r["seconds_per_op"] for r in eager]) * 1e6)
+    if infer := [r for r in overhead if r["op"] == "eager_inference_op"]:
+        eff["host_op_inference_us"] = float(np.median([r["seconds_per_op"] for r in infer]) * 1e6)
     launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)
+    # A GPU's eager op, run back to back, takes at least the host's time to issue it (the tiny op's rate).
+    issue = 0.0 if cpu or not tiny else float(np.median([r["seconds_per_op"] for r in tiny]))
     dev["efficiency"] = eff
     if measurements.get("memory"):
-        bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch)
+        bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch, issue)
         dev["mem_bw_GBps"], eff["memory"] = bw, mem_eff
         quality["memory"] = {"cases": len(measurements["memory"]), "median_abs_error_pct": err}
         opt_rows = [r for r in measurements["memory"] if r["op"] in _OPTIMIZERS]
         if opt_rows:
-            eff["optimizer"], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch)
+            eff["optimizer"], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch, issue)
             quality["optimizer"] = {"cases": len(opt_rows), "median_abs_error_pct": err}
         for dtype in sorted({r["dtype"] for r in measurements["memory"] if not _fp32(r)}):
             sel = [r for r in measurements["memory"] if r.get("dtype") == dtype]
-            share, err = fit_optimizer({**dev, "efficiency": eff}, sel, launch)  # the same one-share fit
+            share, err = fit_optimizer({**dev, "efficiency": eff}, sel, launch, issue)  # the same one-share fit
             eff["elementwise"] = {**eff.get("elementwise", {}), dtype: share}
             quality[f"elementwise_{dtype}"] = {"cases": len(sel), "median_abs_error_pct": err}
     footprint = [r["bytes"] for r in measurements.get("footprint", []) if r["op"] == "training_process"]
@@ -247,13 +260,15 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     gemm_rows = measurements.get("gemm", [])
     peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
     for dtype in sorted({r["dtype"] for r in gemm_rows}):
-        peak, frac, err = fit_gemm({**dev, "efficiency": eff}, gemm_rows, dtype)
+        peak, frac, err = fit_gemm({**dev, "efficiency": eff}, gemm_rows, dtype, issue)
         peaks[dtype], gemm[dtype] = peak, frac
         quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
     dev["peak_tflops"] = peaks
     eff["gemm"] = gemm
     if gemm_rows and cpu:
         eff["gemm_sustained"] = 1.0  # no GPU-style boost-clock drop: the isolated rate is measured on all cores
+    if held := measurements.get("gemm_sustained"):  # a GPU: the most throttled dtype's sustained / isolated rate
+        eff["gemm_sustained"] = float(min(min(r["isolated_s"] / r["sustained_s"] for r in held), 1.0))
     stream_rows = measurements.get("gemm_stream", [])
     for dtype in sorted({r["dtype"] for r in stream_rows}):
         share, err = fit_gemm_stream({**dev, "efficiency": eff}, stream_rows, dtype)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def count_ops(loss_fn: Callable[[], object]) -> tuple[int, int]:
-    """(ops dispatched by ``loss_fn()``, ops dispatched by ``.backward()`` on its result)."""
+def count_ops(loss_fn: Callable[[], object], backward: bool = True) -> tuple[int, int]:
+    """(ops dispatched by ``loss_fn()``, ops dispatched by ``.backward()`` on its result; 0 without ``backward``)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Count(TorchDispatchMode):
@@ -24,6 +24,8 @@ def count_ops(loss_fn: Callable[[], object]) -> tuple[int, int]:
 
     with _Count() as fwd:
         loss = loss_fn()
+    if not backward:
+        return fwd.n, 0
     with _Count() as bwd:
         loss.backward()  # type: ignore[attr-defined]
     return fwd.n, bwd.n

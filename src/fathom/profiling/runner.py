@@ -21,6 +21,7 @@ from fathom.profiling.bench_kernels import (
     bench_attention,
     bench_gemm,
     bench_gemm_stream,
+    bench_gemm_sustained,
     gemm_cases,
     stream_cases,
 )
@@ -95,6 +96,8 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
     if base is not None:
         data = get_device(base).model_dump()
         data["name"] = name
+        # what was measured is eager PyTorch on this GPU: its commands price eager layers (DeviceSpec.eager_pytorch)
+        data["eager_pytorch"] = True
         return data
     if machine.accelerator != "cpu":
         raise FathomInputError(
@@ -121,7 +124,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
     n = grid.passes
     memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + len(grid.optimizer_params) + 1
     return {
-        "GEMM": n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) * len(dtypes),
+        "GEMM": (n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) + (not cpu)) * len(dtypes),
         "attention": n * len(grid.attention_seq) * len(dtypes),
         # a CPU adds the loss, dropout and first-touch cases each pass, and the runtime footprint once
         "memory": n * (memory + 3 * cpu) + cpu,
@@ -157,6 +160,7 @@ def run_profile(
 
     machine = describe(threads)
     device = "cuda" if machine.accelerator != "cpu" else "cpu"
+    grid = get_grid(grid_name, device)
     check_clock(clock, machine.threads, device)
     name = name or out.stem
     nominal = _nominal_device(machine, name, base)
@@ -169,7 +173,9 @@ def run_profile(
     timer = dataclasses.replace(timer, speed=SpeedReference(device, timer, reference_names(dtypes)))
     train_dtype = "fp32" if cpu else "bf16"
     ranks_per_node = max(machine.cores // machine.threads, 1) if cpu else torch.cuda.device_count()
-    ranks = list(range(2, min(grid.max_ranks, max(ranks_per_node, 2)) + 1)) if collectives else []
+    # CPU ranks share the cores (two at least, even on one core); GPU ranks need a GPU each (NCCL): none on one GPU.
+    most = min(grid.max_ranks, max(ranks_per_node, 2) if cpu else ranks_per_node)
+    ranks = list(range(2, most + 1)) if collectives else []
     steps = _plan(grid, dtypes, ranks, cpu)
     meas: dict[str, list] = {}
     with Progress(
@@ -202,6 +208,8 @@ def run_profile(
         meas = {k: mean_rows(passes, reference) for k, passes in meas.items()}
         if cpu:
             meas["footprint"] = bench_runtime_memory(machine.threads, clock, tick("memory"))
+        else:  # a GPU's clocks under sustained load (a CPU's GEMMs are measured on all its cores already)
+            meas["gemm_sustained"] = bench_gemm_sustained(grid, dtypes, device, timer, tick("GEMM"))
         if ranks:
             per_rank = max(machine.threads * ranks_per_node // max(ranks), 1) if cpu else 1
             meas["collective"] = bench_collectives(

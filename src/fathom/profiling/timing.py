@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+QUEUED_SAMPLE_S = 2e-3  # a GPU sample's length: a synchronise's round trip (~10-20 us) is under 1% of it
+QUEUED_MAX_RUNS = 256
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -63,10 +65,14 @@ class Timer:
     sync: Callable[[], None]
     clock: Callable[[], float] = time.perf_counter
     speed: SpeedReference | None = None  # reference kernels read around each case (``around``)
+    # A device that queues work (a GPU): each sample runs ``fn`` back to back until it lasts ``QUEUED_SAMPLE_S``,
+    # then waits once, as a training step keeps the queue full; one run per sample would time the host's launch
+    # and the synchronise's round trip beside a short kernel.
+    queued: bool = False
 
     @classmethod
     def make(cls, device: str, clock: str = "wall") -> Timer:
-        return cls(synchronizer(device), CLOCKS[clock])
+        return cls(synchronizer(device), CLOCKS[clock], queued=device.startswith("cuda"))
 
     def once(self, fn: Callable[[], object]) -> float:
         t0 = self.clock()
@@ -98,10 +104,16 @@ class Timer:
         for _ in range(warmup):
             fn()
         self.sync()
+        runs = self._runs_per_sample(fn) if self.queued else 1
         samples: list[float] = []
         start = time.perf_counter()
         while len(samples) < repeats:
-            samples.append(self.once(fn))
+            samples.append(self.once(fn) if runs == 1 else self.once(lambda: [fn() for _ in range(runs)]) / runs)
             if time.perf_counter() - start > budget_s:
                 break
         return samples
+
+    def _runs_per_sample(self, fn: Callable[[], object]) -> int:
+        """Runs of ``fn`` that fill ``QUEUED_SAMPLE_S`` (at most ``QUEUED_MAX_RUNS``), from one timed run."""
+        one = max(self.once(fn), 1e-7)
+        return int(min(max(QUEUED_SAMPLE_S // one, 1), QUEUED_MAX_RUNS))

@@ -161,6 +161,11 @@ class DeviceEfficiency(_Frozen):
         description="host-side cost to issue one op in an eager PyTorch stack; a layer cannot run faster "
         "than its ops can be issued (the CPU-bound floor of small models)",
     )
+    host_op_inference_us: NonNegativeNumber | None = Field(
+        None,
+        description="host-side cost to issue one op of an eager forward without autograd (serving), where "
+        "measured (fathom profile on a GPU); None: host_op_us, which includes autograd's bookkeeping",
+    )
     gemm_memory: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
@@ -243,6 +248,11 @@ class DeviceSpec(_Frozen):
     # A CPU issues and executes each op on the same cores, so the per-op host cost adds to the op's time; a GPU
     # queues kernels and runs behind the host, so host cost only matters when it exceeds the device's work.
     ops_run_inline: bool = False
+    # The software is eager PyTorch, op by op as fathom's reference model dispatches them (unfused norms and RoPE,
+    # autograd's saved tensors, ``host_op_us`` per dispatched ATen op): what ``fathom profile`` measured on this
+    # device and ``fathom check`` runs. False: a fused training/serving stack (Megatron, vLLM). A device that runs
+    # its ops inline (a CPU) is always eager (``runs_eager``).
+    eager_pytorch: bool = False
     # Memory every rank holds besides its tensors, where measured (fathom profile: on a CPU, the framework's code
     # and data pages a training step touches); None: a CUDA context and workspaces (RUNTIME_RESERVED_BYTES).
     runtime_reserved_gib: PositiveNumber | None = None
@@ -263,6 +273,11 @@ class DeviceSpec(_Frozen):
         raise FathomInputError(
             f"precision: {self.name} has no {precision} rate (has: {', '.join(sorted(self.peak_tflops))})"
         )
+
+    @property
+    def runs_eager(self) -> bool:
+        """Whether fathom prices this device's layers as eager PyTorch's (``fathom.training.eager``)."""
+        return self.eager_pytorch or self.ops_run_inline
 
     @property
     def memory_bytes(self) -> float:

@@ -257,8 +257,9 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         loss_b = np.maximum(loss_b, logits * per_logit.get("bwd", 0.0) * 1e-9)
     head_f, head_b = head_f + loss_f, head_b + loss_b
     host_f, host_b = _host_issue_s(model, dev, p, s, len(_attention_gemms(model, t, tp)))
-    if dev.ops_run_inline and model.moe is None and model.mla is None:
-        # Eager PyTorch on the cores that run it (a CPU): the reference layer's own ops and passes (dense layers).
+    if dev.runs_eager and model.moe is None and model.mla is None:
+        # Eager PyTorch (a CPU, or a GPU as fathom profile measured it): the reference layer's own ops and passes
+        # (dense layers).
         eager = eager_layer(model)
         host_op = dev.efficiency.host_op_us * 1e-6  # per dispatched op, fixed costs included: no launch term
         traffic = eager.traffic_per_token * s.tokens * s.act_bytes
@@ -268,7 +269,10 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
             other_f = other_f + 2.0 * model.hidden_size * s.tokens * rng_ns * 1e-9
         host_f, host_b = np.full_like(t, eager.ops_fwd * host_op), np.full_like(t, eager.ops_bwd * host_op)
         head_ops = eager_head_ops(model)
-        head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
+        if dev.ops_run_inline:  # the cores issue and run each op: the issue cost adds
+            head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
+        else:  # a GPU runs behind the host: the head takes at least the time to issue its ops
+            head_f, head_b = np.maximum(head_f, head_ops[0] * host_op), np.maximum(head_b, head_ops[1] * host_op)
         # The embedding's gradient: a zero-filled (vocab, hidden) buffer the tokens' rows are added into; with tied
         # embeddings autograd sums it with the LM head's weight gradient into a third one (read 2, write 1). Each
         # is a new allocation, a fresh mapping once past glibc's threshold (``first_touch_s``).

@@ -195,8 +195,8 @@ def training_memory(
     terms = _layer_activation_terms(model, p, s)  # shared by the stored activations and the recompute workspace
     adapter_acts = adapter_activation_bytes(model, p, s) if (p.finetune > 0).any() else 0.0
     per_layer = activation_bytes_per_layer(model, p, s, terms) + adapter_acts
-    eager = cluster.device.ops_run_inline and model.moe is None and model.mla is None
-    if eager:  # eager PyTorch on a CPU keeps what the reference layer's autograd saves (fathom.training.eager)
+    eager = cluster.device.runs_eager and model.moe is None and model.mla is None
+    if eager:  # eager PyTorch (a CPU, a profiled GPU) keeps what its autograd saves (fathom.training.eager)
         saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_acts
         per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
