@@ -1,4 +1,4 @@
-"""One transformer layer as eager PyTorch runs it on a device that executes its own ops (a CPU).
+"""One transformer layer as eager PyTorch runs it (a CPU, or a GPU as ``fathom profile`` measured it).
 
 Eager mode neither fuses nor frees what autograd holds, so a step costs what the reference implementation
 (``fathom.profiling.torch_model``, the model ``fathom check`` times) actually dispatches:
