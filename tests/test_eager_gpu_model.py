@@ -60,3 +60,25 @@ def test_a_cpu_timer_times_each_run():
     calls = []
     Timer(sync=lambda: None).samples(lambda: calls.append(1), repeats=3, warmup=1, budget_s=5.0)
     assert len(calls) == 4
+
+
+def _machine(accelerator: str):
+    from fathom.profiling.machine import Machine
+
+    return Machine("Xeon", 16, 16, 2.1, [], 125.9, "2.11", accelerator, "2026-11-22")
+
+
+def test_a_one_gpu_profile_keeps_the_usual_system(tmp_path):
+    from fathom.catalog.hardware import resolve_cluster
+    from fathom.profiling.runner import system_section
+
+    assert system_section(_machine("NVIDIA H100 80GB HBM3"), 1, {}) == {}
+    fitted = {"intra_node_bw_GBps": 300.0, "intra_node_latency_us": 5.0, "intra_node_efficiency": 1.0}
+    assert system_section(_machine("NVIDIA H100 80GB HBM3"), 8, fitted) == {"gpus_per_node": 8, **fitted}
+    cpu = system_section(_machine("cpu"), 2, fitted)
+    assert cpu["gpus_per_node"] == 2 and cpu["host_memory_gib"] == 125.9
+    dev = get_device("h100-sxm").model_dump()
+    path = tmp_path / "one-gpu.yaml"
+    path.write_text(yaml.safe_dump({**dev, "name": "one-gpu", "system": {}}))
+    cluster = resolve_cluster(str(path), 8)
+    assert cluster.system.gpus_per_node == 8  # dgx-h100: eight GPUs on NVLink, not eight one-GPU nodes

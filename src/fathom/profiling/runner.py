@@ -230,6 +230,16 @@ def _round(x):
     return x
 
 
+def system_section(machine: Machine, ranks_per_node: int, fitted: dict) -> dict:
+    """The profile's ``system:`` fields. A CPU's ranks share its cores: its ranks per node and host memory are
+    this machine's. A GPU node with no fabric measured (one GPU: no collective to time) says nothing of the
+    system, so the device's usual one (DGX-H100 for an H100) keeps its GPUs per node and links: planning eight
+    of this GPU then prices NVLink, not eight one-GPU nodes on the network."""
+    if machine.accelerator == "cpu":
+        return {"gpus_per_node": ranks_per_node, **fitted, "host_memory_gib": round(machine.memory_gib, 2)}
+    return {"gpus_per_node": ranks_per_node, **fitted} if fitted else {}
+
+
 def write_profile(
     out: Path,
     result,
@@ -259,9 +269,7 @@ def write_profile(
         "source": "least-squares fit of fathom's kernel model to this "
         "profile's microbenchmarks (fathom.profiling.fit); quality under profile.fit_quality",
     }
-    system = {"gpus_per_node": ranks_per_node, **result.system}
-    if machine.accelerator == "cpu":
-        system["host_memory_gib"] = round(machine.memory_gib, 2)
+    system = system_section(machine, ranks_per_node, result.system)
     doc = _round(dev)
     doc["system"] = _round(system)
     doc["profile"] = {

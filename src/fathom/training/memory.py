@@ -25,8 +25,8 @@
   ``1 + (p-1)/(p v)`` (Korthikanti et al. 2022, Sec. 4.2.3); ZB-H1 and ZB-1p keep the 1F1B peak, ZB-H2 and ZB-2p
   hold 2p - 1 micro-batches (Qi et al. 2024).
 - On a device that runs eager PyTorch (a CPU, or a GPU profile: ``DeviceSpec.runs_eager``; dense layers)
-  activations are what the reference eager layer's autograd saves, the head holds three fp32 vocab-wide tensors at the start of backward
-  (``fathom.training.eager``).
+  activations are what the reference eager layer's autograd saves, the head holds three fp32 vocab-wide
+  tensors at the start of backward (``fathom.training.eager``).
 - Fine-tuning levers (LoRA/QLoRA adapters, frozen layers, GaLore, pure 16-bit) change which parameters carry
   gradients and states and how wide they are: ``fathom.training.finetune.parameter_bytes``.
 - Activation CPU offloading (Megatron-Core ``--cpu-offloading-num-layers``) moves the offloaded layers' stored
