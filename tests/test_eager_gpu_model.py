@@ -82,3 +82,34 @@ def test_a_one_gpu_profile_keeps_the_usual_system(tmp_path):
     path.write_text(yaml.safe_dump({**dev, "name": "one-gpu", "system": {}}))
     cluster = resolve_cluster(str(path), 8)
     assert cluster.system.gpus_per_node == 8  # dgx-h100: eight GPUs on NVLink, not eight one-GPU nodes
+
+
+def test_the_gpu_benches_run_and_feed_the_fit_on_any_device():
+    """The GPU-only benchmarks (sustained GEMM, serving's per-op host cost) are device-agnostic code: run here on
+    the CPU with the tiny grid, their rows set the fields the fit derives from them."""
+    from dataclasses import replace
+
+    from fathom.profiling.bench_kernels import bench_gemm_sustained
+    from fathom.profiling.bench_memory import bench_eager_layer_op
+    from fathom.profiling.fit import fit_profile
+    from fathom.profiling.grids import get_grid
+
+    grid = replace(get_grid("tiny"), sustained_s=0.2)
+    timer = Timer(sync=lambda: None)
+    held = bench_gemm_sustained(grid, ["fp32"], "cpu", timer, lambda: None)
+    assert held[0]["isolated_s"] > 0 and held[0]["sustained_s"] > 0
+    infer = bench_eager_layer_op(grid, timer, device="cpu", inference=True)
+    train = bench_eager_layer_op(grid, timer, device="cpu")
+    assert infer["op"] == "eager_inference_op" and infer["ops"] > 0 and infer["seconds_per_op"] > 0
+    assert infer["ops"] < train["ops"]  # no backward
+    base = get_device("h100-sxm").model_dump()
+    overhead = [{"op": "tiny_add", "seconds_per_op": 1e-5}, {"op": "tiny_add_graph", "seconds_per_op": 1.5e-6}]
+    fit = fit_profile(
+        base, {"overhead": overhead + [train, infer], "gemm_sustained": held}, train_dtype="bf16", cpu=False
+    )
+    eff = fit.device["efficiency"]
+    assert eff["kernel_launch_us"] == pytest.approx(1.5)  # the graph-replayed kernel, not the host's issue
+    assert eff["host_op_us"] == pytest.approx(train["seconds_per_op"] * 1e6)
+    assert eff["host_op_inference_us"] == pytest.approx(infer["seconds_per_op"] * 1e6)
+    ratio = held[0]["isolated_s"] / held[0]["sustained_s"]
+    assert eff["gemm_sustained"] == pytest.approx(min(ratio, 1.0))
