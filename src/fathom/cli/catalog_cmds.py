@@ -12,6 +12,25 @@ from rich.table import Table
 from fathom.cli.render import print_json
 
 _WIDE_ENOUGH_FOR_SOURCES = 120
+_SOURCES_OPTION = typer.Option("--sources/--no-sources", help="Show each entry's source.")
+
+
+def print_catalog(title: str, columns: list[str], rows: list[tuple[list[str], str]], sources: bool) -> None:
+    """A catalog table: names and numbers never cut; each row's source in its own column on a terminal wide
+    enough for it, else left out with a line saying where to find it (a pipe gets 80 columns)."""
+    console = Console()
+    narrow = sources and console.width < _WIDE_ENOUGH_FOR_SOURCES
+    sources = sources and not narrow
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+    if sources:
+        table.add_column("source", overflow="fold", max_width=60)
+    for cells, source in rows:
+        table.add_row(*cells, *([source] if sources else []))
+    console.print(table)
+    if narrow:
+        console.print(f"(sources: a terminal at least {_WIDE_ENOUGH_FOR_SOURCES} columns wide, or --json)")
 
 
 def register(app: typer.Typer) -> None:
@@ -42,33 +61,28 @@ def register(app: typer.Typer) -> None:
                 ]
             )
             return
-        console = Console()
-        # Names and numbers are what users read and type: never cut them. The sources need a wide terminal;
-        # a narrow one (or a pipe, 80 columns) gets the table without them and says where they are.
-        narrow = sources and console.width < _WIDE_ENOUGH_FOR_SOURCES
-        sources = sources and not narrow
-        table = Table(title=f"{len(specs)} built-in models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "vocab"):
-            table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
-        if sources:
-            table.add_column("source", overflow="fold", max_width=60)
-        for m in specs:
-            row = [
-                m.name,
-                f"{m.num_params / 1e9:.2f}B",
-                f"{m.num_active_params / 1e9:.2f}B",
-                str(m.num_layers),
-                str(m.hidden_size),
-                f"{m.num_heads}/{m.num_kv_heads}",
-                str(m.vocab_size),
-            ]
-            table.add_row(*row, *([m.source] if sources else []))
-        console.print(table)
-        if narrow:
-            console.print(f"(sources: a terminal at least {_WIDE_ENOUGH_FOR_SOURCES} columns wide, or --json)")
+        rows = [
+            (
+                [
+                    m.name,
+                    f"{m.num_params / 1e9:.2f}B",
+                    f"{m.num_active_params / 1e9:.2f}B",
+                    str(m.num_layers),
+                    str(m.hidden_size),
+                    f"{m.num_heads}/{m.num_kv_heads}",
+                    str(m.vocab_size),
+                ],
+                m.source,
+            )
+            for m in specs
+        ]
+        columns = ["name", "params", "active", "layers", "hidden", "heads/kv", "vocab"]
+        print_catalog(f"{len(specs)} built-in models", columns, rows, sources)
 
     @app.command("gpus")
-    def gpus(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def gpus(
+        json_out: Annotated[bool, typer.Option("--json")] = False, sources: Annotated[bool, _SOURCES_OPTION] = True
+    ) -> None:
         """List built-in devices with datasheet figures and sources."""
         from fathom.catalog.hardware import get_device, list_gpus
 
@@ -76,33 +90,29 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([d.model_dump(mode="json") for d in devices])
             return
-        table = Table(title=f"{len(devices)} built-in devices (dense peaks, no sparsity)")
-        for col in (
-            "name",
-            "bf16 TFLOP/s",
-            "fp8 TFLOP/s",
-            "memory GiB",
-            "HBM GB/s",
-            "TDP W",
-            "system",
-            "source",
-        ):
-            table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
-        for d in devices:
-            table.add_row(
-                d.name,
-                str(d.peak_tflops.get("bf16", "-")),
-                str(d.peak_tflops.get("fp8", "-")),
-                f"{d.memory_gib:g}",
-                f"{d.mem_bw_GBps:g}",
-                f"{d.tdp_w:g}",
-                d.default_system or "-",
+        rows = [
+            (
+                [
+                    d.name,
+                    str(d.peak_tflops.get("bf16", "-")),
+                    str(d.peak_tflops.get("fp8", "-")),
+                    f"{d.memory_gib:g}",
+                    f"{d.mem_bw_GBps:g}",
+                    f"{d.tdp_w:g}",
+                    d.default_system or "-",
+                ],
                 d.source,
             )
-        Console().print(table)
+            for d in devices
+        ]
+        columns = ["name", "bf16 TF", "fp8 TF", "GiB", "HBM GB/s", "TDP W", "system"]
+        title = f"{len(devices)} built-in devices (TF: dense peak TFLOP/s, no sparsity; GiB: memory)"
+        print_catalog(title, columns, rows, sources)
 
     @app.command("systems")
-    def systems(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def systems(
+        json_out: Annotated[bool, typer.Option("--json")] = False, sources: Annotated[bool, _SOURCES_OPTION] = True
+    ) -> None:
         """List built-in systems: GPUs per node and per-GPU bandwidth of each tier."""
         from fathom.catalog.hardware import get_system, list_systems
 
@@ -110,16 +120,18 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json([s.model_dump(mode="json") for s in specs])
             return
-        table = Table(title=f"{len(specs)} built-in systems (GB/s per GPU per direction)")
-        for col in ("name", "device", "GPUs/node", "intra GB/s", "inter GB/s", "source"):
-            table.add_column(col, overflow="fold", max_width=60 if col == "source" else None)
-        for s in specs:
-            table.add_row(
-                s.name,
-                s.device,
-                str(s.gpus_per_node),
-                f"{s.intra_node_bw_GBps:g}",
-                f"{s.inter_node_bw_GBps:g}",
+        rows = [
+            (
+                [
+                    s.name,
+                    s.device,
+                    str(s.gpus_per_node),
+                    f"{s.intra_node_bw_GBps:g}",
+                    f"{s.inter_node_bw_GBps:g}",
+                ],
                 s.source,
             )
-        Console().print(table)
+            for s in specs
+        ]
+        columns = ["name", "device", "GPUs/node", "intra GB/s", "inter GB/s"]
+        print_catalog(f"{len(specs)} built-in systems (GB/s per GPU per direction)", columns, rows, sources)
