@@ -3,8 +3,11 @@ and the cheapest serving deployments for a load and its SLOs."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from fathom.api.training import check_float_inputs
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError, unknown_name_error
@@ -16,6 +19,7 @@ from fathom.search.training_report import TrainingSearchResult
 from fathom.search.training_search import search_training
 from fathom.search.training_space import SearchAxes, gpu_counts
 from fathom.serving.workload import generate_requests, load_trace, parse_length_dist
+from fathom.specs.plan import TRAIN_PRECISIONS
 
 # Plan fields the search keeps as given (numerics and framework switches); the others are searched.
 SHARED_PLAN_FIELDS = (
@@ -57,6 +61,14 @@ def search_training_plans(
     for key in plan_fields:
         if key not in SHARED_PLAN_FIELDS:
             raise unknown_name_error("plan field", key, SHARED_PLAN_FIELDS)
+    overrides = system_overrides or {}
+    check_float_inputs(**{**overrides, "tokens": tokens, "price_per_gpu_hour": price_per_gpu_hour})
+    if max_days is not None and not (isinstance(max_days, int | float) and math.isfinite(max_days) and max_days > 0):
+        raise FathomInputError(f"--max-days: expected a finite number of days > 0, got {max_days!r}")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise FathomInputError(f"--top: expected an integer >= 1, got {top!r}")
+    if "precision" in plan_fields and plan_fields["precision"] not in TRAIN_PRECISIONS:
+        raise unknown_name_error("--precision", str(plan_fields["precision"]), TRAIN_PRECISIONS)
     if (num_gpus is None) == (max_gpus is None):
         raise FathomInputError("num_gpus/max_gpus: give exactly one (a fixed GPU count, or the most to try)")
     spec = get_model(model)
@@ -110,6 +122,16 @@ def search_serving_deployments(
     request lifetimes (output tokens x TPOT SLO + TTFT SLO) and at least 30 s, so the batch reaches steady state.
     """
     spec = get_model(model)
+    if isinstance(gpus, str) or not gpus:
+        raise FathomInputError(f"gpus: give a list of GPU types such as ['h100-sxm'], got {gpus!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise FathomInputError(f"--seed: must be an integer >= 0, got {seed!r}")
+    for name, usd in (prices or {}).items():
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd <= 0:
+            raise FathomInputError(f"--price: {name}={usd!r} must be a positive, finite USD per GPU-hour")
+    for name, value in (("--slo-ttft", slo_ttft_s), ("--slo-tpot", slo_tpot_s)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise FathomInputError(f"{name}: expected a finite number of seconds > 0, got {value!r}")
     if not gpus:
         raise FathomInputError("gpus: give at least one GPU type")
     for gpu in gpus:

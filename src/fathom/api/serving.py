@@ -8,7 +8,7 @@ import numpy as np
 
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
-from fathom.errors import FathomInputError
+from fathom.errors import FathomInputError, unknown_name_error
 from fathom.inference.lora_cost import LoRAStepModel
 from fathom.inference.offload import OffloadStepModel
 from fathom.inference.speculative import speculative_step_model
@@ -20,8 +20,11 @@ from fathom.serving.request import Request
 from fathom.serving.simulator import ClosedLoop, Disaggregation, ReplicaConfig, SimulationResult, simulate
 from fathom.serving.slowdown import IsolatedLatency, parse_slo, slowdown_report, slowdowns
 from fathom.serving.workload import PrefixSpec, generate_requests, load_trace, make_request_factory, parse_length_dist
-from fathom.specs.hardware import GIB
+from fathom.specs.hardware import GIB, validate_or_explain
 from fathom.specs.serving import LoRAServingSpec, ServingPlan, SpeculativeSpec, check_serving_plan
+from fathom.sweep.serve_inputs import check_value
+
+_ARRIVALS = ("poisson", "gamma", "fixed-rate", "offline", "closed-loop", "trace")
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,36 @@ class Workload:
     num_requests: int | None = None
     concurrency: int | None = None
     trace: str | None = None
-    input_len: str = "1024"  # a length spec: "N" or "lognormal:mean=..,sigma=.." ...
+    input_len: str = "1024"  # a length spec: "N" or "lognormal:mean=..,sigma=.." ... (an int is taken as "N")
     output_len: str = "256"
     prefix: PrefixSpec | None = None
+
+    def __post_init__(self) -> None:
+        """Bad values and fields the arrival mode would silently ignore: a one-line error, as ``fathom serve``."""
+        for name in ("input_len", "output_len"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, str(value))
+            elif not isinstance(value, str):
+                raise FathomInputError(f"Workload.{name}: expected a token count or a length spec, got {value!r}")
+        for name, key in (("rate", "rate"), ("cv", "cv"), ("duration_s", "duration"),
+                          ("num_requests", "num_requests"), ("concurrency", "concurrency")):  # fmt: skip
+            check_value(key, getattr(self, name), f"Workload.{name}")
+        if self.arrival not in _ARRIVALS:
+            raise unknown_name_error("Workload.arrival", str(self.arrival), _ARRIVALS)
+        default = Workload.__dataclass_fields__
+        set_ = [n for n in ("rate", "duration_s", "num_requests", "concurrency", "trace", "input_len", "output_len",
+                            "cv") if getattr(self, n) != default[n].default]  # fmt: skip
+        allowed = {
+            "trace": {"trace"},
+            "offline": {"num_requests", "input_len", "output_len"},
+            "closed-loop": {"concurrency", "num_requests", "input_len", "output_len"},
+        }.get(self.arrival, {"rate", "duration_s", "num_requests", "input_len", "output_len", "cv"})
+        stray = [n for n in set_ if n not in allowed]
+        if stray:
+            raise FathomInputError(f"Workload: arrival={self.arrival!r} ignores {', '.join(stray)}; drop "
+                                   f"{'them' if len(stray) > 1 else 'it'} or pick the arrival that uses "
+                                   f"{'them' if len(stray) > 1 else 'it'}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,6 +142,11 @@ def simulate_serving(
     max}}``): per-request slowdowns over the request run alone (``fathom.serving.slowdown``) on the prefill
     replica, or on one replica of ``slowdown_reference_gpu`` with the same plan, go to ``extras["slowdown"]`` with
     whether every bound holds."""
+    plan, workload = _as_plan(plan), _as_workload(workload)
+    for key, value, label in (("kv_link_bw", kv_link_GBps, "kv_link_GBps"), ("slo_ttft_s", slo_ttft_s, None),
+                              ("slo_tpot_s", slo_tpot_s, None), ("price_per_gpu_hour", price_per_gpu_hour, None),
+                              ("samples", samples, None)):  # fmt: skip
+        check_value(key, value, label)
     spec = get_model(model)
     _check_deployment(spec, plan, replicas, disaggregate, decode_plan, kv_link_GBps, seed)
     cluster = resolve_cluster(gpu, plan.num_gpus, system=system)
@@ -147,7 +182,7 @@ def simulate_serving(
     gpus = replicas * plan.num_gpus
     if disaggregate:
         n_prefill, n_decode = disaggregate
-        link = (kv_link_GBps or cluster.system.inter_node_bw_GBps) * 1e9
+        link = (cluster.system.inter_node_bw_GBps if kv_link_GBps is None else kv_link_GBps) * 1e9
         disaggregation = Disaggregation(prefill=[config(plan)] * n_prefill,
                                         decode=[config(d_plan, decode_gpu or gpu)] * n_decode,
                                         kv_link_bytes_per_s=link,
@@ -187,6 +222,28 @@ def simulate_serving(
     return ServingRun(report=report, result=result, extras=extras)
 
 
+def _as_plan(plan) -> ServingPlan:
+    """A ServingPlan, or a mapping of its fields (an API caller's dict) checked into one."""
+    if isinstance(plan, dict):
+        return validate_or_explain(ServingPlan, plan, "plan")  # type: ignore[return-value]
+    if not isinstance(plan, ServingPlan):
+        raise FathomInputError(f"plan: expected a ServingPlan or a mapping of its fields, got {type(plan).__name__}")
+    return plan
+
+
+def _as_workload(workload) -> Workload:
+    """A Workload, or a mapping of its fields."""
+    if isinstance(workload, dict):
+        unknown = [k for k in workload if k not in Workload.__dataclass_fields__]
+        if unknown:
+            raise unknown_name_error("workload field", str(unknown[0]), list(Workload.__dataclass_fields__))
+        return Workload(**workload)
+    if not isinstance(workload, Workload):
+        raise FathomInputError(f"workload: expected a Workload or a mapping of its fields, got "
+                               f"{type(workload).__name__}")  # fmt: skip
+    return workload
+
+
 def _check_deployment(spec, plan: ServingPlan, replicas: int, disaggregate, decode_plan, kv_link_GBps,
                       seed) -> None:  # fmt: skip
     """Layouts the model cannot run and arguments a deployment would silently ignore: a one-line error naming the
@@ -196,8 +253,14 @@ def _check_deployment(spec, plan: ServingPlan, replicas: int, disaggregate, deco
                                f"got {seed}")  # fmt: skip
     if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
         raise FathomInputError(f"--replicas: must be an integer >= 1, got {replicas}")
-    if disaggregate is not None and (len(disaggregate) != 2 or min(disaggregate) < 1):
-        raise FathomInputError(f"--disaggregate: both pools need at least one replica, got {disaggregate}")
+    if disaggregate is not None and (
+        len(disaggregate) != 2
+        or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in disaggregate)
+        or min(disaggregate) < 1
+    ):
+        raise FathomInputError(
+            f"--disaggregate: expected (prefill, decode) replica counts, integers >= 1, got {disaggregate}"
+        )
     if disaggregate and replicas != 1:
         raise FathomInputError(
             f"--replicas {replicas}: --disaggregate PREFILL:DECODE sets the replica counts of both pools; "

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
+from fathom.energy.carbon import grid_intensity
 from fathom.energy.footprint import with_energy
 from fathom.errors import FathomInputError
 from fathom.reliability.assess import assess_reliability
@@ -90,10 +91,14 @@ def estimate_training_plan(
     :class:`fathom.specs.plan.TrainingPlan`. ``region``/``power_cap_w``/``pue`` shape the energy and carbon
     figures (``fathom.energy``); any of the checkpoint/failure options adds the ``reliability`` report.
     """
-    check_float_inputs(tokens=tokens, price_per_gpu_hour=price_per_gpu_hour, pue=pue,
-                       mtbf_hours=mtbf_hours, storage_bw_GBps=storage_bw_GBps, restart_min=restart_min,
-                       checkpoint_interval_min=checkpoint_interval_min, **(system_overrides or {}))  # fmt: skip
+    # system_overrides may carry pue too (a SystemSpec field): --pue wins, as resolve_cluster applies it last
+    check_float_inputs(**{**(system_overrides or {}), "tokens": tokens, "price_per_gpu_hour": price_per_gpu_hour,
+                          "mtbf_hours": mtbf_hours, "storage_bw_GBps": storage_bw_GBps, "restart_min": restart_min,
+                          "checkpoint_interval_min": checkpoint_interval_min,
+                          "pue": pue if pue is not None else (system_overrides or {}).get("pue")})  # fmt: skip
     check_plan_limits(num_gpus=num_gpus)
+    if region is not None:
+        grid_intensity(region)  # an unknown region is an error with or without --tokens
     spec = get_model(model)
     overrides = {**(system_overrides or {}), **({"pue": pue} if pue is not None else {})}
     cluster = resolve_cluster(gpu, num_gpus, system=system, overrides=overrides or None)

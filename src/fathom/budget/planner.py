@@ -93,6 +93,8 @@ def plan_budget(
             raise FathomInputError(f"{flag}: {value} must be a positive number")
     cluster = resolve_cluster(gpu, num_gpus)
     price = price_per_gpu_hour if price_per_gpu_hour is not None else cluster.device.price_per_gpu_hour_usd
+    if price_per_gpu_hour is not None and dollars is not None and not price_per_gpu_hour > 0:
+        raise FathomInputError(f"--price-per-gpu-hour: must be > 0 with --dollars (got {price_per_gpu_hour:g})")
     if dollars is not None:
         if not price:
             raise FathomInputError(f"--dollars: {cluster.device.name} has no catalog price; give --price-per-gpu-hour")

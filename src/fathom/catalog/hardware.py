@@ -82,6 +82,10 @@ def _catalog_spec(kind: str, name: str) -> DeviceSpec | SystemSpec:
 
 
 def _is_path(name_or_path: str) -> bool:
+    if isinstance(name_or_path, Path):
+        return True
+    if not isinstance(name_or_path, str):  # an API caller's None, dict or number: one line, not an AttributeError
+        raise FathomInputError(f"gpu: expected a catalog name or a device YAML path, got {name_or_path!r}")
     return name_or_path.lower().endswith((".yaml", ".yml")) or "/" in name_or_path or "\\" in name_or_path
 
 

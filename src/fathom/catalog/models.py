@@ -94,10 +94,15 @@ def load_model_file(path: str | Path) -> ModelSpec:
     return _spec_from_mapping(str(path), data, path.stem)
 
 
-def get_model(name_or_path: str) -> ModelSpec:
+def get_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
     """A preset by name (case-insensitive), a model loaded from a ``.json`` / ``.yaml`` path, or a checkpoint
     folder's ``config.json`` (what ``huggingface-cli download`` leaves). Presets win over a folder of the same
-    name, so a preset name means the same model wherever the command runs."""
+    name, so a preset name means the same model wherever the command runs. A ``ModelSpec`` (an API caller's own,
+    or one built by ``from_hf_config``) is taken as it is."""
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    if not isinstance(name_or_path, str | Path):
+        raise FathomInputError(f"model: expected a preset name, a file path or a ModelSpec, got {name_or_path!r}")
     key = str(name_or_path).strip()
     if key.lower() in _preset_files():
         return _load_preset(key.lower())

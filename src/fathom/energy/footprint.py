@@ -26,6 +26,8 @@ def with_energy(
     profile = power_profile(cluster.device)
     sp = step_power(est.time_breakdown, profile, power_cap_w)
     slowdown = float(sp.slowdown)
+    if power_cap_w is None:
+        slowdown = 1.0  # no cap, no slowdown (not 1 + rounding)
     update: dict = {} if power_cap_w is None else {"power_cap_w": power_cap_w, "power_cap_slowdown": slowdown}
     if slowdown > 1.0:
         tb = {k: v * float(sp.component_scale[k]) for k, v in est.time_breakdown.items()}

@@ -16,6 +16,11 @@ the optimum is never costlier than the best single type under the same capacitie
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,12 +64,13 @@ def solve_mix(bucket_rates, capacity, unit_cost, max_replicas=None) -> MixSoluti
     upper_x = servable.T.astype(float).ravel()
     bounds = Bounds(np.zeros(k + b * k), np.concatenate([upper_n, upper_x]))
     integrality = np.concatenate([np.ones(k), np.zeros(b * k)])
-    res = milp(
-        c,
-        constraints=[LinearConstraint(eq, 1.0, 1.0), LinearConstraint(load, -np.inf, 0.0)],
-        integrality=integrality,
-        bounds=bounds,
-    )
+    with _native_stdout_silenced():
+        res = milp(
+            c,
+            constraints=[LinearConstraint(eq, 1.0, 1.0), LinearConstraint(load, -np.inf, 0.0)],
+            integrality=integrality,
+            bounds=bounds,
+        )
     if res.x is None:
         return MixSolution(np.zeros(k, dtype=int), np.zeros((b, k)), float("inf"), "infeasible")
     n = np.round(res.x[:k]).astype(int)
@@ -99,3 +105,28 @@ def assign_requests(bucket: np.ndarray, share: np.ndarray, seed: int) -> np.ndar
     cum = np.cumsum(share, axis=1)[bucket]
     u = rng.random(bucket.size)
     return np.minimum((u[:, None] >= cum).sum(axis=1), share.shape[1] - 1)
+
+
+@contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """HiGHS (scipy's ``milp``) prints some MIP solver lines with C's printf, past Python's ``sys.stdout`` and
+    whatever ``disp`` says: file descriptor 1 goes to /dev/null for the solve, so ``--json`` stays JSON. Where
+    stdout has no descriptor (captured by a test, a notebook) there is nothing to redirect."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)  # C's buffered lines go to /dev/null, not out after the restore
+        except (OSError, AttributeError):
+            pass
+        os.dup2(saved, fd)
+        os.close(saved)

@@ -121,6 +121,9 @@ def _layouts(model: ModelSpec, cluster: Cluster, seq_len: int, axes: SearchAxes)
     t = _keep(t, (n % (t["tp"] * t["cp"] * t["pp"]) == 0) & (t["pp"] <= model.num_layers))
     t["dp"] = n // (t["tp"] * t["cp"] * t["pp"])
     if model.moe is None:
+        if axes.ep and any(e != 1 for e in axes.ep):
+            raise FathomInputError(f"--ep: expert parallelism needs a mixture-of-experts model; {model.name} is dense "
+                                   "(drop --ep)")  # fmt: skip
         t["ep"] = np.ones_like(t["tp"])
         return t
     t = _cross(t, "ep", np.asarray(axes.ep or divisors(model.moe.num_experts)))

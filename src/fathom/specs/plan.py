@@ -126,7 +126,9 @@ def check_plan_limits(*, num_gpus: object = None, **fields: object) -> None:
     """Raise a one-line FathomInputError when ``num_gpus`` (the cluster's GPU count) or an integer plan field is out
     of range (``PLAN_INT_RANGES``, ``MAX_GPUS``). For entry points that compute with the user's numbers before any
     TrainingPlan or PlanArrays exists (a search enumerating layouts from --num-gpus and --seq-len)."""
-    if num_gpus is not None and (not isinstance(num_gpus, numbers.Integral) or not 1 <= num_gpus <= MAX_GPUS):
+    if num_gpus is not None and (not isinstance(num_gpus, numbers.Integral) or isinstance(num_gpus, bool)):
+        raise FathomInputError(f"--num-gpus: expected an integer 1..{MAX_GPUS}, got {num_gpus!r}")
+    if num_gpus is not None and not 1 <= num_gpus <= MAX_GPUS:
         raise FathomInputError(f"--num-gpus {num_gpus} is out of range: must be 1..{MAX_GPUS}")
     message = plan_limits_error(fields)
     if message is not None:

@@ -7,6 +7,7 @@ never an exception from deep in the simulator that aborts the sweep."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,8 +158,9 @@ def _split(value: Any) -> tuple[int, int]:
     return prefill, decode
 
 
-def check_value(key: str, value: Any) -> Any:
-    """The value, checked against the table (``None`` = not given)."""
+def check_value(key: str, value: Any, label: str | None = None) -> Any:
+    """The value, checked against the table (``None`` = not given); numbers must be finite. ``label``: the name the
+    error gives (default ``key``; the Python API names its own argument)."""
     spec = INPUTS[key]
     if value is None:
         return None
@@ -173,9 +175,10 @@ def check_value(key: str, value: Any) -> Any:
         "mapping": isinstance(value, dict),
     }[spec.type]
     if ok and isinstance(value, int | float) and not isinstance(value, bool):
-        ok = (spec.low is None or value >= spec.low) and (spec.high is None or value <= spec.high)
+        within = (spec.low is None or value >= spec.low) and (spec.high is None or value <= spec.high)
+        ok = math.isfinite(value) and within
     if not ok:
-        raise FathomInputError(f"{key}: expected {_describe(spec)}, got {value!r}")
+        raise FathomInputError(f"{label or key}: expected {_describe(spec)}, got {value!r}")
     return float(value) if spec.type == "float" else value
 
 

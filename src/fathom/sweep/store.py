@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fathom.errors import FathomInputError
-from fathom.reports.output import write_atomic
+from fathom.reports.output import check_writable, write_atomic
 
 FORMATS = (".parquet", ".csv")
 
@@ -24,7 +24,24 @@ def check_output(path: str | Path) -> Path:
         raise FathomInputError(f"--out: {str(path)!r} must end in {' or '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise FathomInputError(f"--out: no such directory {str(path.parent)!r}")
+    check_writable(path, "--out")  # a directory, or a folder this process cannot write in: one line, now
+    if path.exists() and not _is_sweep_table(path):
+        raise FathomInputError(f"--out: {str(path)!r} exists and is not a sweep table (no scenario_id column); "
+                               "give a new file, or move that one away")  # fmt: skip
     return path
+
+
+def _is_sweep_table(path: Path) -> bool:
+    """Whether an existing output is a sweep's own table (which a rerun resumes), not some other file."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return "scenario_id" in pq.read_schema(path).names
+        with path.open(newline="", encoding="utf-8") as fh:
+            return "scenario_id" in next(csv.reader(fh), [])
+    except Exception:  # unreadable, not Parquet, not text: not ours either
+        return False
 
 
 def checkpoint_path(path: Path) -> Path:
