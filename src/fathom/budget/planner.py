@@ -62,7 +62,14 @@ def _best_plan(spec, cluster: Cluster, seq_len: int, global_batch: int) -> tuple
         tp = math.gcd(cluster.system.gpus_per_node, spec.num_heads, cluster.num_gpus)
         return TrainingPlan(seq_len=seq_len, global_batch=global_batch, tp=tp, dp=cluster.num_gpus // tp,
                             recompute="full"), "heuristic"  # fmt: skip
-    found = search_training(spec, cluster, seq_len=seq_len, global_batch=global_batch, top=1)
+    try:
+        found = search_training(spec, cluster, seq_len=seq_len, global_batch=global_batch, top=1)
+    except FathomInputError as exc:  # no layout at all: a budget's batch too small for the cluster, say
+        raise FathomInputError(
+            f"budget: the compute-optimal {spec.name} trains with a global batch of {global_batch} sequences of "
+            f"{seq_len} tokens, which no plan spreads over {cluster.num_gpus} x {cluster.device.name} ({exc}); "
+            "give fewer --num-gpus or a larger budget"
+        ) from None
     if not found.plans:  # the compute-optimal model does not fit this cluster in any plan
         why = " ".join((found.message or "no plan fits its memory").split())
         raise FathomInputError(

@@ -128,7 +128,12 @@ def screen(
                     out.kv[cand] = int(kv[ok[i]])
                     out.rows.append(_row(cand, unit, cap, i, load.rate))
         out.fits_memory += fitting
-        if not fitting:
+        if not layouts:  # no layout is valid at all: say the rules, not "does not fit"
+            out.skipped[gpu] = (f"no layout of the space can run {model.name}: TP must divide its "
+                                f"{model.num_heads} attention heads and stay inside a node, PP at most its "
+                                f"{model.num_layers} layers, TP x PP at most {axes.max_gpus_per_replica} GPUs per "
+                                "replica")  # fmt: skip
+        elif not fitting:
             out.skipped[gpu] = f"{model.name} does not fit at any layout of the space (at most "
             out.skipped[gpu] += f"{axes.max_gpus_per_replica} GPUs per replica)"
     out.rows.sort(key=lambda r: (not r.feasible, r.score(r.est) if r.feasible else r.gap, r.gap))
