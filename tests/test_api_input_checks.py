@@ -166,3 +166,43 @@ def test_native_solver_output_is_kept_off_stdout(capfd):
         sys.stdout = real
     out = capfd.readouterr().out
     assert "noise" not in out and "after" in out
+
+
+def test_budget_too_small_for_the_cluster_names_num_gpus(capsys):
+    assert run(["budget", "--gpu", "h100-sxm", "--num-gpus", "1024", "--flops", "1e10"]) == 2
+    err = capsys.readouterr().err
+    assert "give fewer --num-gpus or a larger budget" in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_serve_without_a_valid_layout_says_the_rules(capsys):
+    argv = ["plan", "serve", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--rate", "2", "--slo-ttft", "1",
+            "--slo-tpot", "0.05", "--tp", "3"]  # fmt: skip
+    assert run(argv) == 2
+    assert "TP must divide its 32 attention heads" in capsys.readouterr().err
+
+
+def test_a_misspelt_train_input_is_the_spec_error(tmp_path):
+    from fathom.sweep.spec import load_sweep
+
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        "scenarios:\n  - kind: train\n    fixed: {model: llama-3.1-8b, gpu: h100-sxm, num_gpus: 8, seq_len: 4096,"
+        " global_batch: 64}\n    grid: {tensor_par: [1, 2]}\n"
+    )
+    with pytest.raises(FathomInputError, match="unknown train input 'tensor_par'"):
+        load_sweep(spec)
+
+
+def test_a_resumed_sweep_counts_the_error_rows_it_keeps(tmp_path):
+    from fathom.sweep.run import run_sweep
+    from fathom.sweep.spec import load_sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "scenarios:\n  - kind: train\n    fixed: {model: llama-3.1-8b, gpu: h100-sxm, num_gpus: 8, seq_len: 4096,"
+        " global_batch: 64}\n    grid: {tp: [1, 3]}\n"
+    )
+    out = tmp_path / "s.csv"
+    first = run_sweep(load_sweep(spec), out, progress=False)
+    again = run_sweep(load_sweep(spec), out, progress=False)
+    assert first.errors == 1 and again.ran == 0 and again.errors == 1

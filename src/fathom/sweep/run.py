@@ -26,7 +26,7 @@ class SweepSummary:
     total: int
     skipped: int  # already in the output (a resumed sweep)
     ran: int
-    errors: int  # rows whose scenario was bad input
+    errors: int  # rows of this spec (run now or kept) whose scenario was bad input
     out: str
 
 
@@ -139,7 +139,6 @@ def run_sweep(scenarios: list[Scenario], out: str | Path, *, jobs: int = 1, ray:
     have = {r["scenario_id"]: r for r in read_rows(path) if r.get("scenario_id")}
     todo = [s for s in scenarios if s.id not in have]
     rows = dict(have)
-    errors = 0
     if ray is not None:
         check_ray_address(ray)
     started = bool(ray and todo) and _ray_init(ray)  # before the checkpoint: a failed connection leaves no file
@@ -150,7 +149,6 @@ def run_sweep(scenarios: list[Scenario], out: str | Path, *, jobs: int = 1, ray:
             for row in source:
                 ckpt.append(row)
                 rows[row["scenario_id"]] = row
-                errors += row["status"] != "ok"
                 advance()
                 if on_row is not None:
                     on_row(row)
@@ -163,6 +161,7 @@ def run_sweep(scenarios: list[Scenario], out: str | Path, *, jobs: int = 1, ray:
     ordered = [rows[s.id] for s in scenarios if s.id in rows]
     ordered += [r for i, r in rows.items() if i not in {s.id for s in scenarios}]  # rows of an earlier spec stay
     write_table(path, ordered)
+    errors = sum(rows[s.id]["status"] != "ok" for s in scenarios if s.id in rows)  # kept ones too: the table's
     return SweepSummary(len(scenarios), len(scenarios) - len(todo), len(todo), errors, str(path))
 
 

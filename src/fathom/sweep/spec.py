@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from fathom.errors import FathomInputError, read_user_file
+from fathom.errors import FathomInputError, close_matches, read_user_file
 
 KINDS = ("train", "serve")
 BLOCK_KEYS = ("kind", "fixed", "grid", "list")
@@ -73,13 +73,14 @@ def expand(spec: dict[str, Any], where: str = "sweep") -> list[Scenario]:
         points = block.get("list") or [{}]
         if not isinstance(points, list):
             raise FathomInputError(f"{at}.list: expected a list of mappings")
-        if kind == "serve":  # a misspelt input is the spec's error, not one error row per scenario
-            from fathom.sweep.serve_inputs import check_keys
-
-            check_keys(fixed, f"{at}.fixed")
-            check_keys(grid, f"{at}.grid")
-            for j, point in enumerate(points):
-                check_keys(_mapping(point, f"{at}.list[{j}]"), f"{at}.list[{j}]")
+        # a misspelt input is the spec's error, not one error row per scenario
+        check = _check_train_keys
+        if kind == "serve":
+            from fathom.sweep.serve_inputs import check_keys as check
+        check(fixed, f"{at}.fixed")
+        check(grid, f"{at}.grid")
+        for j, point in enumerate(points):
+            check(_mapping(point, f"{at}.list[{j}]"), f"{at}.list[{j}]")
         names = list(grid)
         for combo in itertools.product(*(grid[n] for n in names)):
             for j, point in enumerate(points):
@@ -96,3 +97,22 @@ def load_sweep(path: str | Path) -> list[Scenario]:
     except yaml.YAMLError as exc:
         raise FathomInputError(f"{path}: malformed YAML ({' '.join(str(exc).split())})") from None
     return expand(spec, str(path))
+
+
+def _check_train_keys(inputs: dict[str, Any], where: str) -> None:
+    """A train scenario's unknown input: one line naming it and the closest of ``estimate_training_plan``'s
+    arguments and the plan's fields."""
+    import inspect
+
+    from fathom.api.training import estimate_training_plan
+    from fathom.specs.plan import TrainingPlan
+
+    params = inspect.signature(estimate_training_plan).parameters
+    valid = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD} | set(
+        TrainingPlan.model_fields
+    )
+    for key in inputs:
+        if key not in valid:
+            close = close_matches(str(key), valid, n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise FathomInputError(f"{where}: unknown train input {key!r}{hint} (valid: {', '.join(sorted(valid))})")
