@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,7 +144,10 @@ def simulate_serving(
     replica, or on one replica of ``slowdown_reference_gpu`` with the same plan, go to ``extras["slowdown"]`` with
     whether every bound holds."""
     plan, workload = _as_plan(plan), _as_workload(workload)
-    for key, value, label in (("kv_link_bw", kv_link_GBps, "kv_link_GBps"), ("slo_ttft_s", slo_ttft_s, None),
+    if kv_link_GBps is not None and (isinstance(kv_link_GBps, bool) or not isinstance(kv_link_GBps, int | float)
+                                     or not math.isfinite(kv_link_GBps) or kv_link_GBps <= 0):  # fmt: skip
+        raise FathomInputError(f"kv_link_GBps: expected a finite number of GB/s > 0, got {kv_link_GBps!r}")
+    for key, value, label in (("slo_ttft_s", slo_ttft_s, None),
                               ("slo_tpot_s", slo_tpot_s, None), ("price_per_gpu_hour", price_per_gpu_hour, None),
                               ("samples", samples, None)):  # fmt: skip
         check_value(key, value, label)
