@@ -111,6 +111,18 @@ def test_merge_timeseries_sums_step_functions_and_keeps_the_latest_shared_sample
     assert list(out["kv_blocks_used"]) == [4, 7, 9]  # one cache, sampled by either engine
 
 
+def test_an_engine_that_preempts_its_own_request_wakes_the_others():
+    """Found by the property test below: a virtual engine preempted its only request for blocks, then had nothing
+    to run; the engine whose part-recomputed prompt needed those blocks was never stepped again (a stall)."""
+    cost = Staged(3, base_s=0.005, per_prefill_token_s=1e-5, per_decode_s=1e-4, kv_capacity_tokens=75,
+                  block_size=16, max_context=150, kv_bytes_per_token=1e4, host_link_bytes_per_s=1e9)  # fmt: skip
+    config = ReplicaConfig(cost, scheduler="chunked-prefill", max_batch=2, max_batch_tokens=31, preemption="recompute")
+    reqs = [Request(1, 0.023486223372273934, 34, 16), Request(6, 0.07342311346867261, 11, 30),
+            Request(7, 0.08074927764245682, 2, 25)]  # fmt: skip
+    res = _Simulation(reqs, [config] * 2, "least-loaded", 0, None, None, True).run()
+    assert all(r.state is RequestState.FINISHED for r in res.requests)
+
+
 @st.composite
 def pipelined(draw):
     n = draw(st.integers(1, 20))

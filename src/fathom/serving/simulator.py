@@ -232,10 +232,15 @@ class _Simulation:
         pending = heap.items
         pipe = rep.pipeline
         while True:
+            free_before = rep.kv.available if pipe is not None else 0
             dur = rep.start_iteration(self.now)
             if dur is None:
                 if self.pool is not None:
                     self.pool.idle(rep)
+                if pipe is not None and rep.kv.available > free_before:
+                    # it preempted its own request for blocks, then had nothing to run: the blocks it freed may let
+                    # another virtual engine finish, and no event would wake that one (a stall, found by hypothesis)
+                    self._wake_others(rep)
                 return
             end = self.now + dur if pipe is None else pipe.run(self.now, dur)  # queued behind stage 1
             if (pending and end >= pending[0][0]) or (limit is not None and end > limit):
@@ -253,16 +258,20 @@ class _Simulation:
         finished, handoffs = rep.finish_iteration(self.now)
         if rep.pipeline is not None:  # idle virtual engines may form a micro-batch now, with the slots, blocks or
             # queued requests this one left (the artifact's scheduler runs every 10 ms, fathom.serving.pipeline)
-            for other in rep.pipeline.engines:
-                if other is not rep and not (other.busy or other.step_pending):
-                    other.step_pending = True
-                    self.heap.push(self.now, STEP, other)
+            self._wake_others(rep)
         for req in finished:
             if self.pool is not None:
                 self.pool.finished(req)
             self._done(req)
         for req in handoffs:
             self._handoff(rep, req)
+
+    def _wake_others(self, rep: Replica) -> None:
+        """Step the idle virtual engines of ``rep``'s pipeline at this instant."""
+        for other in rep.pipeline.engines:
+            if other is not rep and not (other.busy or other.step_pending):
+                other.step_pending = True
+                self.heap.push(self.now, STEP, other)
 
     def _decodable(self, req: Request) -> bool:
         """Disaggregated: whether some decode replica can hold the request (else it is rejected on arrival)."""
