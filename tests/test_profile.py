@@ -611,3 +611,47 @@ def test_a_sample_timed_at_half_speed_normalises_to_half_its_time() -> None:
     adj.parts = {"gemm_fp32": {"step": 1.0, "per": [0.5, 1.0]}, "": {"step": 0.0, "per": [0.5, 0.0]}}
     assert adj.sample("step", 2.0, [0, 1]) == pytest.approx(1.0)
     assert adj.sample("per", 2.0, [0, 1], 0) == pytest.approx(2.0 * 1.0 / (0.5 / 0.5 + 0.5))  # half not sped up
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda p: p["machine"].__setitem__("threads", "abc"), "profile field machine.threads"),
+        (lambda p: p.__setitem__("clock", "bogus"), "profile field clock"),
+        (lambda p: p.__setitem__("reference", [1]), "profile field reference"),
+        (lambda p: next(iter(p["reference"].values())).__setitem__("speed", 0), "must be a finite number > 0"),
+        (lambda p: p["measurements"]["gemm"][0].pop("dtype"), "measurements.gemm.0.dtype"),
+        (lambda p: p["measurements"].__setitem__("gemm", "x"), "measurements.gemm"),
+    ],
+)
+def test_an_edited_profile_section_is_refused_before_any_worker(tiny_profile, tmp_path, edit, says) -> None:
+    import yaml
+
+    from fathom.errors import FathomInputError
+    from fathom.profiling.check import local_profile
+
+    doc = yaml.safe_load(tiny_profile.read_text())
+    edit(doc["profile"])
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(FathomInputError, match=says):
+        local_profile(str(path))
+
+
+def test_a_cpu_profile_refuses_offload_and_strict_booleans(tiny_profile, tmp_path, capsys) -> None:
+    import yaml
+
+    from fathom.catalog.hardware import get_device
+    from fathom.cli.app import run
+    from fathom.errors import FathomInputError
+
+    argv = ["train", "--model", "tiny-llama", "--gpu", str(tiny_profile), "--num-gpus", "1", "--seq-len", "256",
+            "--global-batch", "8", "--zero", "1", "--offload", "cpu"]  # fmt: skip
+    assert run(argv) == 2
+    assert "computes out of host memory already" in capsys.readouterr().err
+    doc = yaml.safe_load(tiny_profile.read_text())
+    doc["ops_run_inline"] = "no"
+    path = tmp_path / "lax.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(FathomInputError, match="field ops_run_inline: Input should be a valid boolean"):
+        get_device(str(path))

@@ -104,3 +104,20 @@ def test_without_torch_each_command_names_itself_and_the_extra(tmp_path, monkeyp
     assert err.startswith("error: check: PyTorch is not installed") and "pip install 'fathom[profile]'" in err
     assert run(["profile", "--out", str(tmp_path / "node.yaml")]) == 2
     assert capsys.readouterr().err.startswith("error: profile: PyTorch is not installed")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--base", "h100-sxm"), "--base: h100-sxm is a GPU's datasheet, and this machine has no CUDA GPU"),
+        (("--quick",), "--tiny/--quick: give one grid"),
+        (("--threads", "4096"), "--threads 4096: this machine has"),
+    ],
+)
+def test_contradictory_profile_flags_are_refused(args, says, tmp_path, no_benchmarks, capsys) -> None:
+    argv = _profile("--out", str(tmp_path / "node.yaml"), *args)
+    if "--threads" in args:  # _profile gives --threads 1 first; typer keeps the last
+        argv = ["profile", "--tiny", "--clock", "wall", "--no-collectives", "--out", str(tmp_path / "n.yaml"), *args]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fathom.cli.render import print_json
+from fathom.errors import FathomInputError
 
 Opt = typer.Option
 check_app = typer.Typer(help="Time real PyTorch work and compare it with fathom's prediction.", no_args_is_help=True)
@@ -69,6 +70,8 @@ def register(app: typer.Typer) -> None:
         """Microbenchmark this machine and write a fitted device profile."""
         from fathom.profiling.runner import run_profile
 
+        if tiny and quick:
+            raise FathomInputError("--tiny/--quick: give one grid (--tiny: seconds, for tests; --quick: a minute)")
         grid = "tiny" if tiny else ("quick" if quick else "full")
         doc = run_profile(
             out,  # a str: a trailing "/" (a directory) must reach the check, which Path would drop

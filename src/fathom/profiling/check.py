@@ -46,6 +46,7 @@ from fathom.errors import FathomInputError
 from fathom.inference.memory import RUNTIME_RESERVED_BYTES as SERVING_RUNTIME_BYTES
 from fathom.profiling.check_predict import check_supported, predict_serve, predict_train, serve_memory
 from fathom.profiling.machine import cpu_model
+from fathom.profiling.profile_schema import check_profile_section
 from fathom.profiling.speed import class_times, effective_ratio, local_ratios, speed_adjusted_device, speed_ratios
 from fathom.specs.hardware import GIB
 
@@ -102,6 +103,7 @@ def local_profile(gpu: str) -> dict:
             f"--gpu: {gpu} is not a profile of this machine (check times real steps here, on its CPU or GPU); "
             + _PROFILE_FIRST
         )
+    check_profile_section(prof, f"gpu file {gpu}")  # what the check reads, typed, before any worker starts
     machine = prof["machine"]
     accelerator = machine.get("accelerator", "cpu")
     if accelerator != "cpu":
@@ -182,7 +184,8 @@ class SpeedAdjuster:
         if not self.refs or not self.marks:
             return
         doc = _profile_doc(gpu) or {}
-        device = {k: v for k, v in doc.items() if k not in ("system", "profile")}
+        # the device as loaded (a `base:` + overrides file merged with its catalog entry), not the raw mapping
+        device = get_device(gpu).model_dump(mode="json")
         with tempfile.TemporaryDirectory(prefix="fathom-speed-") as tmp:
             path = Path(tmp) / Path(gpu).name
 

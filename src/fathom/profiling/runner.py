@@ -93,6 +93,11 @@ def check_base(base: str | None) -> None:
 
 def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
     """Peaks and sizes before fitting: a catalog device's datasheet, or the CPU's theoretical figures."""
+    if base is not None and machine.accelerator == "cpu":
+        raise FathomInputError(
+            f"--base: {base} is a GPU's datasheet, and this machine has no CUDA GPU; a CPU profile takes its peaks "
+            "from the CPU itself (drop --base)"
+        )
     if base is not None:
         data = get_device(base).model_dump()
         data["name"] = name
@@ -154,6 +159,9 @@ def run_profile(
     costs no benchmark time and a failure leaves no file behind."""
     out = check_out_path(out)
     check_base(base)
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        raise FathomInputError(f"--threads {threads}: this machine has {cores} cores; give at most {cores}")
     grid = get_grid(grid_name)
     torch = require_torch()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -247,12 +248,12 @@ class DeviceSpec(_Frozen):
     host_link_GBps: PositiveNumber = 32.0  # per direction, GPU <-> host (PCIe / C2C)
     # A CPU issues and executes each op on the same cores, so the per-op host cost adds to the op's time; a GPU
     # queues kernels and runs behind the host, so host cost only matters when it exceeds the device's work.
-    ops_run_inline: bool = False
+    ops_run_inline: StrictBool = False
     # The software is eager PyTorch, op by op as fathom's reference model dispatches them (unfused norms and RoPE,
     # autograd's saved tensors, ``host_op_us`` per dispatched ATen op): what ``fathom profile`` measured on this
     # device and ``fathom check`` runs. False: a fused training/serving stack (Megatron, vLLM). A device that runs
     # its ops inline (a CPU) is always eager (``runs_eager``).
-    eager_pytorch: bool = False
+    eager_pytorch: StrictBool = False
     # Memory every rank holds besides its tensors, where measured (fathom profile: on a CPU, the framework's code
     # and data pages a training step touches); None: a CUDA context and workspaces (RUNTIME_RESERVED_BYTES).
     runtime_reserved_gib: PositiveNumber | None = None

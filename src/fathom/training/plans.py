@@ -188,6 +188,11 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             "(choices for MoE: none, attn, attn-moe-router)",
         ),
         ((p.offload > 0) & (p.zero == 0), "--offload needs --zero 1 or more (ZeRO-Offload)"),
+        # a device that runs its ops on the host's cores (a CPU) holds everything in host memory already
+        (
+            ((p.offload > 0) | (p.activation_offload_layers > 0)) & cluster.device.ops_run_inline,
+            "--offload/--activation-offload-layers: {gpu} computes out of host memory already; nothing to offload",
+        ),
         # DeepSpeed's configuration reference (docs/_pages/config-json.md, "Optimizer offloading"): CPU offloading
         # with ZeRO stage 1, 2 or 3, NVMe offloading only with ZeRO stage 3 (ZeRO-Infinity).
         (
