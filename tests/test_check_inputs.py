@@ -122,3 +122,24 @@ def test_failure_lines_drop_class_names_and_explain_signals() -> None:
     assert _failure_line("Traceback ...\ntorch.OutOfMemoryError: could not allocate\n", 1) == "could not allocate"
     assert "signal 9" in _failure_line("", -9) and "out-of-memory killer" in _failure_line("", -9)
     assert _failure_line("", 3) == "the worker process exited with status 3 without output"
+
+
+def test_a_profile_with_more_threads_than_cores_names_the_profile_not_dp():
+    from fathom.profiling.check import _oversubscribed
+
+    message = _oversubscribed(1, 64, 2)
+    assert message.startswith("--gpu: the profile runs 64 threads per rank") and "--dp" not in message
+    assert _oversubscribed(2, 2, 2).startswith("--dp: 2 ranks x 2 threads")
+
+
+def test_a_profile_section_that_is_not_a_mapping_is_refused_by_every_command(tmp_path):
+    import yaml
+
+    from fathom.catalog.hardware import get_device
+    from fathom.errors import FathomInputError
+
+    doc = {**get_device("h100-sxm").model_dump(), "profile": [1, 2]}
+    path = tmp_path / "junk.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(FathomInputError, match="field profile: expected the mapping fathom profile writes"):
+        get_device(str(path))

@@ -655,3 +655,10 @@ def test_a_cpu_profile_refuses_offload_and_strict_booleans(tiny_profile, tmp_pat
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(FathomInputError, match="field ops_run_inline: Input should be a valid boolean"):
         get_device(str(path))
+
+
+def test_a_profile_without_collectives_says_whose_links_price_dp(tiny_profile) -> None:
+    from fathom.catalog.hardware import get_device
+
+    source = get_device(str(tiny_profile)).source
+    assert "Collectives not measured: data-parallel traffic is priced on cpu-node's links" in source

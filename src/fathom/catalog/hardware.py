@@ -110,8 +110,11 @@ def _from_file(path: Path, kind: str) -> tuple[DeviceSpec | SystemSpec, dict[str
     data = _read_file(path, kind)
     where = f"{kind} file {path}"
     system_patch = data.pop("system", None) if kind == "gpu" else None
-    if kind == "gpu":
-        data.pop("profile", None)  # `fathom profile`'s record of the machine and its raw measurements
+    if kind == "gpu":  # `fathom profile`'s record of the machine and its raw measurements (fathom check reads it)
+        record = data.pop("profile", None)
+        if record is not None and not isinstance(record, dict):
+            raise FathomInputError(f"{where} field profile: expected the mapping fathom profile writes, got "
+                                   f"{type(record).__name__}")  # fmt: skip
     if system_patch is not None and not isinstance(system_patch, dict):
         raise FathomInputError(f"{where} field system: expected a mapping of system fields")
     base_name = data.pop("base", None)

@@ -425,6 +425,9 @@ def check_train(
 
 def _oversubscribed(dp: int, threads: int, cores: int) -> str:
     """What a ``dp``-rank check needs that this machine lacks: fewer threads per rank, or fewer ranks."""
+    if dp == 1:  # no --dp to blame: the profile itself asks for more threads than this machine has
+        return (f"--gpu: the profile runs {threads} threads per rank (profile.machine.threads), this machine has "
+                f"{cores} cores; re-profile here with --threads {cores} or fewer")  # fmt: skip
     need = f"--dp: {dp} ranks x {threads} thread{'s' if threads > 1 else ''} (the profile's) need {dp * threads} cores"
     fits = cores // threads  # ranks this profile allows
     advice = [f"use --dp {fits}" + (" or fewer" if fits > 1 else "")] if fits else []

@@ -272,6 +272,11 @@ def write_profile(
             "(raised where measured faster); memory_gib: this rank's share of RAM; tdp_w: ASSUMPTION 3.75 W/core."
         )
     )
+    if not result.system:  # no collective timed (--no-collectives, or one GPU): say whose links DP is priced on
+        dev["source"] += (
+            f" Collectives not measured: data-parallel traffic is priced on {dev.get('default_system')}'s links "
+            "(see `fathom systems`)."
+        )
     dev["efficiency"] = {
         **dev["efficiency"],
         "source": "least-squares fit of fathom's kernel model to this "
