@@ -3,11 +3,9 @@ and the cheapest serving deployments for a load and its SLOs."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from fathom.api.training import check_float_inputs
+from fathom.api.training import check_float_inputs, check_positive_number
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError, unknown_name_error
@@ -63,8 +61,8 @@ def search_training_plans(
             raise unknown_name_error("plan field", key, SHARED_PLAN_FIELDS)
     overrides = system_overrides or {}
     check_float_inputs(**{**overrides, "tokens": tokens, "price_per_gpu_hour": price_per_gpu_hour})
-    if max_days is not None and not (isinstance(max_days, int | float) and math.isfinite(max_days) and max_days > 0):
-        raise FathomInputError(f"--max-days: expected a finite number of days > 0, got {max_days!r}")
+    if max_days is not None:
+        check_positive_number(max_days, "--max-days", "days")
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise FathomInputError(f"--top: expected an integer >= 1, got {top!r}")
     if "precision" in plan_fields and plan_fields["precision"] not in TRAIN_PRECISIONS:
@@ -127,13 +125,9 @@ def search_serving_deployments(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise FathomInputError(f"--seed: must be an integer >= 0, got {seed!r}")
     for name, usd in (prices or {}).items():
-        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd <= 0:
-            raise FathomInputError(f"--price: {name}={usd!r} must be a positive, finite USD per GPU-hour")
-    for name, value in (("--slo-ttft", slo_ttft_s), ("--slo-tpot", slo_tpot_s)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise FathomInputError(f"{name}: expected a finite number of seconds > 0, got {value!r}")
-    if not gpus:
-        raise FathomInputError("gpus: give at least one GPU type")
+        check_positive_number(usd, f"--price {name}", "USD per GPU-hour")
+    check_positive_number(slo_ttft_s, "--slo-ttft", "seconds")
+    check_positive_number(slo_tpot_s, "--slo-tpot", "seconds")
     for gpu in gpus:
         resolve_cluster(gpu, 1, system=system)  # unknown names fail here, with close matches
     if (rate is None) == (trace is None):

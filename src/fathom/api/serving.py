@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fathom.api.training import check_positive_number
 from fathom.catalog.hardware import resolve_cluster
 from fathom.catalog.models import get_model
 from fathom.errors import FathomInputError, unknown_name_error
@@ -66,9 +66,9 @@ class Workload:
         }.get(self.arrival, {"rate", "duration_s", "num_requests", "input_len", "output_len", "cv"})
         stray = [n for n in set_ if n not in allowed]
         if stray:
-            raise FathomInputError(f"Workload: arrival={self.arrival!r} ignores {', '.join(stray)}; drop "
-                                   f"{'them' if len(stray) > 1 else 'it'} or pick the arrival that uses "
-                                   f"{'them' if len(stray) > 1 else 'it'}")  # fmt: skip
+            them = "them" if len(stray) > 1 else "it"
+            raise FathomInputError(f"Workload: arrival={self.arrival!r} ignores {', '.join(stray)}; drop {them} or "
+                                   f"pick the arrival that uses {them}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,8 @@ def simulate_serving(
     replica, or on one replica of ``slowdown_reference_gpu`` with the same plan, go to ``extras["slowdown"]`` with
     whether every bound holds."""
     plan, workload = _as_plan(plan), _as_workload(workload)
-    if kv_link_GBps is not None and (isinstance(kv_link_GBps, bool) or not isinstance(kv_link_GBps, int | float)
-                                     or not math.isfinite(kv_link_GBps) or kv_link_GBps <= 0):  # fmt: skip
-        raise FathomInputError(f"kv_link_GBps: expected a finite number of GB/s > 0, got {kv_link_GBps!r}")
+    if kv_link_GBps is not None:
+        check_positive_number(kv_link_GBps, "kv_link_GBps", "GB/s")
     for key, value, label in (("slo_ttft_s", slo_ttft_s, None),
                               ("slo_tpot_s", slo_tpot_s, None), ("price_per_gpu_hour", price_per_gpu_hour, None),
                               ("samples", samples, None)):  # fmt: skip

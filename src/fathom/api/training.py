@@ -53,6 +53,13 @@ def check_float_inputs(**values: float | None) -> None:
             raise FathomInputError(f"{flag} {number:g} is out of range: must be {span} {unit}".rstrip())
 
 
+def check_positive_number(value: object, label: str, unit: str = "") -> None:
+    """A one-line FathomInputError unless ``value`` is a real number, finite and > 0 (an API caller's value of any
+    type: a bool, a string or NaN is named, not passed on)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise FathomInputError(f"{label}: expected a finite number{' of ' + unit if unit else ''} > 0, got {value!r}")
+
+
 def _plan(**fields) -> TrainingPlan:
     """A TrainingPlan, pydantic's report turned into one line naming the flag."""
     try:

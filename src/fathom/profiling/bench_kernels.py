@@ -61,7 +61,7 @@ def bench_gemm_sustained(grid: Grid, dtypes: list[str], device: str, timer: Time
         samples: list[float] = []
         start = time.perf_counter()
         while time.perf_counter() - start < grid.sustained_s or len(samples) < 2:
-            samples.append(timer.once(lambda a=a, b=b, runs=runs: [a @ b for _ in range(runs)]) / runs)
+            samples.append(timer.per_run(lambda a=a, b=b: a @ b, runs))
         late = statistics.median(samples[len(samples) // 2 :])
         rows.append({"dtype": dtype, "m": m, "n": n, "k": k, "isolated_s": isolated, "sustained_s": late})
         tick()

@@ -227,10 +227,10 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     tiny = [r for r in overhead if r["op"] == "tiny_add"]
     eager = [r for r in overhead if r["op"] == "eager_layer_op"]
     graph = [r for r in overhead if r["op"] == "tiny_add_graph"]
-    if tiny:
-        launch_us = float(np.median([r["seconds_per_op"] for r in tiny]) * 1e6)
-        eff["kernel_launch_us"] = launch_us
-        eff["host_op_us"] = launch_us if cpu else eff.get("host_op_us", launch_us)
+    tiny_s = float(np.median([r["seconds_per_op"] for r in tiny])) if tiny else None
+    if tiny_s is not None:
+        eff["kernel_launch_us"] = tiny_s * 1e6
+        eff["host_op_us"] = tiny_s * 1e6 if cpu else eff.get("host_op_us", tiny_s * 1e6)
     if graph:  # a GPU: the kernel's own cost, without the host's issue (which host_op_us holds)
         eff["kernel_launch_us"] = float(np.median([r["seconds_per_op"] for r in graph]) * 1e6)
     if eager:
@@ -239,7 +239,7 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         eff["host_op_inference_us"] = float(np.median([r["seconds_per_op"] for r in infer]) * 1e6)
     launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)
     # A GPU's eager op, run back to back, takes at least the host's time to issue it (the tiny op's rate).
-    issue = 0.0 if cpu or not tiny else float(np.median([r["seconds_per_op"] for r in tiny]))
+    issue = 0.0 if cpu or tiny_s is None else tiny_s
     dev["efficiency"] = eff
     if measurements.get("memory"):
         bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch, issue)

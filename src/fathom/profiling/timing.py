@@ -108,10 +108,14 @@ class Timer:
         samples: list[float] = []
         start = time.perf_counter()
         while len(samples) < repeats:
-            samples.append(self.once(fn) if runs == 1 else self.once(lambda: [fn() for _ in range(runs)]) / runs)
+            samples.append(self.per_run(fn, runs))
             if time.perf_counter() - start > budget_s:
                 break
         return samples
+
+    def per_run(self, fn: Callable[[], object], runs: int) -> float:
+        """Seconds per run of ``runs`` runs of ``fn`` back to back, waited for once (``once`` for one run)."""
+        return self.once(fn) if runs == 1 else self.once(lambda: [fn() for _ in range(runs)]) / runs
 
     def _runs_per_sample(self, fn: Callable[[], object]) -> int:
         """Runs of ``fn`` that fill ``QUEUED_SAMPLE_S`` (at most ``QUEUED_MAX_RUNS``), from one timed run."""
