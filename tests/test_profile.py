@@ -325,6 +325,24 @@ def test_profile_passes_take_each_case_median() -> None:
     ]
 
 
+def test_check_train_bf16_json(tiny_profile, capsys) -> None:
+    """Pure bf16 training: bf16 weights, gradients and AdamW moments (8 bytes per parameter), timed against the
+    bf16 references; fp16 (which would need loss scaling) is refused with the choices named."""
+    from fathom.cli.app import run
+
+    args = ["check", "train", "--model", "tiny-llama", "--gpu", str(tiny_profile), "--micro-batch", "1"]
+    assert run([*args, "--seq-len", "32", "--steps", "1", "--precision", "bf16", "--json"]) == 0
+    train = json.loads(capsys.readouterr().out)
+    assert train["precision"] == "bf16" and train["total"]["measured_s"] > 0
+    assert set(train["speed"]["reference"]) == {"gemm_bf16", "memory", "host"}
+    assert train["speed_probe"]["gemm"].startswith("bf16")
+    state = train["memory"]["predicted_breakdown_bytes"]["weights_grads_optimizer"]
+    assert state == pytest.approx(8.0 * train["params"], rel=1e-3)  # 16-bit weights and grads, two 16-bit moments
+    assert run([*args, "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "--precision: 'fp16' is not one of fp32, bf16" in err and "Traceback" not in err
+
+
 def test_check_refuses_moe(tiny_profile) -> None:
     from fathom.cli.app import run
 
@@ -416,31 +434,48 @@ _VARIANTS = {
 }
 
 
-def _per_layer(spec, measure):
-    """What ``measure(model)`` gives for a two-layer model beyond a one-layer one."""
+def _decoder(spec, layers: int, dtype=None):
+    """The reference model with ``layers`` layers (in ``dtype``: the whole model, as pure 16-bit training runs)."""
     from fathom.profiling.torch_model import Decoder
 
-    one, two = (measure(Decoder(spec.model_copy(update={"num_layers": n}), 16)) for n in (1, 2))
+    model = Decoder(spec.model_copy(update={"num_layers": layers}), 16)
+    return model if dtype is None else model.to(dtype)
+
+
+def _per_layer(spec, measure, dtype=None):
+    """What ``measure(model)`` gives for a two-layer model beyond a one-layer one."""
+    one, two = (measure(_decoder(spec, n, dtype)) for n in (1, 2))
     return tuple(b - a for a, b in zip(one, two, strict=True))
 
 
+_ACT_DTYPES = {"fp32": 4.0, "bf16": 2.0}  # training dtype -> activation bytes (pure bf16 training for bf16)
+
+
+@pytest.mark.parametrize("dtype", sorted(_ACT_DTYPES))
 @pytest.mark.parametrize("variant", sorted(_VARIANTS))
-def test_eager_op_counts_match_the_reference_layer(variant: str) -> None:
+def test_eager_op_counts_match_the_reference_layer(variant: str, dtype: str) -> None:
     torch = pytest.importorskip("torch")
     from fathom.catalog.models import get_model
     from fathom.profiling.op_count import count_ops
-    from fathom.training.eager import eager_layer
+    from fathom.training.eager import eager_head_ops, eager_layer
 
     spec = get_model("tiny-llama").model_copy(update=_VARIANTS[variant])
     tokens = torch.randint(0, spec.vocab_size, (2, 16))
-    fwd, bwd = _per_layer(spec, lambda m: count_ops(lambda: m(tokens, tokens)))
-    layer = eager_layer(spec)
-    assert (layer.ops_fwd, layer.ops_bwd) == (fwd, bwd)
+    cast = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    fwd, bwd = _per_layer(spec, lambda m: count_ops(lambda: m(tokens, tokens)), dtype=cast)
+    assert tuple(int(n) for n in eager_layer(spec).ops(_ACT_DTYPES[dtype])) == (fwd, bwd)
+    # Outside the layers: a one-layer model's ops less one layer's.
+    one = _decoder(spec, 1, cast)
+    total = count_ops(lambda: one(tokens, tokens))
+    head = tuple(int(n) for n in eager_head_ops(spec, _ACT_DTYPES[dtype]))
+    assert head == (total[0] - fwd, total[1] - bwd)
 
 
+@pytest.mark.parametrize("dtype", sorted(_ACT_DTYPES))
 @pytest.mark.parametrize("variant", ["llama", "layernorm-gelu-learned", "parallel-block", "mha-no-positions"])
-def test_eager_saved_activations_match_autograd(variant: str) -> None:
-    """Bytes of the distinct non-parameter storages autograd's saved-tensor hooks see, per layer and token."""
+def test_eager_saved_activations_match_autograd(variant: str, dtype: str) -> None:
+    """Bytes of the distinct non-parameter storages autograd's saved-tensor hooks see, per layer and token (bf16:
+    RMSNorm's saved tensors and SDPA's log-sum-exp stay fp32)."""
     torch = pytest.importorskip("torch")
     from fathom.catalog.models import get_model
     from fathom.training.eager import eager_layer
@@ -460,10 +495,11 @@ def test_eager_saved_activations_match_autograd(variant: str) -> None:
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(tokens, tokens)
-        return (sum(seen.values()) / 4.0 / tokens.numel(),)
+        return (sum(seen.values()) / tokens.numel(),)
 
-    (per_token,) = _per_layer(spec, saved)
-    assert eager_layer(spec).saved_per_token == pytest.approx(per_token, rel=1e-6)
+    cast = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    (per_token,) = _per_layer(spec, saved, dtype=cast)
+    assert eager_layer(spec).saved_bytes(1.0, _ACT_DTYPES[dtype]) == pytest.approx(per_token, rel=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["llama", "layernorm-gelu-learned"])

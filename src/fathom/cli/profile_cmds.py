@@ -93,18 +93,20 @@ def register(app: typer.Typer) -> None:
         seq_len: Annotated[int, Opt(min=2)] = 256,
         steps: Annotated[int, Opt(min=1, help="Timed steps after one warm-up step.")] = 3,
         dp: Annotated[int, Opt(min=1, help="Data-parallel processes (DDP: gloo on a CPU, NCCL on GPUs).")] = 1,
+        precision: Annotated[str, Opt(help="fp32 | bf16 (pure bf16: weights, gradients, AdamW moments).")] = "fp32",
         json_out: Annotated[bool, Opt("--json")] = False,
     ) -> None:
-        """Real fp32 training steps (forward, backward, AdamW) vs the training estimator."""
+        """Real training steps (forward, backward, AdamW) vs the training estimator."""
         from fathom.profiling.check import check_train
         from fathom.profiling.runner import require_torch
 
         require_torch("check")
-        result = check_train(model, gpu, micro_batch, seq_len, steps=steps, dp=dp)
+        result = check_train(model, gpu, micro_batch, seq_len, steps=steps, dp=dp, precision=precision)
         if json_out:
             print_json(result)
         else:
-            _render(result, f"check train: {result['model']} on {gpu} (dp {dp}, {result['clock']} clock)")
+            title = f"check train: {result['model']} on {gpu} ({precision}, dp {dp}, {result['clock']} clock)"
+            _render(result, title)
 
     @check_app.command("serve")
     def serve(

@@ -142,20 +142,29 @@ def bench_first_touch(grid: Grid, device: str, timer: Timer, tick) -> list[dict]
 
 
 def bench_optimizer(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
-    """One AdamW step over ``n`` fp32 parameters with gradients (the fused kernel where torch has one)."""
+    """One AdamW step over ``n`` parameters with gradients (the fused kernel where torch has one): fp32, as fp32
+    training and the fp32 master copy of mixed precision step, and bf16 (moments in bf16 too, no master copy), as
+    pure bf16 training steps. Bytes as the training model charges them (``OPTIMIZER_STEP_BYTES``; pure 16-bit:
+    the weights and both moments read and written, the gradient read)."""
     import torch
 
+    from fathom.training.finetune import PURE_16BIT_STATE_BYTES
     from fathom.training.step_time import OPTIMIZER_STEP_BYTES
 
+    per_param = {"fp32": OPTIMIZER_STEP_BYTES["adamw"], "bf16": 2.0 * (PURE_16BIT_STATE_BYTES["adamw"] + 2.0) + 2.0}
     rows = []
-    for n in grid.optimizer_params:
-        p = torch.nn.Parameter(torch.randn(n, device=device))
-        p.grad = torch.randn(n, device=device)
-        opt = make_adamw([p])
-        s, ref = timer.around("memory", lambda opt=opt: timer.median(opt.step, grid.repeats, 2, grid.budget_per_case_s))
-        nbytes = OPTIMIZER_STEP_BYTES["adamw"] * n
-        rows.append({"op": "adamw", "params": n, "bytes": nbytes, "kernels": 4, "seconds": s, **ref})
-        tick()
+    for dtype, step_bytes in per_param.items():
+        for n in grid.optimizer_params:
+            dt = torch.float32 if dtype == "fp32" else torch.bfloat16
+            p = torch.nn.Parameter(torch.randn(n, device=device, dtype=dt))
+            p.grad = torch.randn(n, device=device, dtype=dt)
+            opt = make_adamw([p])
+            s, ref = timer.around(
+                "memory", lambda opt=opt: timer.median(opt.step, grid.repeats, 2, grid.budget_per_case_s)
+            )
+            row = {"op": "adamw", "params": n, "bytes": step_bytes * n, "kernels": 4, "seconds": s, **ref}
+            rows.append(row if dtype == "fp32" else {**row, "dtype": dtype})
+            tick()
     return rows
 
 

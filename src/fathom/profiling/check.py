@@ -67,6 +67,7 @@ def row(predicted: float, measured: float, measured_adjusted: float | None = Non
     return out
 
 
+CHECK_TRAIN_PRECISIONS = ("fp32", "bf16")  # what the reference training run can do (check_train)
 WORKER_FAILED = "fathom-check-failed: "  # the worker's last stderr line on failure: its one-line message
 
 _PROFILE_FIRST = "run `fathom profile --out my-node.yaml` on this machine first and pass that file as --gpu"
@@ -342,8 +343,17 @@ def check_train(
     warmup: int = 1,
     dp: int = 1,
     timeout_s: float = 3600.0,
+    precision: str = "fp32",
 ) -> dict:
-    """Everything the user gave is checked (model, profile, ranks, memory) before the first worker starts."""
+    """Everything the user gave is checked (model, profile, ranks, memory) before the first worker starts.
+
+    ``precision`` fp32, or bf16: pure bf16 training (the model, its gradients and AdamW's moments in bf16, no fp32
+    master copy; the loss in fp32), the 16-bit recipe plain PyTorch runs without a mixed-precision optimizer."""
+    if precision not in CHECK_TRAIN_PRECISIONS:
+        raise FathomInputError(
+            f"--precision: {precision!r} is not one of {', '.join(CHECK_TRAIN_PRECISIONS)} (fp16 training needs loss "
+            "scaling, which the reference run does not do)"
+        )
     spec = get_model(model)
     check_supported(spec)
     if seq_len > spec.max_seq_len:
@@ -353,7 +363,7 @@ def check_train(
     cores = os.cpu_count() or 1
     if device == "cpu" and dp * threads > cores:  # oversubscribed ranks spin against each other
         raise FathomInputError(_oversubscribed(dp, threads, cores))
-    pred = predict_train(spec, gpu, micro_batch, seq_len, dp)
+    pred = predict_train(spec, gpu, micro_batch, seq_len, dp, precision)
     cpu = device == "cpu"  # on CUDA the runtime reserve is not compared (module docstring)
     counted = [k for k in pred["memory"] if k != "runtime_reserved" or (cpu and pred["runtime_measured"])]
     mem_pred = sum(pred["memory"][k] for k in counted)
@@ -369,12 +379,16 @@ def check_train(
         "warmup": warmup,
         "threads": threads,
         "clock": clock,
+        "dtype": precision,
     }
-    ref = reference_gemm(gpu, "fp32")
+    ref = reference_gemm(gpu, precision)
     probe = {k: ref[k] for k in ("dtype", "m", "n", "k")} if ref else None
-    refs = [k for k in speed_reference(gpu) if k != "gemm_bf16"]  # fp32 training: no bf16 kernels run
+    other = "gemm_bf16" if precision == "fp32" else "gemm_fp32"  # the GEMM dtype this training does not run
+    refs = [k for k in speed_reference(gpu) if k != other]
     meas = run_workers({**args, "memory": False, "probe": probe, "speed_refs": refs}, dp, timeout_s)
-    adjuster = SpeedAdjuster(gpu, meas, lambda g: _train_samples(spec, g, micro_batch, seq_len, dp), "fp32")
+    adjuster = SpeedAdjuster(
+        gpu, meas, lambda g: _train_samples(spec, g, micro_batch, seq_len, dp, precision), precision
+    )
     # Peak memory from its own run (one warm-up step, one measured step) with the exact-allocation settings.
     mem_run = run_workers({**args, "steps": 1, "warmup": 1, "memory": True}, dp, timeout_s, exact_memory=True)
     mem_meas = mem_run["peak_memory_bytes"]
@@ -397,7 +411,7 @@ def check_train(
         "micro_batch": micro_batch,
         "seq_len": seq_len,
         "dp": dp,
-        "precision": "fp32",
+        "precision": precision,
         "device": device,
         "threads_per_rank": threads,
         "clock": clock,
@@ -438,8 +452,8 @@ def _oversubscribed(dp: int, threads: int, cores: int) -> str:
     return f"{need}, this machine has {cores}; {' or '.join(advice)}"
 
 
-def _train_samples(spec, gpu: str, micro_batch: int, seq_len: int, dp: int) -> dict:
-    pred = predict_train(spec, gpu, micro_batch, seq_len, dp)
+def _train_samples(spec, gpu: str, micro_batch: int, seq_len: int, dp: int, precision: str) -> dict:
+    pred = predict_train(spec, gpu, micro_batch, seq_len, dp, precision)
     return {**pred["phases"], "total": pred["total"]}
 
 

@@ -1,7 +1,8 @@
 """The predicting side of ``fathom check``: fathom's own estimate for exactly the run the worker times.
 
 Training: one optimizer step of ``micro_batch`` sequences per rank, ``dp`` ranks (plain all-reduce DDP, ZeRO 0),
-no recomputation, fp32, AdamW, fused attention. Forward, backward and optimizer are split from the estimator's
+no recomputation, fp32 (or pure bf16: weights, gradients and AdamW's moments in bf16, no fp32 master copy),
+AdamW, fused attention. Forward, backward and optimizer are split from the estimator's
 per-layer times (``fathom.training.compute``) the same way ``step_time`` assembles them, so they add up to its
 ``step_time_s``; the exposed DP all-reduce belongs to backward (DDP's ``backward()`` returns once it is done).
 Serving: the inference step model's time of the prefill iteration and of each decode iteration.
@@ -48,6 +49,7 @@ def train_plan(micro_batch: int, seq_len: int, dp: int, precision: str = "fp32")
         optimizer="adamw",
         attention="flash2",
         sequence_parallel=False,
+        master_weights=precision == "fp32",  # bf16: the model, its gradients and AdamW's moments all in bf16
     )
 
 

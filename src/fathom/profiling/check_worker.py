@@ -98,12 +98,15 @@ class PeakMemory:
         return float(torch.cuda.max_memory_reserved(self.device)) - self.base_reserved
 
 
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
 def _probe(a: dict, timer: Timer, device: str = "cpu"):
     """A function timing the profile's reference GEMM now (median of three), or None without one."""
     spec = a.get("probe")
     if not spec:
         return None
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[spec["dtype"]]
+    dtype = _DTYPES[spec["dtype"]]
     x = torch.randn(spec["m"], spec["k"], dtype=dtype, device=device)
     w = torch.randn(spec["k"], spec["n"], dtype=dtype, device=device)
     return lambda: timer.median(lambda: x @ w, 3, 1, 2.0)
@@ -133,7 +136,7 @@ def measure_train(a: dict) -> dict:
     gc.collect()
     memory = PeakMemory(device)
     spec = ModelSpec.model_validate(a["spec"])
-    model = Decoder(spec, a["seq_len"])
+    model = Decoder(spec, a["seq_len"]).to(_DTYPES[a.get("dtype", "fp32")])  # bf16: pure bf16 training
     if cuda:
         model = model.to(device)
     run = model
@@ -212,7 +215,7 @@ def measure_serve(a: dict) -> dict:
     spec = ModelSpec.model_validate(a["spec"])
     batch, n_in, n_out = a["batch"], a["input_len"], a["output_len"]
     max_len = n_in + n_out
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[a["dtype"]]
+    dtype = _DTYPES[a["dtype"]]
     device = device_of(a)
     if device != "cpu":
         torch.cuda.set_device(device)

@@ -10,7 +10,8 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
 2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
    has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
    measured time over the memory-bound op cases (activations, norms, residual adds), and
-   ``efficiency.optimizer`` the same over the AdamW-step cases (a fused step streams at its own rate), and
+   ``efficiency.optimizer`` the same over the fp32 AdamW-step cases (a fused step streams at its own rate),
+   ``efficiency.optimizer_16bit`` over the bf16 ones (pure bf16 training's step: a CPU converts each element), and
    ``efficiency.elementwise[dtype]`` over the 16-bit elementwise and norm cases (eager serving's activations:
    on a CPU each 16-bit element is converted to fp32 and back, a different rate from fp32 ops);
    on a CPU, ``runtime_reserved_gib`` = the measured memory of a minimal training process (``bench_footprint``);
@@ -245,12 +246,15 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch, issue)
         dev["mem_bw_GBps"], eff["memory"] = bw, mem_eff
         quality["memory"] = {"cases": len(measurements["memory"]), "median_abs_error_pct": err}
-        opt_rows = [r for r in measurements["memory"] if r["op"] in _OPTIMIZERS]
-        if opt_rows:
-            eff["optimizer"], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch, issue)
-            quality["optimizer"] = {"cases": len(opt_rows), "median_abs_error_pct": err}
-        for dtype in sorted({r["dtype"] for r in measurements["memory"] if not _fp32(r)}):
-            sel = [r for r in measurements["memory"] if r.get("dtype") == dtype]
+        steps = [r for r in measurements["memory"] if r["op"] in _OPTIMIZERS]
+        for key, opt_rows in (("optimizer", [r for r in steps if _fp32(r)]),
+                              ("optimizer_16bit", [r for r in steps if not _fp32(r)])):  # fmt: skip
+            if opt_rows:
+                eff[key], err = fit_optimizer({**dev, "efficiency": eff}, opt_rows, launch, issue)
+                quality[key] = {"cases": len(opt_rows), "median_abs_error_pct": err}
+        passes = [r for r in measurements["memory"] if r["op"] not in _OPTIMIZERS]
+        for dtype in sorted({r["dtype"] for r in passes if not _fp32(r)}):
+            sel = [r for r in passes if r.get("dtype") == dtype]
             share, err = fit_optimizer({**dev, "efficiency": eff}, sel, launch, issue)  # the same one-share fit
             eff["elementwise"] = {**eff.get("elementwise", {}), dtype: share}
             quality[f"elementwise_{dtype}"] = {"cases": len(sel), "median_abs_error_pct": err}

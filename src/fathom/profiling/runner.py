@@ -127,7 +127,8 @@ def _nominal_device(machine: Machine, name: str, base: str | None) -> dict:
 def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int]:
     """Progress steps per benchmark family."""
     n = grid.passes
-    memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + len(grid.optimizer_params) + 1
+    adamw = 2 * len(grid.optimizer_params)  # fp32 and bf16 steps
+    memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + adamw + 1
     return {
         "GEMM": (n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) + (not cpu)) * len(dtypes),
         "attention": n * len(grid.attention_seq) * len(dtypes),

@@ -177,6 +177,12 @@ class DeviceEfficiency(_Frozen):
         description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
         "None: the memory-bound share",
     )
+    optimizer_16bit: Fraction | None = Field(
+        None,
+        description="share of the streamed bandwidth the optimizer step reaches on 16-bit parameters with 16-bit "
+        "moments and no fp32 master copy (pure 16-bit training), where measured (fathom profile): a CPU computes "
+        "its step in fp32 and converts, so it streams slower than the fp32 step; None: optimizer",
+    )
     elementwise: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per activation dtype: share of the streamed bandwidth eager elementwise and norm ops reach "

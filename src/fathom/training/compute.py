@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, first_touch_s, gemm_s, memory_bound_s
+from fathom.costmodel.kernels import (
+    BYTES,
+    attention_flops,
+    attention_s,
+    eager_elementwise_s,
+    first_touch_s,
+    gemm_s,
+    memory_bound_s,
+)
 from fathom.specs.hardware import DeviceSpec
 from fathom.specs.model import ModelSpec
 from fathom.specs.plan import ATTENTION_KERNELS, TRAIN_PRECISIONS
@@ -262,13 +270,14 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         # (dense layers).
         eager = eager_layer(model)
         host_op = dev.efficiency.host_op_us * 1e-6  # per dispatched op, fixed costs included: no launch term
-        traffic = eager.traffic_per_token * s.tokens * s.act_bytes
-        other_f, other_b = memory_bound_s(dev, traffic, 0), memory_bound_s(dev, 2 * traffic, 0)
+        traffic = eager.traffic_bytes(s.tokens, s.act_bytes)
+        other_f, other_b = _eager_elementwise(dev, codes, traffic), _eager_elementwise(dev, codes, 2 * traffic)
         rng_ns = dev.efficiency.dropout_rng_ns_per_element  # the masks' random numbers, drawn by the cores
         if rng_ns and model.hidden_dropout:  # two masks per layer (attention and MLP branch), forward only
             other_f = other_f + 2.0 * model.hidden_size * s.tokens * rng_ns * 1e-9
-        host_f, host_b = np.full_like(t, eager.ops_fwd * host_op), np.full_like(t, eager.ops_bwd * host_op)
-        head_ops = eager_head_ops(model)
+        ops_f, ops_b = eager.ops(s.act_bytes)
+        host_f, host_b = np.broadcast_to(ops_f * host_op, t.shape), np.broadcast_to(ops_b * host_op, t.shape)
+        head_ops = eager_head_ops(model, s.act_bytes)
         if dev.ops_run_inline:  # the cores issue and run each op: the issue cost adds
             head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
         else:  # a GPU runs behind the host: the head takes at least the time to issue its ops
@@ -284,6 +293,20 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
         gemm_f, gemm_b, core_f, core_b, other_f, other_b, head_f, head_b, host_f, host_b, attn_w + mlp_w, head_w,
         col_w, col_d, *expert,
     )  # fmt: skip
+
+
+_ACTIVATION_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "bf16"}  # 16-bit activations; FP8 recipes keep bf16
+
+
+def _eager_elementwise(dev: DeviceSpec, codes: np.ndarray, nbytes) -> np.ndarray:
+    """Eager elementwise passes at the measured share of bandwidth for the activations' dtype (``fathom profile``
+    fits fp32 as ``efficiency.memory`` and 16-bit types in ``efficiency.elementwise``), as the serving step does."""
+    out = memory_bound_s(dev, nbytes, 0)
+    for precision, activations in _ACTIVATION_DTYPE.items():
+        chosen = codes == TRAIN_PRECISIONS.index(precision)
+        if chosen.any():
+            out = np.where(chosen, eager_elementwise_s(dev, activations, nbytes, 0), out)
+    return out
 
 
 def _host_issue_s(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShapes, attn_gemms: int) -> tuple:

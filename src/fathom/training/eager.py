@@ -20,11 +20,18 @@ Eager mode neither fuses nor frees what autograd holds, so a step costs what the
   and their product. ``tests/test_profile.py`` sums the storages autograd's saved-tensor hooks see.
 
 Per token, in elements of the activation dtype (``q``/``kv``: query and key/value widths, ``f``: FFN width).
+
+With 16-bit activations (pure bf16 training, ``fathom check train --precision bf16``) ``nn.RMSNorm`` computes in
+fp32: it upcasts its input and downcasts its result (two more ops forward, three backward, per norm), and what it
+saves for backward stays fp32, as does SDPA's log-sum-exp. LayerNorm's CPU and CUDA kernels take bf16 directly.
+The loss upcasts the logits (one op each way). ``tests/test_profile.py`` recounts both dtypes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from fathom.specs.model import ModelSpec
 
@@ -32,6 +39,12 @@ _SKELETON_OPS = (29, 53)  # four bias-free linears (t, mm, views), split, transp
 _NORM_OPS = {"rmsnorm": (7, 16), "layernorm": (1, 1)}  # dispatched by nn.RMSNorm / nn.LayerNorm on a CPU
 _NORM_PASSES = {"rmsnorm": 7, "layernorm": 3}  # h-wide passes: pow, mean read, two muls (3 each: r, w) / 2 r 1 w
 _HEAD_OPS = (10, 18)  # embedding, RoPE tables, LM head, cross-entropy (the final norm is added to these)
+_LEARNED_POSITION_OPS = (3, 4)  # the position table's lookup and its add
+_RMS_CAST_OPS = (2, 3)  # per RMSNorm on 16-bit activations: the fp32 upcast and the downcast, and their gradients
+# Per RMSNorm element on 16-bit activations, bytes beyond the 7 passes of 2 bytes: the upcast (r 2, w 4), then
+# pow (r 4, w 4), mean (r 4), the normalising mul (r 4, w 4) and the downcast (r 4, w 2) in fp32, the weight's mul
+# (r 2, w 2) in 16 bits: 36 bytes, 22 more, i.e. 11 more 2-byte elements.
+_RMS_CAST_TRAFFIC = 11
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,26 @@ class EagerLayer:
     ops_bwd: int
     traffic_per_token: float  # forward memory-bound elements read + written (backward: twice)
     saved_per_token: float  # elements autograd keeps from forward to backward
+    # 16-bit activations only (module docstring): RMSNorm's casts and what stays fp32.
+    cast_ops: tuple[int, int] = (0, 0)  # more ops, forward and backward
+    cast_traffic_per_token: float = 0.0  # more forward elements moved (backward: twice)
+    fp32_saved_per_token: float = 0.0  # elements of saved_per_token kept in fp32
+
+    def ops(self, act_bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward ops at each plan's activation width (bytes per element)."""
+        sixteen = np.asarray(act_bytes, dtype=float) < 4.0
+        return self.ops_fwd + sixteen * self.cast_ops[0], self.ops_bwd + sixteen * self.cast_ops[1]
+
+    def traffic_bytes(self, tokens, act_bytes) -> np.ndarray:
+        """Forward memory-bound bytes of ``tokens`` tokens (backward: twice)."""
+        act = np.asarray(act_bytes, dtype=float)
+        return tokens * act * (self.traffic_per_token + (act < 4.0) * self.cast_traffic_per_token)
+
+    def saved_bytes(self, tokens, act_bytes) -> np.ndarray:
+        """Bytes autograd keeps for ``tokens`` tokens: the fp32 part stays 4 bytes wide under 16-bit activations."""
+        act = np.asarray(act_bytes, dtype=float)
+        wide = np.where(act < 4.0, self.fp32_saved_per_token, 0.0)
+        return tokens * ((self.saved_per_token - wide) * act + wide * 4.0)
 
 
 def eager_layer(model: ModelSpec) -> EagerLayer:
@@ -69,14 +102,25 @@ def eager_layer(model: ModelSpec) -> EagerLayer:
     norm_saved = 2 * h + 1 if rms else h + 2
     saved = (1 if model.parallel_block else 2) * h + norms * norm_saved + (q + 2 * kv)
     saved += (q + kv) * rope + q + model.num_heads + (4 if model.gated_mlp else 2) * f
-    saved += (q + kv + model.num_heads + model.num_kv_heads) * model.qk_norm + 2 * 0.25 * h * model.hidden_dropout
-    return EagerLayer(ops_f, ops_b, float(traffic), float(saved))
+    qk_saved = (q + kv + model.num_heads + model.num_kv_heads) * model.qk_norm
+    saved += qk_saved + 2 * 0.25 * h * model.hidden_dropout
+    rms_norms = norms * rms + 2 * model.qk_norm  # nn.RMSNorm modules: the block's, and QK-norm's two
+    cast_ops = (_RMS_CAST_OPS[0] * rms_norms, _RMS_CAST_OPS[1] * rms_norms)
+    cast_traffic = _RMS_CAST_TRAFFIC * (norms * rms * h + (q + kv) * model.qk_norm)
+    fp32_saved = norms * rms * norm_saved + qk_saved + model.num_heads  # RMSNorm's tensors, the log-sum-exp
+    return EagerLayer(ops_f, ops_b, float(traffic), float(saved), cast_ops, float(cast_traffic), float(fp32_saved))
 
 
-def eager_head_ops(model: ModelSpec) -> tuple[int, int]:
-    """Forward and backward ops outside the layers: embedding, final norm, LM head and the loss."""
+def eager_head_ops(model: ModelSpec, act_bytes=4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward ops outside the layers: embedding (and learned positions), final norm, LM head and the
+    loss; with 16-bit activations the final RMSNorm's casts and the loss's upcast of the logits."""
     norm_f, norm_b = _NORM_OPS.get(model.norm_type, _NORM_OPS["layernorm"])
-    return _HEAD_OPS[0] + norm_f, _HEAD_OPS[1] + norm_b
+    learned = model.position_embedding == "learned"
+    sixteen = np.asarray(act_bytes, dtype=float) < 4.0
+    rms = model.norm_type == "rmsnorm"
+    fwd = _HEAD_OPS[0] + norm_f + learned * _LEARNED_POSITION_OPS[0] + sixteen * (1 + rms * _RMS_CAST_OPS[0])
+    bwd = _HEAD_OPS[1] + norm_b + learned * _LEARNED_POSITION_OPS[1] + sixteen * (1 + rms * _RMS_CAST_OPS[1])
+    return fwd, bwd
 
 
 def eager_head_saved_bytes(model: ModelSpec, tokens, act_bytes):

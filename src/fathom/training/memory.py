@@ -197,7 +197,7 @@ def training_memory(
     per_layer = activation_bytes_per_layer(model, p, s, terms) + adapter_acts
     eager = cluster.device.runs_eager and model.moe is None and model.mla is None
     if eager:  # eager PyTorch (a CPU, a profiled GPU) keeps what its autograd saves (fathom.training.eager)
-        saved = eager_layer(model).saved_per_token * s.tokens * s.act_bytes + adapter_acts
+        saved = eager_layer(model).saved_bytes(s.tokens, s.act_bytes) + adapter_acts
         per_layer = np.where(p.recompute == 0, saved, per_layer)
     layers = s.layers_per_stage - frozen_in_stage(p, s)  # frozen leading layers run forward without storing
     if (p.activation_offload_layers > 0).any():  # offloaded layers' activations wait on the host

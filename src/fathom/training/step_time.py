@@ -29,7 +29,7 @@ import numpy as np
 from fathom.costmodel.kernels import memory_bound_s
 from fathom.specs.hardware import Cluster
 from fathom.specs.model import ModelSpec
-from fathom.specs.plan import SCHEDULES, ZERO3_GATHERS
+from fathom.specs.plan import SCHEDULES, TRAIN_PRECISIONS, ZERO3_GATHERS
 from fathom.training.activation_offload import exposed_copy_s
 from fathom.training.communication import DataParallelComm, LayerComm
 from fathom.training.compute import LayerCompute
@@ -118,6 +118,15 @@ def _exposed_tp_backward(p: PlanArrays, tp_bwd: np.ndarray, c: LayerCompute) -> 
     with_sp = half + np.maximum(half - c.column_wgrad, 0.0) + np.maximum(half - c.column_dgrad, 0.0)
     overlapped = np.where(sp, with_sp, np.maximum(tp_bwd - c.column_wgrad, 0.0))
     return np.where(p.async_tp_allreduce, overlapped, tp_bwd)
+
+
+def _streaming_at(cluster: Cluster, share: float | None):
+    """The device with its memory-bound share replaced by an optimizer step's own measured share (``fathom
+    profile``), or as it is without one."""
+    dev = cluster.device
+    if share is None:
+        return dev
+    return dev.model_copy(update={"efficiency": dev.efficiency.model_copy(update={"memory": share})})
 
 
 def _zero3_exposed(p: PlanArrays, dp: DataParallelComm, stage_max: np.ndarray, L: np.ndarray) -> np.ndarray:
@@ -279,12 +288,12 @@ def step_time(
     opt_bytes = pb.step_bytes_per_param
     opt_shard = np.where(p.zero >= 1, (p.dp * p.cp).astype(float), 1.0)
     opt_params = pb.trainable / opt_shard
-    opt_dev = cluster.device
-    if opt_dev.efficiency.optimizer is not None:  # the optimizer step's own measured bandwidth (fathom profile)
-        opt_dev = opt_dev.model_copy(
-            update={"efficiency": opt_dev.efficiency.model_copy(update={"memory": opt_dev.efficiency.optimizer})}
-        )
-    optimizer = memory_bound_s(opt_dev, opt_params * opt_bytes + pb.galore_extra / opt_shard, 4)
+    opt_traffic = opt_params * opt_bytes + pb.galore_extra / opt_shard
+    optimizer = memory_bound_s(_streaming_at(cluster, cluster.device.efficiency.optimizer), opt_traffic, 4)
+    share_16 = cluster.device.efficiency.optimizer_16bit  # the step on 16-bit parameters, where measured
+    if share_16 is not None:
+        pure_16bit = ~p.master_weights & (p.precision != TRAIN_PRECISIONS.index("fp32"))
+        optimizer = np.where(pure_16bit, memory_bound_s(_streaming_at(cluster, share_16), opt_traffic, 4), optimizer)
     optimizer = optimizer + galore_step_s(model, cluster.device, p, s) / opt_shard
     host = opt_params * opt_bytes / HOST_OPTIMIZER_BW + opt_params * 6.0 / cluster.device.host_link_bytes_per_s
     nvme_bw = cluster.system.nvme_bw_GBps * 1e9 / cluster.system.gpus_per_node
