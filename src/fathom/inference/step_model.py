@@ -156,7 +156,8 @@ class InferenceStepModel:
         launch = dev.efficiency.kernel_launch_us * 1e-6
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
         if dev.runs_eager and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch (a CPU, a profiled GPU)
-            ops_per_layer = eager_decode_ops(m, p.weight_dtype != "fp32")  # fathom.training.eager
+            fused = not dev.ops_run_inline  # a GPU's fused norms and dropout (fathom.training.eager)
+            ops_per_layer = eager_decode_ops(m, p.weight_dtype != "fp32", fused)
         ops = self.layers * p.pp * ops_per_layer
         host_s = ops * dev.efficiency.host_op_us * 1e-6
         issue_s = ops * issue_op_s(p, dev)

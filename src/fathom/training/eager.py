@@ -25,6 +25,12 @@ With 16-bit activations (pure bf16 training, ``fathom check train --precision bf
 fp32: it upcasts its input and downcasts its result (two more ops forward, three backward, per norm), and what it
 saves for backward stays fp32, as does SDPA's log-sum-exp. LayerNorm's CPU and CUDA kernels take bf16 directly.
 The loss upcasts the logits (one op each way). ``tests/test_profile.py`` recounts both dtypes.
+
+On a GPU (``fused``; counted on an H100 with torch 2.11, ``tests/test_eager_cuda_counts.py`` holds the counts) some
+of these ops are single kernels: ``nn.RMSNorm`` dispatches its fused op (two ops forward, one backward, at any
+dtype: no casts), dropout its fused kernel (one op each way per mask). SDPA has no fused kernel for fp32 with
+grouped KV heads there and falls back to its math path (scores, softmax and the products as separate ops: 31 more
+forward, 27 more backward). The tensors saved and the passes are still priced as the CPU layer's (not recounted).
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ _NORM_OPS = {"rmsnorm": (7, 16), "layernorm": (1, 1)}  # dispatched by nn.RMSNor
 _NORM_PASSES = {"rmsnorm": 7, "layernorm": 3}  # h-wide passes: pow, mean read, two muls (3 each: r, w) / 2 r 1 w
 _HEAD_OPS = (10, 18)  # embedding, RoPE tables, LM head, cross-entropy (the final norm is added to these)
 _LEARNED_POSITION_OPS = (3, 4)  # the position table's lookup and its add
+_FUSED_NORM_OPS = {"rmsnorm": (2, 1), "layernorm": (1, 1)}  # on a GPU (module docstring)
+_QK_NORM_OPS = {False: (17, 36), True: (5, 8)}  # QK-norm's two RMSNorms over the heads and their reshapes
+_DROPOUT_OPS = {False: (4, 1), True: (1, 1)}  # per mask: the CPU's decomposed dropout, a GPU's fused kernel
+_MATH_SDPA_OPS = (31, 27)  # a GPU's SDPA math fallback (fp32, grouped KV heads) beyond its fused kernel
+_MATH_SDPA_INFERENCE_OPS = 23  # the same without autograd (decoding)
 _RMS_CAST_OPS = (2, 3)  # per RMSNorm on 16-bit activations: the fp32 upcast and the downcast, and their gradients
 # Per RMSNorm element on 16-bit activations, bytes beyond the 7 passes of 2 bytes: the upcast (r 2, w 4), then
 # pow (r 4, w 4), mean (r 4), the normalising mul (r 4, w 4) and the downcast (r 4, w 2) in fp32, the weight's mul
@@ -59,11 +70,13 @@ class EagerLayer:
     cast_ops: tuple[int, int] = (0, 0)  # more ops, forward and backward
     cast_traffic_per_token: float = 0.0  # more forward elements moved (backward: twice)
     fp32_saved_per_token: float = 0.0  # elements of saved_per_token kept in fp32
+    fp32_ops: tuple[int, int] = (0, 0)  # more ops with fp32 activations (a GPU's SDPA math fallback)
 
     def ops(self, act_bytes) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward ops at each plan's activation width (bytes per element)."""
         sixteen = np.asarray(act_bytes, dtype=float) < 4.0
-        return self.ops_fwd + sixteen * self.cast_ops[0], self.ops_bwd + sixteen * self.cast_ops[1]
+        extra = [np.where(sixteen, c, f) for c, f in zip(self.cast_ops, self.fp32_ops, strict=True)]
+        return self.ops_fwd + extra[0], self.ops_bwd + extra[1]
 
     def traffic_bytes(self, tokens, act_bytes) -> np.ndarray:
         """Forward memory-bound bytes of ``tokens`` tokens (backward: twice)."""
@@ -77,19 +90,22 @@ class EagerLayer:
         return tokens * ((self.saved_per_token - wide) * act + wide * 4.0)
 
 
-def eager_layer(model: ModelSpec) -> EagerLayer:
+def eager_layer(model: ModelSpec, fused: bool = False) -> EagerLayer:
+    """The reference layer as a CPU runs it, or (``fused``) as a GPU does (module docstring)."""
     h, f = model.hidden_size, model.ffn_size
     q, kv = model.num_heads * model.head_dim, model.num_kv_heads * model.head_dim
     norms = 1 if model.parallel_block else 2  # the reference block's norms
-    norm_f, norm_b = _NORM_OPS.get(model.norm_type, _NORM_OPS["layernorm"])
+    norm_f, norm_b = _norm_ops(model, fused)
     norm_passes = _NORM_PASSES.get(model.norm_type, _NORM_PASSES["layernorm"])
     rope = model.position_embedding == "rope"
     biased = (model.qkv_bias, model.attn_out_bias, model.mlp_bias, model.mlp_bias)
     ops_f = _SKELETON_OPS[0] + norms * norm_f + (3 if model.gated_mlp else 1) + 16 * rope
     ops_b = _SKELETON_OPS[1] + norms * norm_b + (4 if model.gated_mlp else 1) + 18 * rope + 3 * sum(biased)
     ops_b -= 2 * model.parallel_block  # one residual add's gradient fan-out fewer
-    ops_f += 17 * model.qk_norm + 8 * model.hidden_dropout
-    ops_b += 36 * model.qk_norm + 2 * model.hidden_dropout
+    qk_f, qk_b = _QK_NORM_OPS[fused]
+    drop_f, drop_b = _DROPOUT_OPS[fused]
+    ops_f += qk_f * model.qk_norm + 2 * drop_f * model.hidden_dropout
+    ops_b += qk_b * model.qk_norm + 2 * drop_b * model.hidden_dropout
     # Forward traffic: norms, two residual adds (r 2, w 1), RoPE (neg 1, cat 2, two muls 2 each, add 3 per
     # width), the MLP activation (SwiGLU: SiLU r 1 w 1, product r 2 w 1), QK-norm as a norm over Q and K,
     # dropout (r 1, w 1 and a 1-byte mask, per residual branch).
@@ -105,19 +121,29 @@ def eager_layer(model: ModelSpec) -> EagerLayer:
     qk_saved = (q + kv + model.num_heads + model.num_kv_heads) * model.qk_norm
     saved += qk_saved + 2 * 0.25 * h * model.hidden_dropout
     rms_norms = norms * rms + 2 * model.qk_norm  # nn.RMSNorm modules: the block's, and QK-norm's two
-    cast_ops = (_RMS_CAST_OPS[0] * rms_norms, _RMS_CAST_OPS[1] * rms_norms)
+    cast_ops = (0, 0) if fused else (_RMS_CAST_OPS[0] * rms_norms, _RMS_CAST_OPS[1] * rms_norms)
     cast_traffic = _RMS_CAST_TRAFFIC * (norms * rms * h + (q + kv) * model.qk_norm)
     fp32_saved = norms * rms * norm_saved + qk_saved + model.num_heads  # RMSNorm's tensors, the log-sum-exp
-    return EagerLayer(ops_f, ops_b, float(traffic), float(saved), cast_ops, float(cast_traffic), float(fp32_saved))
+    math_sdpa = fused and model.num_kv_heads != model.num_heads
+    # QK-norm's outputs need two copies fewer on the math path, each way (recounted on the H100).
+    math_ops = tuple(n - 2 * model.qk_norm for n in _MATH_SDPA_OPS) if math_sdpa else (0, 0)
+    return EagerLayer(ops_f, ops_b, float(traffic), float(saved), cast_ops, float(cast_traffic), float(fp32_saved),
+                      math_ops)  # fmt: skip
 
 
-def eager_head_ops(model: ModelSpec, act_bytes=4.0) -> tuple[np.ndarray, np.ndarray]:
+def _norm_ops(model: ModelSpec, fused: bool) -> tuple[int, int]:
+    """Forward and backward ops of one of the model's norms."""
+    table = _FUSED_NORM_OPS if fused else _NORM_OPS
+    return table.get(model.norm_type, table["layernorm"])
+
+
+def eager_head_ops(model: ModelSpec, act_bytes=4.0, fused: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward ops outside the layers: embedding (and learned positions), final norm, LM head and the
-    loss; with 16-bit activations the final RMSNorm's casts and the loss's upcast of the logits."""
-    norm_f, norm_b = _NORM_OPS.get(model.norm_type, _NORM_OPS["layernorm"])
+    loss; with 16-bit activations the final RMSNorm's casts (not ``fused``) and the loss's upcast of the logits."""
+    norm_f, norm_b = _norm_ops(model, fused)
     learned = model.position_embedding == "learned"
     sixteen = np.asarray(act_bytes, dtype=float) < 4.0
-    rms = model.norm_type == "rmsnorm"
+    rms = model.norm_type == "rmsnorm" and not fused
     fwd = _HEAD_OPS[0] + norm_f + learned * _LEARNED_POSITION_OPS[0] + sixteen * (1 + rms * _RMS_CAST_OPS[0])
     bwd = _HEAD_OPS[1] + norm_b + learned * _LEARNED_POSITION_OPS[1] + sixteen * (1 + rms * _RMS_CAST_OPS[1])
     return fwd, bwd
@@ -131,9 +157,14 @@ def eager_head_saved_bytes(model: ModelSpec, tokens, act_bytes):
     return tokens * (norm_saved * model.hidden_size * act_bytes + 3 * model.vocab_size * 4.0)
 
 
-def eager_decode_ops(model: ModelSpec, sixteen_bit: bool) -> int:
+def eager_decode_ops(model: ModelSpec, sixteen_bit: bool, fused: bool = False) -> int:
     """Ops one layer dispatches per inference step (prefill or decode, no autograd): the training forward's
     ops less autograd's detaches (one, and one per RMSNorm), plus the KV-cache writes (four slices, two
-    copies) and, in 16-bit, RMSNorm's upcast and downcast."""
+    copies) and, in 16-bit, RMSNorm's upcast and downcast (not ``fused``)."""
     rms_norms = (1 if model.parallel_block else 2) * (model.norm_type == "rmsnorm")
-    return eager_layer(model).ops_fwd - 1 - rms_norms + 6 + 2 * rms_norms * sixteen_bit
+    layer = eager_layer(model, fused)
+    casts = 0 if fused else 2 * rms_norms * sixteen_bit
+    math_sdpa = 0 if sixteen_bit or not layer.fp32_ops[0] else _MATH_SDPA_INFERENCE_OPS
+    # A GPU's dropout dispatches nothing in eval mode; its QK-norm drops three more (recounted on the H100).
+    eval_only = (2 * _DROPOUT_OPS[True][0] * model.hidden_dropout + 3 * model.qk_norm) if fused else 0
+    return layer.ops_fwd - 1 - rms_norms + 6 + casts + math_sdpa - eval_only
