@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from eager_variants import VARIANTS as _VARIANTS
 from fathom.catalog.hardware import get_device
 from fathom.catalog.models import get_model
 from fathom.profiling.check_predict import predict_serve, predict_train
@@ -113,17 +114,6 @@ def test_gpu_grids_reach_gpu_sizes():
         assert max(gpu.gemm_m) > max(cpu.gemm_m) and gpu.gemm_max_flops > cpu.gemm_max_flops
         assert max(gpu.copy_numel) * 4 > 50e6  # past an H100's 50 MB L2
     assert np.all(np.diff(GPU_GRIDS["quick"].attention_seq) > 0)
-
-
-_VARIANTS = {  # as tests/test_profile.py's
-    "llama": {},
-    "layernorm-gelu-learned": {"norm_type": "layernorm", "gated_mlp": False, "position_embedding": "learned"},
-    "biases": {"qkv_bias": True, "attn_out_bias": True, "mlp_bias": True},
-    "parallel-block": {"parallel_block": True},
-    "mha-no-positions": {"num_kv_heads": 8, "position_embedding": "none"},
-    "qk-norm": {"qk_norm": True},
-    "dropout": {"hidden_dropout": True},
-}
 
 
 def test_the_fused_op_counts_are_the_h100s():

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eager_variants import VARIANTS as _VARIANTS
 from fathom.catalog.hardware import resolve_cluster
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s
 from fathom.costmodel.kernels import attention_flops, attention_s, linear_s, memory_bound_s
@@ -423,15 +424,6 @@ def test_fit_gives_16bit_elementwise_ops_their_own_share_and_serving_uses_it() -
 
 
 # ---- the eager layer inventory against what PyTorch runs ---------------------------------------------------
-_VARIANTS = {
-    "llama": {},
-    "layernorm-gelu-learned": {"norm_type": "layernorm", "gated_mlp": False, "position_embedding": "learned"},
-    "biases": {"qkv_bias": True, "attn_out_bias": True, "mlp_bias": True},
-    "parallel-block": {"parallel_block": True},
-    "mha-no-positions": {"num_kv_heads": 8, "position_embedding": "none"},
-    "qk-norm": {"qk_norm": True},
-    "dropout": {"hidden_dropout": True},
-}
 
 
 def _decoder(spec, layers: int, dtype=None):
