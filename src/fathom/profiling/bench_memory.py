@@ -154,8 +154,8 @@ def bench_optimizer(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     per_param = {"fp32": OPTIMIZER_STEP_BYTES["adamw"], "bf16": 2.0 * (PURE_16BIT_STATE_BYTES["adamw"] + 2.0) + 2.0}
     rows = []
     for dtype, step_bytes in per_param.items():
+        dt = torch.float32 if dtype == "fp32" else torch.bfloat16
         for n in grid.optimizer_params:
-            dt = torch.float32 if dtype == "fp32" else torch.bfloat16
             p = torch.nn.Parameter(torch.randn(n, device=device, dtype=dt))
             p.grad = torch.randn(n, device=device, dtype=dt)
             opt = make_adamw([p])

@@ -171,6 +171,13 @@ def speed_reference(gpu: str) -> dict:
     return dict(((doc or {}).get("profile") or {}).get("reference") or {})
 
 
+def references_for(gpu: str, dtype: str) -> list[str]:
+    """The profile's reference kernels a run in ``dtype`` reads: all but the other dtype's GEMM, which it never
+    runs."""
+    other = "gemm_bf16" if dtype == "fp32" else "gemm_fp32"
+    return [k for k in speed_reference(gpu) if k != other]
+
+
 class SpeedAdjuster:
     """Normalises each timed sample to the profile's speed: the sample x (the prediction at the speeds read just
     before and after it / the prediction at the profile's), with each kernel class's part of the prediction
@@ -383,8 +390,7 @@ def check_train(
     }
     ref = reference_gemm(gpu, precision)
     probe = {k: ref[k] for k in ("dtype", "m", "n", "k")} if ref else None
-    other = "gemm_bf16" if precision == "fp32" else "gemm_fp32"  # the GEMM dtype this training does not run
-    refs = [k for k in speed_reference(gpu) if k != other]
+    refs = references_for(gpu, precision)
     meas = run_workers({**args, "memory": False, "probe": probe, "speed_refs": refs}, dp, timeout_s)
     adjuster = SpeedAdjuster(
         gpu, meas, lambda g: _train_samples(spec, g, micro_batch, seq_len, dp, precision), precision
@@ -506,7 +512,7 @@ def check_serve(
     }
     ref = reference_gemm(gpu, "bf16")
     args["probe"] = {k: ref[k] for k in ("dtype", "m", "n", "k")} if ref else None
-    args["speed_refs"] = [k for k in speed_reference(gpu) if k != "gemm_fp32"]  # bf16 serving
+    args["speed_refs"] = references_for(gpu, "bf16")  # bf16 serving
     meas = run_workers(args, 1, timeout_s)
     adjuster = SpeedAdjuster(gpu, meas, lambda g: _serve_samples(spec, g, batch, input_len, output_len), "bf16")
     # Peak memory from its own run (one warm-up repeat, one measured) with the exact-allocation settings.

@@ -268,7 +268,8 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
     if dev.runs_eager and model.moe is None and model.mla is None:
         # Eager PyTorch (a CPU, or a GPU as fathom profile measured it): the reference layer's own ops and passes
         # (dense layers).
-        eager = eager_layer(model, fused=not dev.ops_run_inline)  # a GPU's fused kernels (fathom.training.eager)
+        fused = not dev.ops_run_inline  # a GPU's fused norms and dropout (fathom.training.eager)
+        eager = eager_layer(model, fused)
         host_op = dev.efficiency.host_op_us * 1e-6  # per dispatched op, fixed costs included: no launch term
         traffic = eager.traffic_bytes(s.tokens, s.act_bytes)
         other_f, other_b = _eager_elementwise(dev, codes, traffic), _eager_elementwise(dev, codes, 2 * traffic)
@@ -277,7 +278,7 @@ def layer_compute(model: ModelSpec, dev: DeviceSpec, p: PlanArrays, s: PlanShape
             other_f = other_f + 2.0 * model.hidden_size * s.tokens * rng_ns * 1e-9
         ops_f, ops_b = eager.ops(s.act_bytes)
         host_f, host_b = np.broadcast_to(ops_f * host_op, t.shape), np.broadcast_to(ops_b * host_op, t.shape)
-        head_ops = eager_head_ops(model, s.act_bytes, fused=not dev.ops_run_inline)
+        head_ops = eager_head_ops(model, s.act_bytes, fused)
         if dev.ops_run_inline:  # the cores issue and run each op: the issue cost adds
             head_f, head_b = head_f + head_ops[0] * host_op, head_b + head_ops[1] * host_op
         else:  # a GPU runs behind the host: the head takes at least the time to issue its ops

@@ -26,11 +26,12 @@ fp32: it upcasts its input and downcasts its result (two more ops forward, three
 saves for backward stays fp32, as does SDPA's log-sum-exp. LayerNorm's CPU and CUDA kernels take bf16 directly.
 The loss upcasts the logits (one op each way). ``tests/test_profile.py`` recounts both dtypes.
 
-On a GPU (``fused``; counted on an H100 with torch 2.11, ``tests/test_eager_cuda_counts.py`` holds the counts) some
-of these ops are single kernels: ``nn.RMSNorm`` dispatches its fused op (two ops forward, one backward, at any
-dtype: no casts), dropout its fused kernel (one op each way per mask). SDPA has no fused kernel for fp32 with
-grouped KV heads there and falls back to its math path (scores, softmax and the products as separate ops: 31 more
-forward, 27 more backward). The tensors saved and the passes are still priced as the CPU layer's (not recounted).
+On a GPU (``fused``; counted on an H100 with torch 2.11, ``validation/data/gpu_checks/h100/cuda_op_counts.json``,
+held by ``tests/test_gpu_checks_h100.py``) some of these ops are single kernels: ``nn.RMSNorm`` dispatches its
+fused op (two ops forward, one backward, at any dtype: no casts), dropout its fused kernel (one op each way per
+mask). SDPA has no fused kernel for fp32 with grouped KV heads there and falls back to its math path (scores,
+softmax and the products as separate ops: 31 more forward, 27 more backward). The tensors saved and the passes
+are still priced as the CPU layer's (not recounted).
 """
 
 from __future__ import annotations
