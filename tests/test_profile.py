@@ -434,6 +434,27 @@ def _decoder(spec, layers: int, dtype=None):
     return model if dtype is None else model.to(dtype)
 
 
+@pytest.mark.parametrize("name", ["gpt3-125m", "tiny-llama"])
+def test_the_reference_model_starts_from_real_training_init(name: str) -> None:
+    """Weights N(0, 0.02), biases zero, as GPT-2, Hugging Face and Megatron-LM initialise. With PyTorch's default
+    N(0, 1) embedding, a tied head's logits have a spread of sqrt(hidden), and their softmax underflows into
+    subnormals, which a CPU computes on a slow path: a check would time that instead of a real step."""
+    torch = pytest.importorskip("torch")
+    from fathom.catalog.models import get_model
+
+    spec = get_model(name)
+    torch.manual_seed(0)
+    model = _decoder(spec, 1)
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Embedding)]
+    assert all(abs(float(w.detach().std()) - 0.02) < 0.002 for w in weights)
+    biases = [m.bias.detach() for m in model.modules() if isinstance(m, torch.nn.Linear) and m.bias is not None]
+    assert all(float(b.abs().max()) == 0.0 for b in biases)
+    tokens = torch.randint(0, spec.vocab_size, (2, 16))
+    with torch.no_grad():
+        logits = model.head(model.hidden(tokens))
+    assert float(logits.std()) < 2.0  # sqrt(hidden) = 27.7 for gpt3-125m under PyTorch's default init
+
+
 def _per_layer(spec, measure, dtype=None):
     """What ``measure(model)`` gives for a two-layer model beyond a one-layer one."""
     one, two = (measure(_decoder(spec, n, dtype)) for n in (1, 2))
