@@ -81,7 +81,9 @@ def bench_loss(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     for numel in grid.loss_logits:
         vocab = max(numel // tokens, 2)
         hidden = torch.randn(tokens, width, device=device)
-        head = torch.randn(width, vocab, device=device)
+        # logits of unit spread, as a trained head gives (fathom.profiling.torch_model._init_weights: a wide spread
+        # underflows the softmax into subnormals, a slow path no real run takes)
+        head = torch.randn(width, vocab, device=device) / width**0.5
         targets = torch.randint(0, vocab, (tokens,), device=device)
 
         def passes(hidden=hidden, head=head, targets=targets):
