@@ -100,6 +100,25 @@ def test_fit_recovers_known_parameters(noise: float) -> None:
     DeviceSpec.model_validate(fit.device)
 
 
+def test_fit_keeps_a_gemm_call_cost_beyond_the_dispatched_op() -> None:
+    """A CPU's minimal GEMM per call, less a minimal op: oneDNN's bf16 path pays tens of microseconds where fp32
+    pays about one op. The fit keeps it per dtype (never negative); every GEMM pays it instead of the launch cost,
+    so a decode-shaped bf16 GEMM grows by the difference; the large-GEMM fit moves by little (these synthetic
+    cases were made with the launch cost, 27 us less per call)."""
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(3))
+    meas["overhead"] += [
+        {"op": "tiny_gemm", "dtype": "bf16", "seconds_per_op": 33e-6},
+        {"op": "tiny_gemm", "dtype": "fp32", "seconds_per_op": 2e-6},
+    ]
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["gemm_call_us"] == pytest.approx({"bf16": 30.0, "fp32": 0.0})
+    assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=0.06)
+    with_call = DeviceSpec.model_validate({**NOMINAL, "efficiency": eff})
+    without = DeviceSpec.model_validate({**NOMINAL, "efficiency": {**eff, "gemm_call_us": {}}})
+    grown = linear_s(with_call, "bf16", 8, 256, 256) - linear_s(without, "bf16", 8, 256, 256)
+    assert float(grown) == pytest.approx((30.0 - eff["kernel_launch_us"]) * 1e-6)
+
+
 def test_fit_raises_a_peak_that_measurements_beat() -> None:
     """A turbo clock above the nominal peak moves the peak, never an efficiency above 1."""
     meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(0))

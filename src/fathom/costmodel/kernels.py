@@ -10,7 +10,8 @@ The efficiency model belongs to the device, not to a workload:
   long sequences;
   its backward does 2.5x the forward matmul work (five GEMMs instead of two).
 - memory-bound kernels move bytes at ``efficiency.memory`` of HBM bandwidth.
-Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``).
+Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``; a GEMM the per-call cost a CPU
+profile measured for its dtype, ``efficiency.gemm_call_us``, where present).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_byte
     w_elem = elem if weight_bytes is None else weight_bytes
     stream = eff.gemm_memory.get(precision, eff.memory)  # measured skinny-GEMM streaming where profiled (CPU)
     memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
-    return np.maximum(compute, memory) + eff.kernel_launch_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
+    fixed_us = eff.gemm_call_us.get(precision, eff.kernel_launch_us)  # a CPU's measured per-call cost, else launch
+    return np.maximum(compute, memory) + fixed_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
 
 
 def first_touch_s(device: DeviceSpec, nbytes) -> np.ndarray | float:

@@ -180,10 +180,12 @@ def make_adamw(params):
         return torch.optim.AdamW(params, lr=1e-4, foreach=False)
 
 
-def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
+def bench_overhead(grid: Grid, device: str, timer: Timer, tick, dtypes: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op (on a GPU also
     replayed as a CUDA graph: the kernel's own cost); and the host cost per dispatched op of a whole eager training
-    layer (``eager_layer_op``; on a GPU the layer is so narrow that the host's issue sets its time)."""
+    layer (``eager_layer_op``; on a GPU the layer is so narrow that the host's issue sets its time). On a CPU also
+    a minimal GEMM per ``dtype`` (``tiny_gemm``), whose fixed cost per call the library sets (oneDNN's bf16 path:
+    about 40 us against 5 for fp32 on the development VM), which decoding's skinny GEMMs pay."""
     import torch
 
     x = torch.zeros(1, device=device)
@@ -196,11 +198,29 @@ def bench_overhead(grid: Grid, device: str, timer: Timer, tick) -> list[dict]:
     rows = [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS, **ref}]
     if device != "cpu":  # a GPU's own fixed cost per kernel: the same adds replayed as a CUDA graph, no host issue
         rows.append(_graph_tiny_ops(grid, device, timer, many))
+    if device == "cpu":
+        rows += [_tiny_gemm(grid, timer, dtype) for dtype in dtypes]
     rows.append(bench_eager_layer_op(grid, timer, device=device))
     if device != "cpu":  # serving's forward without autograd (on a CPU host_op_us is priced for both)
         rows.append(bench_eager_layer_op(grid, timer, device=device, inference=True))
     tick()
     return rows
+
+
+def _tiny_gemm(grid: Grid, timer: Timer, dtype: str) -> dict:
+    """Seconds per call of ``_TINY_OPS`` (8, 64) x (64, 64) GEMMs in ``dtype``: decode-shaped rows, operands of a
+    few kilobytes, so the call's fixed cost is all that is timed."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    x, w = torch.randn(8, 64, dtype=dt), torch.randn(64, 64, dtype=dt)
+
+    def many():
+        for _ in range(_TINY_OPS):
+            torch.mm(x, w)
+
+    s, ref = timer.around("host", lambda: timer.median(many, max(grid.repeats, 3), 1, grid.budget_per_case_s))
+    return {"op": "tiny_gemm", "dtype": dtype, "seconds_per_op": s / _TINY_OPS, **ref}
 
 
 def _graph_tiny_ops(grid: Grid, device: str, timer: Timer, many) -> dict:

@@ -6,7 +6,9 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
 1. ``kernel_launch_us`` = median time of one tiny eager op (on a GPU: of one tiny kernel replayed in a CUDA
    graph, the device's own fixed cost); ``host_op_us`` = host seconds per dispatched op of a minimal eager
    training layer (forward and backward, views and autograd included: the ops ``fathom.training.eager`` counts;
-   on a GPU the layer is too narrow for its kernels to matter), else the tiny op's time;
+   on a GPU the layer is too narrow for its kernels to matter), else the tiny op's time; on a CPU
+   ``gemm_call_us[dtype]`` = a minimal GEMM's time per call less the tiny op's (its fixed cost beyond a dispatched
+   op, which ``fathom.costmodel.kernels.linear_s`` charges per GEMM instead of ``kernel_launch_us``);
 2. ``mem_bw_GBps`` = the best streamed rate of the copy/add cases (the device's achievable peak, which a CPU
    has no datasheet figure for), then ``efficiency.memory`` minimises the squared log-ratio of predicted to
    measured time over the memory-bound op cases (activations, norms, residual adds), and
@@ -236,6 +238,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         eff["kernel_launch_us"] = float(np.median([r["seconds_per_op"] for r in graph]) * 1e6)
     if eager:
         eff["host_op_us"] = float(np.median([r["seconds_per_op"] for r in eager]) * 1e6)
+    tiny_gemms = [r for r in overhead if r["op"] == "tiny_gemm"]
+    for dtype in sorted({r["dtype"] for r in tiny_gemms}):
+        call = float(np.median([r["seconds_per_op"] for r in tiny_gemms if r["dtype"] == dtype]))
+        # beyond the dispatched op the eager models already charge (host_op_us, the tiny op's time on a CPU)
+        eff["gemm_call_us"] = {**eff.get("gemm_call_us", {}), dtype: max(call - (tiny_s or 0.0), 0.0) * 1e6}
     if infer := [r for r in overhead if r["op"] == "eager_inference_op"]:
         eff["host_op_inference_us"] = float(np.median([r["seconds_per_op"] for r in infer]) * 1e6)
     launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)

@@ -199,7 +199,7 @@ def run_profile(
         tick = lambda k: lambda: bar.advance(tasks[k])  # noqa: E731
         for _ in range(grid.passes):  # passes seconds apart: the average speed, not one spell's (profiling.timing)
             one = {
-                "overhead": bench_overhead(grid, device, timer, tick("memory")),
+                "overhead": bench_overhead(grid, device, timer, tick("memory"), tuple(dtypes)),
                 "memory": bench_copy(grid, device, timer, tick("memory"))
                 + bench_elementwise(grid, device, timer, tick("memory"), dtypes)
                 + bench_optimizer(grid, device, timer, tick("memory")),

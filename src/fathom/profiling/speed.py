@@ -196,6 +196,8 @@ def speed_adjusted_device(device: dict, ratios: dict[str, float], attention_dtyp
         for key in ("host_op_us", "kernel_launch_us"):
             if key in eff:
                 eff[key] /= ratios["host"]
+        if eff.get("gemm_call_us"):
+            eff["gemm_call_us"] = {k: v / ratios["host"] for k, v in eff["gemm_call_us"].items()}
     attn = ratios.get(f"gemm_{attention_dtype}", 1.0) / ratios.get("gemm_bf16", 1.0)
     if attn != 1.0 and eff.get("attention"):
         eff["attention"] = {k: v * attn for k, v in eff["attention"].items()}

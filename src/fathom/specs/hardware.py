@@ -167,6 +167,12 @@ class DeviceEfficiency(_Frozen):
         description="host-side cost to issue one op of an eager forward without autograd (serving), where "
         "measured (fathom profile on a GPU); None: host_op_us, which includes autograd's bookkeeping",
     )
+    gemm_call_us: dict[PrecisionKey, NonNegativeNumber] = Field(
+        default_factory=dict,
+        description="per precision: a GEMM call's fixed cost beyond one dispatched op, where measured (fathom profile "
+        "on a CPU: a minimal GEMM per call less a minimal op; oneDNN's bf16 path pays tens of microseconds, which "
+        "decoding's skinny GEMMs feel); absent: kernel_launch_us",
+    )
     gemm_memory: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
