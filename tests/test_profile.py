@@ -119,6 +119,39 @@ def test_fit_keeps_a_gemm_call_cost_beyond_the_dispatched_op() -> None:
     assert float(grown) == pytest.approx((30.0 - eff["kernel_launch_us"]) * 1e-6)
 
 
+def test_fit_prices_decode_attention_work_where_it_outlasts_the_kv_read() -> None:
+    """One query per sequence: a CPU's SDPA reuses nothing, so with grouped KV heads the query-key work, not the
+    KV read, sets its time. The fit recovers the rate from decode cases; the serving step then charges each KV
+    token the larger of the two, so a grouped-KV model's decode grows while a device without the measurement
+    prices the read alone."""
+    from fathom.catalog.models import get_model
+    from fathom.costmodel.kernels import decode_attention_s
+    from fathom.inference.step_model import InferenceStepModel
+    from fathom.profiling.check_predict import serve_plan
+    from fathom.specs.hardware import Cluster
+
+    meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(4))
+    truth = DeviceSpec.model_validate({**NOMINAL, "efficiency": {**TRUE_EFF, "decode_attention": {"bf16": 0.002}}})
+    meas["attention_decode"] = [
+        {"dtype": "bf16", "batch": 8, "heads": 16, "kv_heads": 4, "head_dim": 64, "context": c,
+         "seconds": float(decode_attention_s(truth, "bf16", 8 * c, 16, 4, 64))}
+        for c in (256, 1024)
+    ]  # fmt: skip
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["decode_attention"]["bf16"] == pytest.approx(0.002, rel=0.02)
+    system = SystemSpec(name="s", device="synthetic", gpus_per_node=1, intra_node_bw_GBps=1.0, inter_node_bw_GBps=1.0,
+                        source="t")  # fmt: skip
+    plan = serve_plan(8, 128)
+
+    def decode(efficiency: dict, model: str) -> float:
+        dev = DeviceSpec.model_validate({**NOMINAL, "efficiency": efficiency})
+        step = InferenceStepModel(get_model(model), Cluster(device=dev, system=system, num_gpus=1), plan)
+        return step.step_time_s([], [], np.full(8, 1000.0))
+
+    without = {k: v for k, v in eff.items() if k != "decode_attention"}
+    assert decode(eff, "small-llama") > 1.05 * decode(without, "small-llama")  # 8 query heads over 4 KV heads
+
+
 def test_fit_raises_a_peak_that_measurements_beat() -> None:
     """A turbo clock above the nominal peak moves the peak, never an efficiency above 1."""
     meas = _synthetic_measurements(12.0, 0.0, np.random.default_rng(0))

@@ -101,6 +101,18 @@ def attention_s(device: DeviceSpec, kernel: str, flops_fwd, seq_len, backward: b
     return work / rate + eff.kernel_launch_us * 1e-6
 
 
+def decode_attention_s(device: DeviceSpec, precision: str, keys, heads, kv_heads, head_dim) -> np.ndarray:
+    """Seconds of one decode attention kernel over ``keys`` cached tokens (summed over the batch): the larger of
+    reading their K and V at the streamed bandwidth and, where a profile measured decode attention's rate
+    (``efficiency.decode_attention``, a CPU), the query-key work of every query head at it."""
+    eff = device.efficiency
+    keys = np.asarray(keys, dtype=float)
+    read = 2.0 * keys * kv_heads * head_dim * BYTES.get(precision, 2.0) / (device.mem_bw_bytes_per_s * eff.memory)
+    share = eff.decode_attention.get(precision)
+    work = attention_flops(1.0, 1.0, keys, heads, head_dim, head_dim) / (device.peak_flops_per_s(precision) * share)
+    return (np.maximum(read, work) if share else read) + eff.kernel_launch_us * 1e-6
+
+
 def eager_elementwise_s(device: DeviceSpec, dtype: str, nbytes, kernels=1.0) -> np.ndarray:
     """Seconds for eager elementwise/norm ops on ``dtype`` activations at that dtype's measured share of the
     bandwidth (``efficiency.elementwise``, fitted by ``fathom profile``), else as ``memory_bound_s``."""

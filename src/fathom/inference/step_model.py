@@ -151,6 +151,12 @@ class InferenceStepModel:
         bw = dev.mem_bw_bytes_per_s * dev.efficiency.memory
         kv_token_bytes = self.memory.kv_bytes_per_token / self.layers  # one layer, this GPU
         self._kv_read_s = self.layers * p.pp * kv_token_bytes / bw
+        # A decode's cost per KV token: its read, or where a profile measured decode attention's rate (a CPU), the
+        # query-key work of every head if that takes longer
+        self._decode_key_s = self._kv_read_s
+        if share := dev.efficiency.decode_attention.get(_math_precision(p.weight_dtype)):
+            pair_rate = dev.peak_flops_per_s(_math_precision(p.weight_dtype)) * share
+            self._decode_key_s = max(self._kv_read_s, self.layers * p.pp * 2.0 * heads * dims / pair_rate)
         self._window = float(m.sliding_window or 0) if p.sliding_window else 0.0
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
@@ -195,7 +201,7 @@ class InferenceStepModel:
                 keys = float(d.sum() if not self._window else self._keys(d).sum())
             else:
                 attn = self.decode_attention_s(d, shared_prefix)
-                keys = attn / self._kv_read_s if self._kv_read_s > 0 else 0.0
+                keys = attn / self._decode_key_s if self._decode_key_s > 0 else 0.0
         return self.step_time_sum_s(prefill_tokens, prefill_context, n_decode, keys)
 
     @property
@@ -226,7 +232,7 @@ class InferenceStepModel:
         linear = dense[i - 1] if i == new_tokens and i <= 4096 else self._table(self._linear, dense, new_tokens)
         seqs = n_decode + n_prefill  # logits for each sequence's last token
         head = self._head_dense[seqs - 1] if seqs <= 4096 else self._table(self._head, self._head_dense, seqs)
-        decode_attn = context_sum * self._kv_read_s
+        decode_attn = context_sum * self._decode_key_s
         gpu = linear + head + prefill_attn + decode_attn + self._fixed_s
         if self._overlap is not None:  # NanoFlow nano-batches (fathom.inference.overlap)
             gpu = self._overlap.step_s(linear, head, prefill_attn, decode_attn, new_tokens) + self._fixed_s
@@ -250,8 +256,8 @@ class InferenceStepModel:
         if self.plan.shared_prefix_attention:
             prefix = shared_prefix_attention_s(lengths, counts, self._kv_read_s, self._prefill_pair_s)
         else:
-            prefix = per_sequence_prefix_attention_s(lengths, counts, self._kv_read_s)
-        return full_share * (suffix * self._kv_read_s + prefix) + float(windowed) * self._kv_read_s
+            prefix = per_sequence_prefix_attention_s(lengths, counts, self._decode_key_s)
+        return full_share * (suffix * self._decode_key_s + prefix) + float(windowed) * self._decode_key_s
 
     # ---- hooks for the simulator's swap preemption and speculative decoding ----------------------------------
     def swap_time_s(self, blocks: int) -> float:

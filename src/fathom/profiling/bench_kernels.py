@@ -129,3 +129,33 @@ def bench_attention(grid: Grid, dtypes: list[str], device: str, timer: Timer, ti
             rows.append(row)
             tick()
     return rows
+
+
+# Decode attention (one query per sequence over its cached keys): a decode batch of 8 sequences, 16 query heads over 4
+# KV heads (grouped, as the models it prices mostly are), so the query-key work, not the KV read, sets a CPU's time.
+DECODE_ATTENTION = {"batch": 8, "heads": 16, "kv_heads": 4, "head_dim": 64, "contexts": (256, 1024)}
+
+
+def bench_decode_attention(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """SDPA of one new token per sequence over ``context`` cached keys and values (``DECODE_ATTENTION``)."""
+    import torch
+    import torch.nn.functional as F
+
+    c = DECODE_ATTENTION
+    rows = []
+    for dtype in dtypes:
+        for context in c["contexts"]:
+            q = torch.randn(c["batch"], c["heads"], 1, c["head_dim"], device=device, dtype=_dtype(dtype))
+            k, v = (
+                torch.randn(c["batch"], c["kv_heads"], context, c["head_dim"], device=device, dtype=_dtype(dtype))
+                for _ in range(2)
+            )
+
+            def attend(q=q, k=k, v=v):
+                return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+
+            s, ref = timer.around(f"gemm_{dtype}", lambda attend=attend: timer.median(attend, grid.repeats, 1, 1.0))
+            rows.append({"dtype": dtype, **{k: c[k] for k in ("batch", "heads", "kv_heads", "head_dim")},
+                         "context": context, "seconds": s, **ref})  # fmt: skip
+        tick()
+    return rows

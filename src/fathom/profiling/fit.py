@@ -24,7 +24,9 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    packing and conversion passes make them slower than a copy);
    on a GPU ``gemm_sustained`` = the isolated over the sustained time of the largest GEMM run back to back for
    seconds (its clocks under load), at most 1 (the least of the dtypes);
-4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype;
+4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype; on a CPU
+   ``efficiency.decode_attention[dtype]`` from decode SDPA cases (one query per sequence over a KV cache, grouped
+   KV heads): the share of the dtype's peak its query-key work reaches, where that and not the KV read sets the time;
 5. on a CPU, ``efficiency.loss_ns_per_element`` = the median time per logit of the fp32 softmax cross-entropy cases,
    forward and backward (its exps and logs, not its memory passes, set a CPU's time), and
    ``efficiency.dropout_rng_ns_per_element`` = the median time per element of training-mode dropout beyond its
@@ -46,7 +48,14 @@ import numpy as np
 from scipy.optimize import least_squares, nnls
 
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s
-from fathom.costmodel.kernels import BYTES, attention_flops, attention_s, linear_s, memory_bound_s
+from fathom.costmodel.kernels import (
+    BYTES,
+    attention_flops,
+    attention_s,
+    decode_attention_s,
+    linear_s,
+    memory_bound_s,
+)
 from fathom.specs.hardware import GIB, DeviceEfficiency, DeviceSpec, SystemSpec
 
 _STREAMS = ("copy", "add")  # the streamed-bandwidth cases that set mem_bw_GBps
@@ -170,6 +179,23 @@ def fit_attention(base: dict, rows: list[dict], dtype: str) -> tuple[float, floa
 
     frac = _fit_scalar(lambda x: np.log(predict(x) / meas), 0.1, 1.0)
     return frac, _median_abs_pct(predict(frac), meas)
+
+
+def fit_decode_attention(base: dict, rows: list[dict], dtype: str) -> tuple[float | None, float]:
+    """(efficiency.decode_attention[dtype], median |error| %) from the decode SDPA cases: the share of the dtype's
+    peak the query-key work reaches; None where the KV read sets the time at any share (nothing to learn)."""
+    sel = [r for r in rows if r["dtype"] == dtype]
+    cols = _columns(sel, "batch", "context", "heads", "kv_heads", "head_dim", "seconds")
+    batch, ctx, heads, kv_heads, hd, secs = cols
+    table = dict(base.get("efficiency", {}).get("decode_attention", {}))
+
+    def predict(share: float) -> np.ndarray:
+        dev = _device(base, decode_attention={**table, dtype: min(share, 1.0)})
+        return decode_attention_s(dev, dtype, batch * ctx, heads, kv_heads, hd)
+
+    share = min(_fit_scalar(lambda x: np.log(predict(x) / secs), 0.01, 1.0), 1.0)
+    fit = predict(share)
+    return (None if np.allclose(fit, predict(0.9 * share)) else share), _median_abs_pct(fit, secs)
 
 
 def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
@@ -300,6 +326,14 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         frac, err = fit_attention({**dev, "efficiency": eff}, attn, train_dtype)
         eff["attention"] = {**eff.get("attention", {}), "flash2": frac}
         quality["attention"] = {"cases": 2 * len(attn), "median_abs_error_pct": err}
+    for dtype in sorted({r["dtype"] for r in measurements.get("attention_decode", [])}):
+        share, err = fit_decode_attention({**dev, "efficiency": eff}, measurements["attention_decode"], dtype)
+        if share is not None:
+            eff["decode_attention"] = {**eff.get("decode_attention", {}), dtype: share}
+        quality[f"decode_attention_{dtype}"] = {
+            "cases": sum(r["dtype"] == dtype for r in measurements["attention_decode"]),
+            "median_abs_error_pct": err,
+        }
     dev["efficiency"] = eff
     system: dict = {}
     if measurements.get("collective"):

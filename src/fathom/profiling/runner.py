@@ -19,6 +19,7 @@ from fathom.profiling.bench_collectives import bench_collectives
 from fathom.profiling.bench_footprint import bench_runtime_memory
 from fathom.profiling.bench_kernels import (
     bench_attention,
+    bench_decode_attention,
     bench_gemm,
     bench_gemm_stream,
     bench_gemm_sustained,
@@ -131,7 +132,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
     memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + adamw + 1
     return {
         "GEMM": (n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) + (not cpu)) * len(dtypes),
-        "attention": n * len(grid.attention_seq) * len(dtypes),
+        "attention": n * (len(grid.attention_seq) + cpu) * len(dtypes),
         # a CPU adds the loss, dropout and first-touch cases each pass, and the runtime footprint once
         "memory": n * (memory + 3 * cpu) + cpu,
         "collectives": len(ranks),
@@ -211,6 +212,8 @@ def run_profile(
                 one["dropout"] = bench_dropout(grid, device, timer, tick("memory"))
                 one["first_touch"] = bench_first_touch(grid, device, timer, tick("memory"))
             one["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
+            if cpu:
+                one["attention_decode"] = bench_decode_attention(grid, dtypes, device, timer, tick("attention"))
             for k, rows in one.items():
                 meas.setdefault(k, []).append(rows)
         reference = profile_reference_speeds(meas)

@@ -57,7 +57,7 @@ def describe_reference(name: str) -> dict:
 
 def reference_for(family: str, row: dict) -> str | None:
     """The reference whose speed a profile case moves with; None: the case is not normalised."""
-    if family in ("gemm", "attention"):
+    if family in ("gemm", "attention", "attention_decode"):
         return f"gemm_{row['dtype']}"
     if family in ("memory", "gemm_stream"):
         return "memory"

@@ -173,6 +173,12 @@ class DeviceEfficiency(_Frozen):
         "on a CPU: a minimal GEMM per call less a minimal op; oneDNN's bf16 path pays tens of microseconds, which "
         "decoding's skinny GEMMs feel); absent: kernel_launch_us",
     )
+    decode_attention: dict[PrecisionKey, Fraction] = Field(
+        default_factory=dict,
+        description="per precision: share of that precision's peak that decode attention's query-key work reaches, "
+        "where measured (fathom profile on a CPU, where one query per sequence gives its SDPA no reuse and the work, "
+        "not the KV read, sets the time for grouped KV heads); absent: decode attention is priced by its KV read",
+    )
     gemm_memory: dict[PrecisionKey, Fraction] = Field(
         default_factory=dict,
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
