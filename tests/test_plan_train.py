@@ -265,3 +265,16 @@ def test_space_puts_nvme_offload_under_zero3_only(gpus):
     nvme = p.offload == OFFLOADS.index("nvme")
     assert nvme.any() and (p.zero[nvme] == 3).all()
     assert validity(model, cluster, p).all()
+
+
+@pytest.mark.parametrize(
+    ("axes", "field"),
+    [({"tp": (0,)}, "tp"), ({"pp": ("2",)}, "pp"), ({"micro_batch": (1.5,)}, "micro_batch"),
+     ({"zero": (4,)}, "zero"), ({"zero": (True,)}, "zero"), ({"recompute": ("some",)}, "recompute")],
+)  # fmt: skip
+def test_search_axes_refuse_bad_candidates_in_one_line(axes: dict, field: str) -> None:
+    """Every bad candidate is a FathomInputError naming its axis (one line, as the CLI prints it), never a raw
+    ValueError from a conversion."""
+    with pytest.raises(FathomInputError, match=f"^{field}: ") as err:
+        SearchAxes(**axes)
+    assert "\n" not in str(err.value)

@@ -65,12 +65,17 @@ class SearchAxes:
                 if value not in choices:
                     raise FathomInputError(f"{name}: unknown value {value!r} (valid: {', '.join(choices)})")
         for name in ("tp", "pp", "cp", "ep", "vpp", "micro_batch"):
-            if any(int(v) < 1 for v in getattr(self, name) or ()):
-                raise FathomInputError(f"{name}: candidates must be positive integers")
-        if any(not 0 <= int(z) <= 3 for z in self.zero or ()):
-            raise FathomInputError("zero: candidates must be ZeRO stages 0, 1, 2 or 3")
+            if any(not _is_int(v) or int(v) < 1 for v in getattr(self, name) or ()):
+                raise FathomInputError(f"{name}: candidates must be positive integers, got {getattr(self, name)!r}")
+        if any(not _is_int(z) or not 0 <= int(z) <= 3 for z in self.zero or ()):
+            raise FathomInputError(f"zero: candidates must be ZeRO stages 0, 1, 2 or 3, got {self.zero!r}")
         if self.max_micro_batch < 1:
             raise FathomInputError("max_micro_batch: must be a positive integer")
+
+
+def _is_int(value) -> bool:
+    """An integer candidate (numpy's too), not a bool, a float or a string."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def divisors(n: int) -> np.ndarray:
