@@ -567,14 +567,14 @@ def test_eager_saved_activations_match_autograd(variant: str, dtype: str) -> Non
     assert eager_layer(spec).saved_bytes(1.0, _ACT_DTYPES[dtype]) == pytest.approx(per_token, rel=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["llama", "layernorm-gelu-learned"])
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
 def test_eager_decode_op_counts_match_the_reference_layer(variant: str) -> None:
     torch = pytest.importorskip("torch")
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from fathom.catalog.models import get_model
     from fathom.profiling.torch_model import Decoder
-    from fathom.training.eager import eager_decode_ops
+    from fathom.training.eager import eager_decode_head_ops, eager_decode_ops
 
     class Count(TorchDispatchMode):
         n = 0
@@ -585,15 +585,18 @@ def test_eager_decode_op_counts_match_the_reference_layer(variant: str) -> None:
 
     spec = get_model("tiny-llama").model_copy(update=_VARIANTS[variant])
 
-    def decode_ops(layers: int) -> int:
-        model = Decoder(spec.model_copy(update={"num_layers": layers}), 32).to(torch.bfloat16).eval()
-        model.allocate_cache(2, 32, torch.bfloat16)
+    def decode_ops(layers: int, dtype) -> int:
+        model = Decoder(spec.model_copy(update={"num_layers": layers}), 32).to(dtype).eval()
+        model.allocate_cache(2, 32, dtype)
         first = model.next_tokens(torch.randint(0, spec.vocab_size, (2, 8)), 0)
         with Count() as count:
             model.next_tokens(first, 8)
         return count.n
 
-    assert eager_decode_ops(spec, sixteen_bit=True) == decode_ops(2) - decode_ops(1)
+    for dtype, sixteen_bit in ((torch.bfloat16, True), (torch.float32, False)):
+        one, two = decode_ops(1, dtype), decode_ops(2, dtype)
+        assert eager_decode_ops(spec, sixteen_bit) == two - one, dtype
+        assert eager_decode_head_ops(spec, sixteen_bit) == one - (two - one), dtype  # once per step, not per layer
 
 
 def test_fit_gemm_stream_recovers_a_skinny_gemm_bandwidth() -> None:

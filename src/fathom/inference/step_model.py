@@ -30,7 +30,7 @@ from fathom.inference.shared_prefix import per_sequence_prefix_attention_s, pref
 from fathom.specs.hardware import GIB, Cluster
 from fathom.specs.model import ModelSpec
 from fathom.specs.serving import ServingPlan
-from fathom.training.eager import eager_decode_ops, eager_layer
+from fathom.training.eager import eager_decode_head_ops, eager_decode_ops, eager_layer
 
 _GRID = np.unique(np.concatenate([np.arange(1, 4097), np.geomspace(4097, 2**22, 240).round()]))
 ACT_BYTES = 2.0
@@ -161,10 +161,12 @@ class InferenceStepModel:
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6
         ops_per_layer = 12 + 2 * (p.tp > 1) + (6 if m.moe else 0)
+        head_ops = 0  # fused engines: the head's few kernels are within the per-layer allowance
         if dev.runs_eager and m.moe is None and m.mla is None and p.tp == 1:  # eager PyTorch (a CPU, a profiled GPU)
             fused = not dev.ops_run_inline  # a GPU's fused norms and dropout (fathom.training.eager)
             ops_per_layer = eager_decode_ops(m, p.weight_dtype != "fp32", fused)
-        ops = self.layers * p.pp * ops_per_layer
+            head_ops = eager_decode_head_ops(m, p.weight_dtype != "fp32", fused)
+        ops = self.layers * p.pp * ops_per_layer + head_ops
         host_s = ops * dev.efficiency.host_op_us * 1e-6
         issue_s = ops * issue_op_s(p, dev)
         # Every step pays the attention kernels' launches; a device that runs ops inline (a CPU) also pays the

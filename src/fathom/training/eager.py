@@ -47,6 +47,7 @@ _NORM_OPS = {"rmsnorm": (7, 16), "layernorm": (1, 1)}  # dispatched by nn.RMSNor
 _NORM_PASSES = {"rmsnorm": 7, "layernorm": 3}  # h-wide passes: pow, mean read, two muls (3 each: r, w) / 2 r 1 w
 _HEAD_OPS = (10, 18)  # embedding, RoPE tables, LM head, cross-entropy (the final norm is added to these)
 _LEARNED_POSITION_OPS = (3, 4)  # the position table's lookup and its add
+_DECODE_HEAD_OPS = 5  # an inference step's embedding, last-position select, LM head (transpose, GEMM) and argmax
 _FUSED_NORM_OPS = {"rmsnorm": (2, 1), "layernorm": (1, 1)}  # on a GPU (module docstring)
 _QK_NORM_OPS = {False: (17, 36), True: (5, 8)}  # QK-norm's two RMSNorms over the heads and their reshapes
 _DROPOUT_OPS = {False: (4, 1), True: (1, 1)}  # per mask: the CPU's decomposed dropout, a GPU's fused kernel
@@ -158,6 +159,16 @@ def eager_head_saved_bytes(model: ModelSpec, tokens, act_bytes):
     return tokens * (norm_saved * model.hidden_size * act_bytes + 3 * model.vocab_size * 4.0)
 
 
+def eager_decode_head_ops(model: ModelSpec, sixteen_bit: bool, fused: bool = False) -> int:
+    """Ops an inference step dispatches outside the layers, once per step: the embedding (and learned positions),
+    the final norm (no autograd detach; in 16-bit RMSNorm's casts, not ``fused``), the last position's select, the
+    LM head's transpose and GEMM, the logits' fp32 cast (none on fp32 weights) and the greedy argmax."""
+    rms = model.norm_type == "rmsnorm"
+    norm = _norm_ops(model, fused)[0] - rms + 2 * (rms and sixteen_bit and not fused)
+    learned = _LEARNED_POSITION_OPS[0] * (model.position_embedding == "learned")
+    return _DECODE_HEAD_OPS + sixteen_bit + norm + learned
+
+
 def eager_decode_ops(model: ModelSpec, sixteen_bit: bool, fused: bool = False) -> int:
     """Ops one layer dispatches per inference step (prefill or decode, no autograd): the training forward's
     ops less autograd's detaches (one, and one per RMSNorm), plus the KV-cache writes (four slices, two
@@ -166,6 +177,8 @@ def eager_decode_ops(model: ModelSpec, sixteen_bit: bool, fused: bool = False) -
     layer = eager_layer(model, fused)
     casts = 0 if fused else 2 * rms_norms * sixteen_bit
     math_sdpa = 0 if sixteen_bit or not layer.fp32_ops[0] else _MATH_SDPA_INFERENCE_OPS
-    # A GPU's dropout dispatches nothing in eval mode; its QK-norm drops three more (recounted on the H100).
-    eval_only = (2 * _DROPOUT_OPS[True][0] * model.hidden_dropout + 3 * model.qk_norm) if fused else 0
-    return layer.ops_fwd - 1 - rms_norms + 6 + casts + math_sdpa - eval_only
+    # Dropout dispatches nothing in eval mode, on any device. QK-norm drops three ops beyond training (recounted on
+    # the H100 and this CPU) and, unfused, its two RMSNorms' detaches; in 16 bits they cast up and down.
+    dropout = 2 * _DROPOUT_OPS[fused][0] * model.hidden_dropout
+    qk = (3 if fused else 5 - 2 * _RMS_CAST_OPS[0] * sixteen_bit) * model.qk_norm
+    return layer.ops_fwd - 1 - rms_norms + 6 + casts + math_sdpa - dropout - qk
