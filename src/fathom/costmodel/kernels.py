@@ -108,9 +108,15 @@ def decode_attention_s(device: DeviceSpec, precision: str, keys, heads, kv_heads
     eff = device.efficiency
     keys = np.asarray(keys, dtype=float)
     read = 2.0 * keys * kv_heads * head_dim * BYTES.get(precision, 2.0) / (device.mem_bw_bytes_per_s * eff.memory)
-    share = eff.decode_attention.get(precision)
-    work = attention_flops(1.0, 1.0, keys, heads, head_dim, head_dim) / (device.peak_flops_per_s(precision) * share)
-    return (np.maximum(read, work) if share else read) + eff.kernel_launch_us * 1e-6
+    work = decode_work_s(device, precision, attention_flops(1.0, 1.0, keys, heads, head_dim, head_dim))
+    return np.maximum(read, work) + eff.kernel_launch_us * 1e-6
+
+
+def decode_work_s(device: DeviceSpec, precision: str, flops) -> np.ndarray | float:
+    """Seconds of decode attention's query-key ``flops`` at the rate a profile measured for ``precision``
+    (``efficiency.decode_attention``); 0 where none was measured (its KV read alone prices it)."""
+    share = device.efficiency.decode_attention.get(precision)
+    return np.asarray(flops, dtype=float) / (device.peak_flops_per_s(precision) * share) if share else 0.0
 
 
 def eager_elementwise_s(device: DeviceSpec, dtype: str, nbytes, kernels=1.0) -> np.ndarray:

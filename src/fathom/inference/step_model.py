@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from fathom.costmodel.collectives import all_reduce_s, p2p_s
-from fathom.costmodel.kernels import eager_elementwise_s, linear_s, memory_bound_s
+from fathom.costmodel.kernels import decode_work_s, eager_elementwise_s, linear_s, memory_bound_s
 from fathom.errors import FathomInputError
 from fathom.inference.host import host_seq_s, host_step_s, issue_op_s
 from fathom.inference.memory import WEIGHT_BYTES, replica_memory
@@ -153,10 +153,8 @@ class InferenceStepModel:
         self._kv_read_s = self.layers * p.pp * kv_token_bytes / bw
         # A decode's cost per KV token: its read, or where a profile measured decode attention's rate (a CPU), the
         # query-key work of every head if that takes longer
-        self._decode_key_s = self._kv_read_s
-        if share := dev.efficiency.decode_attention.get(_math_precision(p.weight_dtype)):
-            pair_rate = dev.peak_flops_per_s(_math_precision(p.weight_dtype)) * share
-            self._decode_key_s = max(self._kv_read_s, self.layers * p.pp * 2.0 * heads * dims / pair_rate)
+        work = decode_work_s(dev, _math_precision(p.weight_dtype), self.layers * p.pp * 2.0 * heads * dims)
+        self._decode_key_s = max(self._kv_read_s, float(work))
         self._window = float(m.sliding_window or 0) if p.sliding_window else 0.0
         self._sw_frac = m.num_sliding_window_layers / m.num_layers
         launch = dev.efficiency.kernel_launch_us * 1e-6

@@ -17,7 +17,7 @@ from fathom.profiling.timing import Timer
 Tick = Callable[[], None]
 
 
-def _dtype(name: str):
+def torch_dtype(name: str):
     import torch
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
@@ -35,8 +35,8 @@ def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: T
     rows = []
     for dtype in dtypes:
         for m, n, k in gemm_cases(grid):
-            a = torch.randn(m, k, device=device, dtype=_dtype(dtype))
-            b = torch.randn(k, n, device=device, dtype=_dtype(dtype))
+            a = torch.randn(m, k, device=device, dtype=torch_dtype(dtype))
+            b = torch.randn(k, n, device=device, dtype=torch_dtype(dtype))
             s, ref = timer.around(
                 f"gemm_{dtype}", lambda a=a, b=b: timer.median(lambda: a @ b, grid.repeats, 1, grid.budget_per_case_s)
             )
@@ -54,8 +54,8 @@ def bench_gemm_sustained(grid: Grid, dtypes: list[str], device: str, timer: Time
     rows = []
     for dtype in dtypes:
         m, n, k = max(gemm_cases(grid), key=lambda c: c[0] * c[1] * c[2])
-        a = torch.randn(m, k, device=device, dtype=_dtype(dtype))
-        b = torch.randn(k, n, device=device, dtype=_dtype(dtype))
+        a = torch.randn(m, k, device=device, dtype=torch_dtype(dtype))
+        b = torch.randn(k, n, device=device, dtype=torch_dtype(dtype))
         isolated = timer.median(lambda a=a, b=b: a @ b, grid.repeats, 1, grid.budget_per_case_s)
         runs = max(int(0.05 // isolated), 1)  # samples of about 50 ms
         samples: list[float] = []
@@ -81,7 +81,7 @@ def bench_gemm_stream(grid: Grid, dtypes: list[str], device: str, timer: Timer, 
     rows = []
     for dtype in dtypes:
         for m, n, k in stream_cases(grid):
-            dt = _dtype(dtype)
+            dt = torch_dtype(dtype)
             copies = max(int(grid.gemm_stream_bytes // (n * k * torch.finfo(dt).bits // 8)), 2)
             weights = [torch.randn(n, k, device=device, dtype=dt) for _ in range(copies)]
             x = torch.randn(m, k, device=device, dtype=dt)
@@ -109,8 +109,9 @@ def bench_attention(grid: Grid, dtypes: list[str], device: str, timer: Timer, ti
     for dtype in dtypes:
         for seq in grid.attention_seq:
             shape = (1, heads, seq, head_dim)
-            q, k, v = (torch.randn(shape, device=device, dtype=_dtype(dtype), requires_grad=True) for _ in range(3))
-            grad = torch.randn(shape, device=device, dtype=_dtype(dtype))
+            dt = torch_dtype(dtype)
+            q, k, v = (torch.randn(shape, device=device, dtype=dt, requires_grad=True) for _ in range(3))
+            grad = torch.randn(shape, device=device, dtype=dt)
 
             def fwd(q=q, k=k, v=v):
                 with torch.no_grad():
@@ -145,9 +146,9 @@ def bench_decode_attention(grid: Grid, dtypes: list[str], device: str, timer: Ti
     rows = []
     for dtype in dtypes:
         for context in c["contexts"]:
-            q = torch.randn(c["batch"], c["heads"], 1, c["head_dim"], device=device, dtype=_dtype(dtype))
+            q = torch.randn(c["batch"], c["heads"], 1, c["head_dim"], device=device, dtype=torch_dtype(dtype))
             k, v = (
-                torch.randn(c["batch"], c["kv_heads"], context, c["head_dim"], device=device, dtype=_dtype(dtype))
+                torch.randn(c["batch"], c["kv_heads"], context, c["head_dim"], device=device, dtype=torch_dtype(dtype))
                 for _ in range(2)
             )
 

@@ -7,6 +7,7 @@ the training model charges it (``fathom.training.step_time.OPTIMIZER_STEP_BYTES`
 
 from __future__ import annotations
 
+from fathom.profiling.bench_kernels import torch_dtype
 from fathom.profiling.grids import Grid
 from fathom.profiling.timing import Timer
 
@@ -212,8 +213,7 @@ def _tiny_gemm(grid: Grid, timer: Timer, dtype: str) -> dict:
     few kilobytes, so the call's fixed cost is all that is timed."""
     import torch
 
-    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    x, w = torch.randn(8, 64, dtype=dt), torch.randn(64, 64, dtype=dt)
+    x, w = torch.randn(8, 64, dtype=torch_dtype(dtype)), torch.randn(64, 64, dtype=torch_dtype(dtype))
 
     def many():
         for _ in range(_TINY_OPS):
