@@ -225,3 +225,21 @@ def test_a_timed_phase_waits_for_queued_work_before_and_after() -> None:
     events.clear()
     timer.once(lambda: events.append("work"))
     assert events == ["work", "sync"]  # once (the profile's, the collectives') is as it was
+
+
+def test_the_timed_training_run_skips_the_first_steps_to_its_steady_state(tmp_path, monkeypatch) -> None:
+    """AdamW's first step allocates its moments and the next forwards fault fresh pages in: those steps are not
+    the steady state a real run's step time is (fathom.profiling.check.TRAIN_WARMUP_STEPS)."""
+    import fathom.profiling.check as check
+
+    seen = []
+    fake = _fake_results("train", "resident", None)
+
+    def record(args, *rest, **kwargs):
+        seen.append((args["memory"], args["warmup"], args["steps"]))
+        return fake(args, *rest, **kwargs)
+
+    monkeypatch.setattr(check, "run_workers", record)
+    check.check_train("tiny-llama", str(_profile(tmp_path, accelerator="cpu")), 1, 32, steps=2)
+    timed = [(w, s) for memory, w, s in seen if not memory]
+    assert timed == [(check.TRAIN_WARMUP_STEPS, 2)] and check.TRAIN_WARMUP_STEPS >= 3

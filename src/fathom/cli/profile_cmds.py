@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         gpu: Annotated[str, Opt(help="Profile YAML `fathom profile` wrote on this machine (CPU or GPU).")],
         micro_batch: Annotated[int, Opt(min=1)] = 4,
         seq_len: Annotated[int, Opt(min=2)] = 256,
-        steps: Annotated[int, Opt(min=1, help="Timed steps after one warm-up step.")] = 3,
+        steps: Annotated[int, Opt(min=1, help="Timed steps after three untimed warm-up steps (the steady state).")] = 3,
         dp: Annotated[int, Opt(min=1, help="Data-parallel processes (DDP: gloo on a CPU, NCCL on GPUs).")] = 1,
         precision: Annotated[str, Opt(help="fp32 | bf16 (pure bf16: weights, gradients, AdamW moments).")] = "fp32",
         json_out: Annotated[bool, Opt("--json")] = False,

@@ -341,13 +341,22 @@ _CUDA_MEMORY_METHOD = (
 )
 
 
+# Untimed training steps before the timed ones: a real run's step time is its steady state, and the first steps are
+# not in it. AdamW allocates its moments in its first step, and until the allocator has settled the next forward
+# passes write their activations on fresh pages: on the 2-core CPU VM (AMD EPYC, 2026-11-23) medium-llama's forward
+# took 2.06 s, 3.89 s and 2.80 s in steps 0-2, then 1.9-2.1 s from step 3 on (its elementwise ops 20x slower in
+# step 1: page faults), so one warm-up step left the transient in the median of three (total -17%; +3..+8% with
+# three warm-up steps, in two back-to-back pairs).
+TRAIN_WARMUP_STEPS = 3
+
+
 def check_train(
     model: str,
     gpu: str,
     micro_batch: int,
     seq_len: int,
     steps: int = 3,
-    warmup: int = 1,
+    warmup: int = TRAIN_WARMUP_STEPS,
     dp: int = 1,
     timeout_s: float = 3600.0,
     precision: str = "fp32",
