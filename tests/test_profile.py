@@ -614,58 +614,6 @@ def test_fit_gemm_stream_recovers_a_skinny_gemm_bandwidth() -> None:
     assert share == pytest.approx(0.3, rel=0.01) and err < 1.0
 
 
-def _cpu_device(packs: bool) -> DeviceSpec:
-    eff = {**TRUE_EFF, "gemm_memory": {"bf16": 0.2}, "gemm_packs_weights": packs}
-    return DeviceSpec.model_validate({**NOMINAL, "efficiency": eff})
-
-
-def test_a_cpu_gemm_costs_every_row_alike_under_its_weights_pass() -> None:
-    """A CPU profile's GEMM (gemm_packs_weights): one to eight rows over streamed weights cost the weights' pass,
-    many rows the full rate per row; GPU tile waves would charge one row a whole 16-row tile's work instead."""
-    cpu, tiles = _cpu_device(True), _cpu_device(False)
-    n, k = 4096, 1024
-    fixed = TRUE_EFF["kernel_launch_us"] * 1e-6
-    weights_pass = n * k * 2.0 / (10e9 * 0.2)
-    assert float(linear_s(cpu, "bf16", 1, n, k)) == pytest.approx(weights_pass + fixed)
-    assert float(linear_s(cpu, "bf16", 8, n, k)) == pytest.approx(weights_pass + fixed)
-    rows = 4096
-    full_rate = 2e12 * 0.4 * k / (k + 64)
-    assert float(linear_s(cpu, "bf16", rows, n, k)) == pytest.approx(2.0 * rows * n * k / full_rate + fixed)
-    assert float(linear_s(tiles, "bf16", 32, n, k)) > float(linear_s(cpu, "bf16", 32, n, k))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    m=st.integers(1, 4096),
-    more=st.integers(1, 4096),
-    n=st.sampled_from([256, 768, 4096, 16384]),
-    k=st.sampled_from([256, 768, 4096]),
-)
-def test_a_cpu_gemm_never_gets_cheaper_with_rows_nor_dearer_per_row(m: int, more: int, n: int, k: int) -> None:
-    cpu = _cpu_device(True)
-    few, many = float(linear_s(cpu, "bf16", m, n, k)), float(linear_s(cpu, "bf16", m + more, n, k))
-    assert many >= few
-    assert many / (m + more) <= few / m * (1 + 1e-12)
-
-
-def test_a_cpu_fit_sets_the_packing_model_and_recovers_the_stream_share() -> None:
-    """Streamed skinny GEMMs of one to 32 rows made by the CPU model with a 0.2 share fit back to 0.2."""
-    truth = _cpu_device(True)
-    meas = _synthetic_measurements(10.0, 0.0, np.random.default_rng(3))
-
-    def timed(m: int, n: int, k: int) -> dict:
-        return {"dtype": "bf16", "m": m, "n": n, "k": k, "seconds": float(linear_s(truth, "bf16", m, n, k))}
-
-    meas["gemm"] = [r for r in meas["gemm"] if r["dtype"] == "fp32"] + [
-        timed(m, n, k) for m, n, k in [(256, 512, 512), (1024, 1536, 512), (1024, 1536, 1536), (256, 1536, 1536)]
-    ]
-    meas["gemm_stream"] = [timed(m, n, k) for m in (1, 8, 32) for n, k in ((1536, 512), (512, 1536))]
-    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
-    assert eff["gemm_packs_weights"] is True
-    assert eff["gemm_memory"]["bf16"] == pytest.approx(0.2, rel=0.02)
-    assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=0.02)
-
-
 # ---- speed normalisation (fathom.profiling.speed) ---------------------------------------------------------------
 def test_a_case_timed_in_a_slow_spell_normalises_to_the_reference_speed() -> None:
     """A GEMM that takes 1 s when its reference runs at 100 GFLOP/s took 2 s in a spell at 50: merged, the raw

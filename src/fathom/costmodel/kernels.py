@@ -9,8 +9,6 @@ The efficiency model belongs to the device, not to a workload:
 - fused attention (FlashAttention 1/2/3) runs at its kernel class's ``efficiency.attention`` share of peak for
   long sequences;
   its backward does 2.5x the forward matmul work (five GEMMs instead of two).
-- a CPU's GEMM (``efficiency.gemm_packs_weights``, set by a CPU profile) packs its weight operand first, then
-  computes every row at the full rate: the two times add, with no tile waves (Goto & van de Geijn 2008);
 - memory-bound kernels move bytes at ``efficiency.memory`` of HBM bandwidth.
 Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``; a GEMM the per-call cost a CPU
 profile measured for its dtype, ``efficiency.gemm_call_us``, where present).
@@ -63,17 +61,13 @@ def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_byte
     batch = np.asarray(batch, dtype=float)
     eff = device.efficiency
     rate = device.peak_flops_per_s(precision) * eff.gemm_fraction(precision)
+    compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     elem = BYTES.get(precision, 2.0)
     w_elem = elem if weight_bytes is None else weight_bytes
     stream = eff.gemm_memory.get(precision, eff.memory)  # measured skinny-GEMM streaming where profiled (CPU)
-    fixed_us = eff.gemm_call_us.get(precision, eff.kernel_launch_us)  # a CPU's measured per-call cost, else launch
-    fixed = fixed_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
-    if eff.gemm_packs_weights:  # a CPU: every row at the full rate, under the weights' pass from memory
-        compute = batch * 2.0 * m * n * k / (rate * k / (k + _K_FILL))
-        return np.maximum(compute, batch * k * n * w_elem / (device.mem_bw_bytes_per_s * stream)) + fixed
-    compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
-    return np.maximum(compute, memory) + fixed
+    fixed_us = eff.gemm_call_us.get(precision, eff.kernel_launch_us)  # a CPU's measured per-call cost, else launch
+    return np.maximum(compute, memory) + fixed_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
 
 
 def first_touch_s(device: DeviceSpec, nbytes) -> np.ndarray | float:

@@ -21,9 +21,7 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    these are the isolated rates); where the fit wants more than the theoretical peak (turbo clocks), the peak
    is raised to the fitted rate and the fraction set to 1; on a CPU, ``efficiency.gemm_memory[dtype]`` then
    fits the skinny, decode-like GEMMs whose weights stream from memory (their own share of the bandwidth:
-   packing and conversion passes make them slower than a copy), and ``gemm_packs_weights`` is set: a CPU's GEMM
-   has no GPU tile waves, every row costs the same and the weights' pass bounds a skinny one; the rate and the
-   share each shape both fits, so the two are fitted in turn (three rounds);
+   packing and conversion passes make them slower than a copy);
    on a GPU ``gemm_sustained`` = the isolated over the sustained time of the largest GEMM run back to back for
    seconds (its clocks under load), at most 1 (the least of the dtypes);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype; on a CPU
@@ -249,18 +247,6 @@ def fit_collectives(rows: list[dict]) -> tuple[float, float, float]:
     return bw_GBps, latency_us, _median_abs_pct(pred, secs)
 
 
-def _fit_gemm_rates(dev: dict, nominal_peaks: dict, eff: dict, rows: list[dict], issue_s: float, quality: dict) -> None:
-    """``efficiency.gemm[dtype]`` (and the peak, from ``nominal_peaks``, where the fit passes it) per GEMM dtype."""
-    peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
-    for dtype in sorted({r["dtype"] for r in rows}):
-        nominal = {**dev, "peak_tflops": {**peaks, dtype: nominal_peaks[dtype]}, "efficiency": eff}
-        peak, frac, err = fit_gemm(nominal, rows, dtype, issue_s)
-        peaks[dtype], gemm[dtype] = peak, frac
-        quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in rows), "median_abs_error_pct": err}
-    dev["peak_tflops"] = peaks
-    eff["gemm"] = gemm
-
-
 def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) -> FitResult:
     """Fit every family present in ``measurements``; ``base`` holds the device's nominal peaks and sizes."""
     quality: dict[str, dict] = {}
@@ -309,23 +295,24 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     if footprint and cpu:
         dev["runtime_reserved_gib"] = float(np.median(footprint)) / GIB
     gemm_rows = measurements.get("gemm", [])
-    stream_rows = measurements.get("gemm_stream", [])
-    if cpu and gemm_rows:
-        eff["gemm_packs_weights"] = True  # a CPU library's GEMM: a packing pass, then the rows (kernels.linear_s)
-    # The rate and the packing pass share every case's time on a CPU: alternate the two one-parameter fits.
-    nominal_peaks = dict(dev["peak_tflops"])
-    for _ in range(3 if stream_rows else 1):
-        _fit_gemm_rates(dev, nominal_peaks, eff, gemm_rows, issue, quality)
-        for dtype in sorted({r["dtype"] for r in stream_rows}):
-            share, err = fit_gemm_stream({**dev, "efficiency": eff}, stream_rows, dtype)
-            if share is not None:
-                eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
-            cases = sum(r["dtype"] == dtype for r in stream_rows)
-            quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
+    peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
+    for dtype in sorted({r["dtype"] for r in gemm_rows}):
+        peak, frac, err = fit_gemm({**dev, "efficiency": eff}, gemm_rows, dtype, issue)
+        peaks[dtype], gemm[dtype] = peak, frac
+        quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
+    dev["peak_tflops"] = peaks
+    eff["gemm"] = gemm
     if gemm_rows and cpu:
         eff["gemm_sustained"] = 1.0  # no GPU-style boost-clock drop: the isolated rate is measured on all cores
     if held := measurements.get("gemm_sustained"):  # a GPU: the most throttled dtype's sustained / isolated rate
         eff["gemm_sustained"] = float(min(min(r["isolated_s"] / r["sustained_s"] for r in held), 1.0))
+    stream_rows = measurements.get("gemm_stream", [])
+    for dtype in sorted({r["dtype"] for r in stream_rows}):
+        share, err = fit_gemm_stream({**dev, "efficiency": eff}, stream_rows, dtype)
+        if share is not None:
+            eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
+        cases = sum(r["dtype"] == dtype for r in stream_rows)
+        quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
     if dropout := measurements.get("dropout"):
         streamed = dev["mem_bw_GBps"] * eff.get("memory", DeviceEfficiency().memory)
         eff["dropout_rng_ns_per_element"] = fit_dropout_rng(dropout, streamed)

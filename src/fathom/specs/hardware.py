@@ -184,13 +184,6 @@ class DeviceEfficiency(_Frozen):
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
         "(fathom profile: skinny GEMMs over weights larger than the caches, as in decoding); absent: memory",
     )
-    gemm_packs_weights: bool = Field(
-        False,
-        description="a CPU's GEMM (fathom profile on a CPU): the library first packs the weight operand into its "
-        "blocked layout, reading it at the gemm_memory share of the bandwidth, then computes every row at the full "
-        "rate (Goto & van de Geijn 2008, 'Anatomy of high-performance matrix multiplication'), so the two add and a "
-        "few rows cost no more per row than many; false: a GPU's tile waves, the larger of compute and memory time",
-    )
     optimizer: Fraction | None = Field(
         None,
         description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
