@@ -599,19 +599,66 @@ def test_eager_decode_op_counts_match_the_reference_layer(variant: str) -> None:
         assert eager_decode_head_ops(spec, sixteen_bit) == one - (two - one), dtype  # once per step, not per layer
 
 
-def test_fit_gemm_stream_recovers_a_skinny_gemm_bandwidth() -> None:
-    """Decode-like GEMMs streaming weights at 0.3 of the peak bandwidth give gemm_memory 0.3 for their dtype."""
-    from fathom.profiling.fit import fit_gemm_stream
+def _cpu_device(packs: bool, **eff) -> DeviceSpec:
+    eff = {**TRUE_EFF, "gemm_memory": {"bf16": 0.2}, "gemm_packs_weights": packs, **eff}
+    return DeviceSpec.model_validate({**NOMINAL, "efficiency": eff})
 
-    base = {**NOMINAL, "efficiency": {**TRUE_EFF, "gemm_sustained": 1.0}}
-    truth = DeviceSpec.model_validate({**base, "efficiency": {**base["efficiency"], "gemm_memory": {"fp32": 0.3}}})
-    rows = [
-        {"dtype": "fp32", "m": m, "n": n, "k": k, "seconds": float(linear_s(truth, "fp32", m, n, k))}
-        for m in (1, 8)
-        for n, k in ((4096, 1024), (1024, 4096))
+
+def test_a_cpu_gemm_costs_every_row_alike_under_its_weights_pass() -> None:
+    """A CPU profile's GEMM (gemm_packs_weights): one to eight rows over streamed weights cost the weights' pass
+    (bytes, plus gemm_row_ns per weight row), many rows the full rate per row; GPU tile waves would charge 32 rows
+    the work of a padded tile at a lower rate instead."""
+    cpu = _cpu_device(True, gemm_row_ns={"bf16": 50.0})
+    n, k = 4096, 1024
+    fixed = TRUE_EFF["kernel_launch_us"] * 1e-6
+    weights_pass = n * (k * 2.0 / (10e9 * 0.2) + 50e-9)
+    assert float(linear_s(cpu, "bf16", 1, n, k)) == pytest.approx(weights_pass + fixed)
+    assert float(linear_s(cpu, "bf16", 8, n, k)) == pytest.approx(weights_pass + fixed)
+    rows = 4096
+    full_rate = 2e12 * 0.4 * k / (k + 64)
+    assert float(linear_s(cpu, "bf16", rows, n, k)) == pytest.approx(2.0 * rows * n * k / full_rate + fixed)
+    fast_pass = {"gemm_memory": {"bf16": 1.0}}  # weights in cache: the row work sets the time
+    cached, cached_tiles = _cpu_device(True, **fast_pass), _cpu_device(False, **fast_pass)
+    assert float(linear_s(cached_tiles, "bf16", 48, 1024, 1024)) > float(linear_s(cached, "bf16", 48, 1024, 1024))
+    blended = _cpu_device(True, gemm_overlap={"bf16": 1.0})  # p = 1: the row work adds to the pass
+    compute = 2.0 * 8 * n * k / full_rate
+    assert float(linear_s(blended, "bf16", 8, n, k)) == pytest.approx(n * k * 2.0 / 2e9 + compute + fixed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 4096),
+    more=st.integers(1, 4096),
+    n=st.sampled_from([256, 768, 4096, 16384]),
+    k=st.sampled_from([256, 768, 4096]),
+    overlap=st.sampled_from([None, 1.0, 1.5, 4.0]),
+)
+def test_a_cpu_gemm_never_gets_cheaper_with_rows_nor_dearer_per_row(m, more, n, k, overlap) -> None:
+    cpu = _cpu_device(True, gemm_row_ns={"bf16": 40.0}, gemm_overlap={} if overlap is None else {"bf16": overlap})
+    few, many = float(linear_s(cpu, "bf16", m, n, k)), float(linear_s(cpu, "bf16", m + more, n, k))
+    assert many >= few
+    assert many / (m + more) <= few / m * (1 + 1e-12)
+
+
+def test_a_cpu_fit_sets_the_packing_model_and_recovers_the_stream_parameters() -> None:
+    """Streamed skinny GEMMs of 1, 8 and 32 rows over rows of 256 to 1536, made by the CPU model with a 0.8 share,
+    60 ns per weight row and overlap 1.4, fit back to those three."""
+    truth = _cpu_device(True, gemm_memory={"bf16": 0.8}, gemm_row_ns={"bf16": 60.0}, gemm_overlap={"bf16": 1.4})
+    meas = _synthetic_measurements(10.0, 0.0, np.random.default_rng(3))
+
+    def timed(m: int, n: int, k: int) -> dict:
+        return {"dtype": "bf16", "m": m, "n": n, "k": k, "seconds": float(linear_s(truth, "bf16", m, n, k))}
+
+    meas["gemm"] = [r for r in meas["gemm"] if r["dtype"] == "fp32"] + [
+        timed(m, n, k) for m, n, k in [(256, 512, 512), (1024, 1536, 512), (1024, 1536, 1536), (256, 1536, 1536)]
     ]
-    share, err = fit_gemm_stream(base, rows, "fp32")
-    assert share == pytest.approx(0.3, rel=0.01) and err < 1.0
+    meas["gemm_stream"] = [timed(m, n, k) for m in (1, 8, 32) for n, k in ((1536, 512), (512, 1536), (1536, 256))]
+    eff = fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert eff["gemm_packs_weights"] is True
+    assert eff["gemm_memory"]["bf16"] == pytest.approx(0.8, rel=0.03)
+    assert eff["gemm_row_ns"]["bf16"] == pytest.approx(60.0, rel=0.05)
+    assert eff["gemm_overlap"]["bf16"] == pytest.approx(1.4, rel=0.05)
+    assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=0.02)
 
 
 # ---- speed normalisation (fathom.profiling.speed) ---------------------------------------------------------------

@@ -9,6 +9,9 @@ The efficiency model belongs to the device, not to a workload:
 - fused attention (FlashAttention 1/2/3) runs at its kernel class's ``efficiency.attention`` share of peak for
   long sequences;
   its backward does 2.5x the forward matmul work (five GEMMs instead of two).
+- a CPU's GEMM (``efficiency.gemm_packs_weights``, set by a CPU profile) packs its weight operand (a pass over
+  the weights plus a cost per weight row) and computes every row at the full rate, with no tile waves (Goto &
+  van de Geijn 2008); the two partly overlap: (compute^p + packing^p)^(1/p), p = ``efficiency.gemm_overlap``;
 - memory-bound kernels move bytes at ``efficiency.memory`` of HBM bandwidth.
 Every kernel also pays a fixed launch/tail cost (``efficiency.kernel_launch_us``; a GEMM the per-call cost a CPU
 profile measured for its dtype, ``efficiency.gemm_call_us``, where present).
@@ -61,13 +64,21 @@ def linear_s(device: DeviceSpec, precision: str, m, n, k, batch=1.0, weight_byte
     batch = np.asarray(batch, dtype=float)
     eff = device.efficiency
     rate = device.peak_flops_per_s(precision) * eff.gemm_fraction(precision)
-    compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
     elem = BYTES.get(precision, 2.0)
     w_elem = elem if weight_bytes is None else weight_bytes
     stream = eff.gemm_memory.get(precision, eff.memory)  # measured skinny-GEMM streaming where profiled (CPU)
-    memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
     fixed_us = eff.gemm_call_us.get(precision, eff.kernel_launch_us)  # a CPU's measured per-call cost, else launch
-    return np.maximum(compute, memory) + fixed_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
+    fixed = fixed_us * 1e-6 + first_touch_s(device, batch * m * n * elem)
+    if eff.gemm_packs_weights:  # a CPU: every row at the full rate, blended with the weights' packing pass
+        compute = batch * 2.0 * m * n * k / (rate * k / (k + _K_FILL))
+        row_s = eff.gemm_row_ns.get(precision, 0.0) * 1e-9
+        packing = batch * n * (k * w_elem / (device.mem_bw_bytes_per_s * stream) + row_s)
+        if (p := eff.gemm_overlap.get(precision)) is None:
+            return np.maximum(compute, packing) + fixed
+        return (compute**p + packing**p) ** (1.0 / p) + fixed
+    compute = batch * 2.0 * m * n * k / (rate * gemm_utilisation(device, m, n, k, batch))
+    memory = batch * ((m * k + m * n) * elem + k * n * w_elem) / (device.mem_bw_bytes_per_s * stream)
+    return np.maximum(compute, memory) + fixed
 
 
 def first_touch_s(device: DeviceSpec, nbytes) -> np.ndarray | float:

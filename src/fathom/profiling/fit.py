@@ -19,9 +19,12 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    on a CPU, ``runtime_reserved_gib`` = the measured memory of a minimal training process (``bench_footprint``);
 3. ``efficiency.gemm[dtype]`` minimises the same over the GEMM cases of each dtype (with ``gemm_sustained`` = 1:
    these are the isolated rates); where the fit wants more than the theoretical peak (turbo clocks), the peak
-   is raised to the fitted rate and the fraction set to 1; on a CPU, ``efficiency.gemm_memory[dtype]`` then
-   fits the skinny, decode-like GEMMs whose weights stream from memory (their own share of the bandwidth:
-   packing and conversion passes make them slower than a copy);
+   is raised to the fitted rate and the fraction set to 1. On a CPU, ``gemm_packs_weights`` is set (a CPU's GEMM
+   has no GPU tile waves: every row costs the same, and a skinny one is set by its packing pass over the
+   weights), and the rate is fitted jointly with that pass over the GEMM cases and the skinny, decode-like ones
+   whose weights stream from memory: ``efficiency.gemm_memory[dtype]`` (the pass's share of the bandwidth:
+   packing and conversion make it slower than a copy), ``gemm_row_ns[dtype]`` (its cost per weight row) and
+   ``gemm_overlap[dtype]`` (how the row work and the pass blend); every case depends on all four;
    on a GPU ``gemm_sustained`` = the isolated over the sustained time of the largest GEMM run back to back for
    seconds (its clocks under load), at most 1 (the least of the dtypes);
 4. ``efficiency.attention["flash2"]`` from the SDPA forward and backward cases of the training dtype; on a CPU
@@ -147,23 +150,46 @@ def fit_gemm(base: dict, rows: list[dict], dtype: str, issue_s: float = 0.0) -> 
     return peak, eff, _median_abs_pct(predict(max(share, 1.0), eff), secs)
 
 
-def fit_gemm_stream(base: dict, rows: list[dict], dtype: str) -> tuple[float | None, float]:
-    """(efficiency.gemm_memory[dtype], median |error| %): the share of the streamed bandwidth skinny GEMMs reach
-    reading weights from memory, with the compute side fixed by the fitted GEMM rate; None where the cases are
-    compute-bound at any share (the measurement says nothing about streaming then)."""
-    sel = [r for r in rows if r["dtype"] == dtype]
-    m, n, k, secs = _columns(sel, "m", "n", "k", "seconds")
-    table = dict(base.get("efficiency", {}).get("gemm_memory", {}))
+def fit_cpu_gemm(base: dict, gemm_rows: list[dict], stream_rows: list[dict], dtype: str) -> tuple:
+    """(peak TFLOP/s, efficiency.gemm[dtype], {efficiency field: value}, median |error| % of the GEMM cases and of
+    the streamed ones) for a CPU's GEMM (``gemm_packs_weights``), fitted jointly over both case families: the
+    rate (raising the peak where the fit passes it), the share of the streamed bandwidth the weights' packing pass
+    reaches, its cost per weight row and the overlap exponent. Every case depends on all four (large GEMMs still
+    pack; skinny ones still compute), so fitting them in turn can settle on a wrong pair."""
+    cols = [
+        _columns([r for r in rows if r["dtype"] == dtype], "m", "n", "k", "seconds")
+        for rows in (gemm_rows, stream_rows)
+    ]
+    m, n, k, secs = (np.concatenate(pair) for pair in zip(*cols, strict=True))
+    eff = base.get("efficiency", {})
+    fields = ("gemm_memory", "gemm_row_ns", "gemm_overlap")
 
-    def predict(share: float) -> np.ndarray:
-        return linear_s(_device(base, gemm_memory={**table, dtype: min(share, 1.0)}), dtype, m, n, k)
+    def predict(x) -> np.ndarray:
+        share, *stream = (float(v) for v in x)
+        data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * max(share, 1.0)}}
+        values = {f: {**eff.get(f, {}), dtype: v} for f, v in zip(fields, stream, strict=True)}
+        dev = _device(data, gemm={**eff.get("gemm", {}), dtype: min(share, 1.0)}, gemm_sustained=1.0, **values)
+        return linear_s(dev, dtype, m, n, k)
 
-    # Start from the plain streaming rate (weight bytes over time): above it the compute side may be flat.
-    x0 = float(np.clip(np.median(n * k * BYTES[dtype] / secs) / (base["mem_bw_GBps"] * 1e9), 1e-3, 1.0))
-    share = min(_fit_scalar(lambda x: np.log(predict(x) / secs), x0, 1.0), 1.0)
-    if np.allclose(predict(share), predict(0.9 * share)):
-        return None, _median_abs_pct(predict(share), secs)
-    return share, _median_abs_pct(predict(share), secs)
+    # The pass starts at the plain streaming rate of the skinny cases (weight bytes over time).
+    sm, sn, sk, ss = cols[1]
+    x0 = float(np.clip(np.median(sn * sk * BYTES[dtype] / ss) / (base["mem_bw_GBps"] * 1e9), 1e-3, 1.0))
+    sol = least_squares(
+        lambda x: np.log(predict(x) / secs),
+        x0=[0.5, x0, 50.0, 2.0],
+        bounds=([1e-3, 1e-4, 0.0, 1.0], [50.0, 1.0, 1e3, 16.0]),
+    )
+    fit, split = predict(sol.x), len(cols[0][0])
+    share = float(sol.x[0])
+    stream = {f: float(v) for f, v in zip(fields, sol.x[1:], strict=True)}
+    peak = base["peak_tflops"][dtype] * max(share, 1.0)
+    return (
+        peak,
+        min(share, 1.0),
+        stream,
+        _median_abs_pct(fit[:split], secs[:split]),
+        _median_abs_pct(fit[split:], secs[split:]),
+    )
 
 
 def fit_attention(base: dict, rows: list[dict], dtype: str) -> tuple[float, float]:
@@ -295,24 +321,29 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     if footprint and cpu:
         dev["runtime_reserved_gib"] = float(np.median(footprint)) / GIB
     gemm_rows = measurements.get("gemm", [])
+    stream_rows = measurements.get("gemm_stream", []) if cpu else []
+    if cpu and gemm_rows:
+        eff["gemm_packs_weights"] = True  # a CPU library's GEMM: a packing pass, then the rows (kernels.linear_s)
     peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
     for dtype in sorted({r["dtype"] for r in gemm_rows}):
-        peak, frac, err = fit_gemm({**dev, "efficiency": eff}, gemm_rows, dtype, issue)
+        current = {**dev, "peak_tflops": peaks, "efficiency": {**eff, "gemm": gemm}}
+        cases = {"cases": sum(r["dtype"] == dtype for r in gemm_rows)}
+        if any(r["dtype"] == dtype for r in stream_rows):
+            peak, frac, stream, err, stream_err = fit_cpu_gemm(current, gemm_rows, stream_rows, dtype)
+            for field, value in stream.items():
+                eff[field] = {**eff.get(field, {}), dtype: value}
+            streamed = sum(r["dtype"] == dtype for r in stream_rows)
+            quality[f"gemm_stream_{dtype}"] = {"cases": streamed, "median_abs_error_pct": stream_err}
+        else:
+            peak, frac, err = fit_gemm(current, gemm_rows, dtype, issue)
         peaks[dtype], gemm[dtype] = peak, frac
-        quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
+        quality[f"gemm_{dtype}"] = {**cases, "median_abs_error_pct": err}
     dev["peak_tflops"] = peaks
     eff["gemm"] = gemm
     if gemm_rows and cpu:
         eff["gemm_sustained"] = 1.0  # no GPU-style boost-clock drop: the isolated rate is measured on all cores
     if held := measurements.get("gemm_sustained"):  # a GPU: the most throttled dtype's sustained / isolated rate
         eff["gemm_sustained"] = float(min(min(r["isolated_s"] / r["sustained_s"] for r in held), 1.0))
-    stream_rows = measurements.get("gemm_stream", [])
-    for dtype in sorted({r["dtype"] for r in stream_rows}):
-        share, err = fit_gemm_stream({**dev, "efficiency": eff}, stream_rows, dtype)
-        if share is not None:
-            eff["gemm_memory"] = {**eff.get("gemm_memory", {}), dtype: share}
-        cases = sum(r["dtype"] == dtype for r in stream_rows)
-        quality[f"gemm_stream_{dtype}"] = {"cases": cases, "median_abs_error_pct": err}
     if dropout := measurements.get("dropout"):
         streamed = dev["mem_bw_GBps"] * eff.get("memory", DeviceEfficiency().memory)
         eff["dropout_rng_ns_per_element"] = fit_dropout_rng(dropout, streamed)

@@ -27,9 +27,9 @@ class Grid:
     max_ranks: int
     repeats: int
     budget_per_case_s: float
-    # Skinny GEMMs (decode-like rows) cycling through weights of this many bytes, more than a CPU's caches hold,
-    # so the weights stream from memory as each decoding step reads them.
-    gemm_stream_m: tuple[int, ...] = (8, 32)
+    # Skinny GEMMs (decode-like rows: one sequence to a batch of 32) cycling through weights of this many bytes,
+    # more than a CPU's caches hold, so the weights stream from memory as each decoding step reads them.
+    gemm_stream_m: tuple[int, ...] = (1, 8, 32)
     gemm_stream_bytes: float = 1.28e8
     # Passes over the compute and memory cases, seconds apart; each case's median over them (fathom.profiling.timing).
     passes: int = 3

@@ -184,6 +184,25 @@ class DeviceEfficiency(_Frozen):
         description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
         "(fathom profile: skinny GEMMs over weights larger than the caches, as in decoding); absent: memory",
     )
+    gemm_packs_weights: bool = Field(
+        False,
+        description="a CPU's GEMM (fathom profile on a CPU): the library packs the weight operand into its blocked "
+        "layout, a pass over the weights at the gemm_memory share of the bandwidth plus gemm_row_ns per weight row, "
+        "and computes every row of the input at the full rate (no GPU tile waves: Goto & van de Geijn 2008, "
+        "'Anatomy of high-performance matrix multiplication'); the two blend by gemm_overlap; false: a GPU's tile "
+        "waves, the larger of compute and memory time",
+    )
+    gemm_row_ns: dict[PrecisionKey, NonNegativeNumber] = Field(
+        default_factory=dict,
+        description="per precision, with gemm_packs_weights: nanoseconds each weight row's pass costs beyond its "
+        "bytes (each row's stream restarts: short rows stream slower), fitted to the profile's skinny GEMMs",
+    )
+    gemm_overlap: dict[PrecisionKey, Annotated[float, Field(ge=1.0, le=16.0)]] = Field(
+        default_factory=dict,
+        description="per precision, with gemm_packs_weights: how far the row work hides under the weights' pass, "
+        "the exponent p of (compute^p + pass^p)^(1/p) fitted to the profile's skinny GEMMs (1: the two add; "
+        "large: the larger alone); absent: the larger alone",
+    )
     optimizer: Fraction | None = Field(
         None,
         description="share of the streamed bandwidth the optimizer step reaches, where measured (fathom profile); "
