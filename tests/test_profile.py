@@ -705,13 +705,14 @@ def test_fit_on_normalised_times_ignores_the_spells(factors: list[float], check_
 def test_speed_adjusted_device_scales_each_kernel_class_by_its_own_reference() -> None:
     from fathom.profiling.speed import speed_adjusted_device
 
-    dev = {**NOMINAL, "efficiency": {**TRUE_EFF}}
+    dev = {**NOMINAL, "efficiency": {**TRUE_EFF, "gemm_row_ns": {"bf16": 40.0}}}
     same = speed_adjusted_device(dev, {"gemm_fp32": 1.0, "gemm_bf16": 1.0, "memory": 1.0, "host": 1.0}, "fp32")
     assert same == dev
     ratios = {"gemm_fp32": 0.5, "gemm_bf16": 2.0, "memory": 0.8, "host": 1.25}
     adj = speed_adjusted_device(dev, ratios, "fp32")
     assert adj["peak_tflops"] == {"fp32": 0.1, "bf16": 4.0} and adj["mem_bw_GBps"] == pytest.approx(8.0)
     assert adj["efficiency"]["host_op_us"] == pytest.approx(2.4) and adj["efficiency"]["kernel_launch_us"] == 2.4
+    assert adj["efficiency"]["gemm_row_ns"]["bf16"] == pytest.approx(50.0)  # the packing pass moves with memory
     # fp32 attention is priced on the bf16 peak: its share moves by the fp32 ratio over the bf16 one
     assert adj["efficiency"]["attention"]["flash2"] == pytest.approx(0.05 * 0.5 / 2.0)
     assert dev["peak_tflops"] == NOMINAL["peak_tflops"]  # the profile's device is not modified

@@ -182,7 +182,8 @@ def speed_ratios(readings: dict[str, list[float]], reference: dict) -> dict[str,
 
 def speed_adjusted_device(device: dict, ratios: dict[str, float], attention_dtype: str) -> dict:
     """The device fields of a profile with each kernel class as fast as its reference ran during a check:
-    GEMM peaks x the dtype's GEMM ratio, the memory bandwidth x the memory ratio, the per-op host and launch
+    GEMM peaks x the dtype's GEMM ratio, the memory bandwidth x the memory ratio (and a CPU GEMM's per-row packing
+    time / it, as the profile normalised those cases by the memory reference), the per-op host and launch
     costs / the host ratio. Fused attention is priced on the bf16 peak (``fathom.costmodel.kernels``), so its
     share moves by ``attention_dtype``'s GEMM ratio over the bf16 one."""
     dev = {**device, "peak_tflops": dict(device["peak_tflops"]), "efficiency": dict(device.get("efficiency", {}))}
@@ -192,6 +193,8 @@ def speed_adjusted_device(device: dict, ratios: dict[str, float], attention_dtyp
             dev["peak_tflops"][name[5:]] *= r
     if "memory" in ratios:
         dev["mem_bw_GBps"] *= ratios["memory"]
+        if eff.get("gemm_row_ns"):  # the packing pass's per-row time moves with its bytes (a CPU's skinny GEMMs)
+            eff["gemm_row_ns"] = {k: v / ratios["memory"] for k, v in eff["gemm_row_ns"].items()}
     if "host" in ratios:
         for key in ("host_op_us", "kernel_launch_us"):
             if key in eff:
