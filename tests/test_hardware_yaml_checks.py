@@ -50,6 +50,10 @@ def _one_line(excinfo: pytest.ExceptionInfo[FathomInputError]) -> str:
         ("efficiency: {loss_ns_per_element: {fwd: .nan}}", "efficiency.loss_ns_per_element.fwd", NON_NEGATIVE),
         ("efficiency: {dropout_rng_ns_per_element: -2}", "efficiency.dropout_rng_ns_per_element", NON_NEGATIVE),
         ("efficiency: {first_touch_ns_per_byte: .inf}", "efficiency.first_touch_ns_per_byte", NON_NEGATIVE),
+        ("efficiency: {gemm_row_ns: {bf16: -5}}", "efficiency.gemm_row_ns.bf16", NON_NEGATIVE),
+        ("efficiency: {gemm_overlap: {bf16: 0.5}}", "efficiency.gemm_overlap.bf16", "a number in [1, 16], got 0.5"),
+        ("efficiency: {gemm_overlap: {bf16: .inf}}", "efficiency.gemm_overlap.bf16", "a number in [1, 16], got inf"),
+        ("efficiency: {gemm_overlap: {fp4: 2}}", "efficiency.gemm_overlap.fp4", "unknown precision"),
         # efficiency keys: known precisions / kernel classes / passes
         ("efficiency: {gemm: {bf17: 0.5}}", "efficiency.gemm.bf17", "unknown precision (valid: default, fp32"),
         ("efficiency: {attention: {flash9: 0.5}}", "efficiency.attention.flash9", "unknown attention kernel class"),

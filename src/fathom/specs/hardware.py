@@ -103,6 +103,7 @@ Fraction = Annotated[float, _ranged(0.0, 1.0, True, False, "a number in (0, 1]")
 PositiveNumber = Annotated[float, _ranged(0.0, math.inf, True, True, "a finite number > 0")]
 NonNegativeNumber = Annotated[float, _ranged(0.0, math.inf, False, True, "a finite number >= 0")]
 Pue = Annotated[float, _ranged(1.0, 10.0, False, False, "a number in [1, 10]")]
+OverlapExponent = Annotated[float, _ranged(1.0, 16.0, False, False, "a number in [1, 16]")]
 Count = Annotated[PositiveInt, BeforeValidator(_count)]
 
 
@@ -197,7 +198,7 @@ class DeviceEfficiency(_Frozen):
         description="per precision, with gemm_packs_weights: nanoseconds each weight row's pass costs beyond its "
         "bytes (each row's stream restarts: short rows stream slower), fitted to the profile's skinny GEMMs",
     )
-    gemm_overlap: dict[PrecisionKey, Annotated[float, Field(ge=1.0, le=16.0)]] = Field(
+    gemm_overlap: dict[PrecisionKey, OverlapExponent] = Field(
         default_factory=dict,
         description="per precision, with gemm_packs_weights: how far the row work hides under the weights' pass, "
         "the exponent p of (compute^p + pass^p)^(1/p) fitted to the profile's skinny GEMMs (1: the two add; "
