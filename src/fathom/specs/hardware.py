@@ -145,6 +145,11 @@ def validate_or_explain(cls: type[BaseModel], data: dict, what: str) -> BaseMode
         raise FathomInputError(f"{what} field {loc}: {msg}") from None
 
 
+def _measured_table(description: str):
+    """A per-key table of measured or fitted values, empty unless a profile or a device file gives it."""
+    return Field(default_factory=dict, description=description)
+
+
 class DeviceEfficiency(_Frozen):
     """What fraction of the datasheet a real kernel reaches on this device (measured, with a source).
 
@@ -168,21 +173,18 @@ class DeviceEfficiency(_Frozen):
         description="host-side cost to issue one op of an eager forward without autograd (serving), where "
         "measured (fathom profile on a GPU); None: host_op_us, which includes autograd's bookkeeping",
     )
-    gemm_call_us: dict[PrecisionKey, NonNegativeNumber] = Field(
-        default_factory=dict,
-        description="per precision: a GEMM call's fixed cost beyond one dispatched op, where measured (fathom profile "
+    gemm_call_us: dict[PrecisionKey, NonNegativeNumber] = _measured_table(
+        "per precision: a GEMM call's fixed cost beyond one dispatched op, where measured (fathom profile "
         "on a CPU: a minimal GEMM per call less a minimal op; oneDNN's bf16 path pays tens of microseconds, which "
         "decoding's skinny GEMMs feel); absent: kernel_launch_us",
     )
-    decode_attention: dict[PrecisionKey, Fraction] = Field(
-        default_factory=dict,
-        description="per precision: share of that precision's peak that decode attention's query-key work reaches, "
+    decode_attention: dict[PrecisionKey, Fraction] = _measured_table(
+        "per precision: share of that precision's peak that decode attention's query-key work reaches, "
         "where measured (fathom profile on a CPU, where one query per sequence gives its SDPA no reuse and the work, "
         "not the KV read, sets the time for grouped KV heads); absent: decode attention is priced by its KV read",
     )
-    gemm_memory: dict[PrecisionKey, Fraction] = Field(
-        default_factory=dict,
-        description="per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
+    gemm_memory: dict[PrecisionKey, Fraction] = _measured_table(
+        "per precision: share of the streamed bandwidth a GEMM's operand reads reach where measured "
         "(fathom profile: skinny GEMMs over weights larger than the caches, as in decoding); absent: memory",
     )
     gemm_packs_weights: bool = Field(
@@ -193,14 +195,12 @@ class DeviceEfficiency(_Frozen):
         "'Anatomy of high-performance matrix multiplication'); the two blend by gemm_overlap; false: a GPU's tile "
         "waves, the larger of compute and memory time",
     )
-    gemm_row_ns: dict[PrecisionKey, NonNegativeNumber] = Field(
-        default_factory=dict,
-        description="per precision, with gemm_packs_weights: nanoseconds each weight row's pass costs beyond its "
+    gemm_row_ns: dict[PrecisionKey, NonNegativeNumber] = _measured_table(
+        "per precision, with gemm_packs_weights: nanoseconds each weight row's pass costs beyond its "
         "bytes (each row's stream restarts: short rows stream slower), fitted to the profile's skinny GEMMs",
     )
-    gemm_overlap: dict[PrecisionKey, OverlapExponent] = Field(
-        default_factory=dict,
-        description="per precision, with gemm_packs_weights: how far the row work hides under the weights' pass, "
+    gemm_overlap: dict[PrecisionKey, OverlapExponent] = _measured_table(
+        "per precision, with gemm_packs_weights: how far the row work hides under the weights' pass, "
         "the exponent p of (compute^p + pass^p)^(1/p) fitted to the profile's skinny GEMMs (1: the two add; "
         "large: the larger alone); absent: the larger alone",
     )
@@ -215,15 +215,13 @@ class DeviceEfficiency(_Frozen):
         "moments and no fp32 master copy (pure 16-bit training), where measured (fathom profile): a CPU computes "
         "its step in fp32 and converts, so it streams slower than the fp32 step; None: optimizer",
     )
-    elementwise: dict[PrecisionKey, Fraction] = Field(
-        default_factory=dict,
-        description="per activation dtype: share of the streamed bandwidth eager elementwise and norm ops reach "
+    elementwise: dict[PrecisionKey, Fraction] = _measured_table(
+        "per activation dtype: share of the streamed bandwidth eager elementwise and norm ops reach "
         "where measured (fathom profile on a CPU: 16-bit ops convert to fp32 and back per element, so they move "
         "fewer bytes per second than fp32 ones); absent: memory",
     )
-    loss_ns_per_element: dict[LossKey, NonNegativeNumber] = Field(
-        default_factory=dict,
-        description="``fwd`` and ``bwd`` nanoseconds per logit of the fp32 softmax cross-entropy where measured "
+    loss_ns_per_element: dict[LossKey, NonNegativeNumber] = _measured_table(
+        "``fwd`` and ``bwd`` nanoseconds per logit of the fp32 softmax cross-entropy where measured "
         "(fathom profile on a CPU, whose cores compute each exp and log: several times the memory passes' time); "
         "absent: priced as memory passes, as on a GPU",
     )
