@@ -132,22 +132,24 @@ def fit_optimizer(dev: dict, rows: list[dict], launch_us: float, issue_s: float 
     return eff, _median_abs_pct(predict(eff), secs)
 
 
+def _at_gemm_share(base: dict, dtype: str, share: float, **eff) -> DeviceSpec:
+    """``base`` with ``dtype``'s GEMM rate at ``share`` of its nominal peak: up to 1 as ``efficiency.gemm``, above 1
+    as a raised peak (turbo clocks the theoretical figure leaves out); ``eff`` sets further efficiency fields."""
+    data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * max(share, 1.0)}}
+    gemm = {**base.get("efficiency", {}).get("gemm", {}), dtype: min(share, 1.0)}
+    return _device(data, gemm=gemm, gemm_sustained=1.0, **eff)
+
+
 def fit_gemm(base: dict, rows: list[dict], dtype: str, issue_s: float = 0.0) -> tuple[float, float, float]:
     """(peak TFLOP/s, efficiency.gemm[dtype], median |error| %): the peak moves only if the fit exceeds it."""
     sel = [r for r in rows if r["dtype"] == dtype]
     m, n, k, secs = _columns(sel, "m", "n", "k", "seconds")
-    gemm = dict(base.get("efficiency", {}).get("gemm", {}))
 
-    def predict(peak_scale: float, eff: float) -> np.ndarray:
-        data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * peak_scale}}
-        dev = _device(data, gemm={**gemm, dtype: eff}, gemm_sustained=1.0)
-        return _issued(linear_s(dev, dtype, m, n, k), 1.0, issue_s)
+    def predict(share: float) -> np.ndarray:
+        return _issued(linear_s(_at_gemm_share(base, dtype, share), dtype, m, n, k), 1.0, issue_s)
 
-    # Fit the share of the nominal peak; above 1 the share becomes a scale on the peak instead.
-    share = _fit_scalar(lambda x: np.log(predict(max(x, 1.0), min(x, 1.0)) / secs), 0.5, 50.0)
-    peak = base["peak_tflops"][dtype] * max(share, 1.0)
-    eff = min(share, 1.0)
-    return peak, eff, _median_abs_pct(predict(max(share, 1.0), eff), secs)
+    share = _fit_scalar(lambda x: np.log(predict(x) / secs), 0.5, 50.0)
+    return base["peak_tflops"][dtype] * max(share, 1.0), min(share, 1.0), _median_abs_pct(predict(share), secs)
 
 
 def fit_cpu_gemm(base: dict, gemm_rows: list[dict], stream_rows: list[dict], dtype: str) -> tuple:
@@ -166,13 +168,11 @@ def fit_cpu_gemm(base: dict, gemm_rows: list[dict], stream_rows: list[dict], dty
 
     def predict(x) -> np.ndarray:
         share, *stream = (float(v) for v in x)
-        data = {**base, "peak_tflops": {**base["peak_tflops"], dtype: base["peak_tflops"][dtype] * max(share, 1.0)}}
         values = {f: {**eff.get(f, {}), dtype: v} for f, v in zip(fields, stream, strict=True)}
-        dev = _device(data, gemm={**eff.get("gemm", {}), dtype: min(share, 1.0)}, gemm_sustained=1.0, **values)
-        return linear_s(dev, dtype, m, n, k)
+        return linear_s(_at_gemm_share(base, dtype, share, **values), dtype, m, n, k)
 
     # The pass starts at the plain streaming rate of the skinny cases (weight bytes over time).
-    sm, sn, sk, ss = cols[1]
+    _, sn, sk, ss = cols[1]
     x0 = float(np.clip(np.median(sn * sk * BYTES[dtype] / ss) / (base["mem_bw_GBps"] * 1e9), 1e-3, 1.0))
     sol = least_squares(
         lambda x: np.log(predict(x) / secs),
@@ -327,7 +327,6 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     peaks, gemm = dict(dev["peak_tflops"]), dict(eff.get("gemm", {}))
     for dtype in sorted({r["dtype"] for r in gemm_rows}):
         current = {**dev, "peak_tflops": peaks, "efficiency": {**eff, "gemm": gemm}}
-        cases = {"cases": sum(r["dtype"] == dtype for r in gemm_rows)}
         if any(r["dtype"] == dtype for r in stream_rows):
             peak, frac, stream, err, stream_err = fit_cpu_gemm(current, gemm_rows, stream_rows, dtype)
             for field, value in stream.items():
@@ -337,7 +336,7 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         else:
             peak, frac, err = fit_gemm(current, gemm_rows, dtype, issue)
         peaks[dtype], gemm[dtype] = peak, frac
-        quality[f"gemm_{dtype}"] = {**cases, "median_abs_error_pct": err}
+        quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
     dev["peak_tflops"] = peaks
     eff["gemm"] = gemm
     if gemm_rows and cpu:
