@@ -54,6 +54,12 @@ def _one_line(excinfo: pytest.ExceptionInfo[FathomInputError]) -> str:
         ("efficiency: {gemm_overlap: {bf16: 0.5}}", "efficiency.gemm_overlap.bf16", "a number in [1, 16], got 0.5"),
         ("efficiency: {gemm_overlap: {bf16: .inf}}", "efficiency.gemm_overlap.bf16", "a number in [1, 16], got inf"),
         ("efficiency: {gemm_overlap: {fp4: 2}}", "efficiency.gemm_overlap.fp4", "unknown precision"),
+        (
+            "efficiency: {serving_in_situ: {bf16: 0.1}}",
+            "efficiency.serving_in_situ.bf16",
+            "a number in [0.25, 4], got 0.1",
+        ),
+        ("efficiency: {serving_in_situ: {int3: 1.2}}", "efficiency.serving_in_situ.int3", "unknown precision"),
         # efficiency keys: known precisions / kernel classes / passes
         ("efficiency: {gemm: {bf17: 0.5}}", "efficiency.gemm.bf17", "unknown precision (valid: default, fp32"),
         ("efficiency: {attention: {flash9: 0.5}}", "efficiency.attention.flash9", "unknown attention kernel class"),

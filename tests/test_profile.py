@@ -661,6 +661,43 @@ def test_a_cpu_fit_sets_the_packing_model_and_recovers_the_stream_parameters() -
     assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=0.02)
 
 
+# ---- the decode probe: an eager serving step in situ (fathom.profiling.bench_decode) ----------------------------
+def _probe_step_s(dev: DeviceSpec, layers: int, batch: int, context: float) -> float:
+    from fathom.inference.step_model import InferenceStepModel
+    from fathom.profiling.bench_decode import probe_spec
+    from fathom.profiling.check_predict import serve_plan
+
+    cluster = resolve_cluster("cpu", 1).model_copy(update={"device": dev})
+    step = InferenceStepModel(probe_spec(layers), cluster, serve_plan(batch, 64))
+    return step.step_time_s([], [], np.full(batch, context))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.5, 3.0))
+def test_the_decode_probe_fits_its_measured_over_predicted_step(scale: float) -> None:
+    """A probe step measured ``scale`` x the serving model's price for it gives serving_in_situ = ``scale``; the
+    fitted device then prices that step, and any other iteration, ``scale`` x the unscaled device."""
+    from fathom.profiling.fit import fit_serving_in_situ
+
+    dev = {**NOMINAL, "efficiency": {**TRUE_EFF, "gemm_memory": {"bf16": 0.2}, "gemm_packs_weights": True}}
+    plain = DeviceSpec.model_validate(dev)
+    steps = [_probe_step_s(plain, 2, 4, 64.0 + i) for i in range(8)]
+    row = {"dtype": "bf16", "layers": 2, "batch": 4, "input_len": 64, "steps": 8}
+    fitted = fit_serving_in_situ(dev, [{**row, "seconds": scale * float(np.median(steps))}])
+    assert fitted == pytest.approx(scale, rel=1e-9)
+    scaled = DeviceSpec.model_validate(
+        {**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {"bf16": fitted}}}
+    )
+    assert _probe_step_s(scaled, 3, 8, 200.0) == pytest.approx(scale * _probe_step_s(plain, 3, 8, 200.0), rel=1e-9)
+
+
+def test_a_profile_without_the_probe_leaves_serving_unscaled() -> None:
+    """serving_in_situ is measured or absent: a profile with no decode_step case (a GPU's, an old one) gets none."""
+    meas = _synthetic_measurements(10.0, 0.0, np.random.default_rng(5))
+    assert "serving_in_situ" not in fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
+    assert DeviceSpec.model_validate({**NOMINAL, "efficiency": {}}).efficiency.serving_in_situ == {}
+
+
 # ---- speed normalisation (fathom.profiling.speed) ---------------------------------------------------------------
 def test_a_case_timed_in_a_slow_spell_normalises_to_the_reference_speed() -> None:
     """A GEMM that takes 1 s when its reference runs at 100 GFLOP/s took 2 s in a spell at 50: merged, the raw

@@ -173,6 +173,8 @@ class InferenceStepModel:
         self._fixed_s = self.layers * p.pp * 2 * launch + (host_s if dev.ops_run_inline else 0.0)
         self._host_floor_s = 0.0 if (p.cuda_graphs or dev.ops_run_inline) else issue_s
         self._host_step_s, self._host_seq_s = host_step_s(p), host_seq_s(p)
+        # An eager iteration's kernels in a row run slower than each timed alone, where a profile measured it
+        self._in_situ = dev.efficiency.serving_in_situ.get(_math_precision(p.weight_dtype), 1.0)
 
     def _keys(self, context: np.ndarray) -> np.ndarray:
         if not self._window:
@@ -236,6 +238,7 @@ class InferenceStepModel:
         gpu = linear + head + prefill_attn + decode_attn + self._fixed_s
         if self._overlap is not None:  # NanoFlow nano-batches (fathom.inference.overlap)
             gpu = self._overlap.step_s(linear, head, prefill_attn, decode_attn, new_tokens) + self._fixed_s
+        gpu *= self._in_situ
         host = self._host_step_s + self._host_seq_s * seqs
         return (gpu if gpu > self._host_floor_s else self._host_floor_s) + host
 
@@ -287,5 +290,5 @@ class InferenceStepModel:
         seqs = len(prefill_tokens) + d.size * queries
         linear = self._table(self._linear, self._linear_dense, tokens)
         head = self._table(self._head, self._head_dense, float(seqs))
-        gpu = linear + head + prefill_attn + max(read, pairs) + self._fixed_s
+        gpu = (linear + head + prefill_attn + max(read, pairs) + self._fixed_s) * self._in_situ
         return max(gpu, self._host_floor_s) + self._host_step_s + self._host_seq_s * (len(prefill_tokens) + d.size)

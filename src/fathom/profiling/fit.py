@@ -35,7 +35,10 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    ``efficiency.dropout_rng_ns_per_element`` = the median time per element of training-mode dropout beyond its
    memory passes (the random numbers the cores draw), and ``efficiency.first_touch_ns_per_byte`` = what writing a
    freshly allocated 64 MiB buffer costs per byte beyond writing a reused one (the new mapping's page faults);
-6. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
+6. on a CPU, ``efficiency.serving_in_situ[dtype]`` = a small synthetic decoder's measured decode step
+   (``bench_decode``) over the serving step model's price for it with everything above: how much slower the
+   kernels run in a step's sequence than timed alone (the serving step model scales an iteration's device time by it);
+7. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
    fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
 
@@ -59,7 +62,7 @@ from fathom.costmodel.kernels import (
     linear_s,
     memory_bound_s,
 )
-from fathom.specs.hardware import GIB, DeviceEfficiency, DeviceSpec, SystemSpec
+from fathom.specs.hardware import GIB, Cluster, DeviceEfficiency, DeviceSpec, SystemSpec
 
 _STREAMS = ("copy", "add")  # the streamed-bandwidth cases that set mem_bw_GBps
 _OPTIMIZERS = ("adamw",)  # optimizer-step cases: their own share of the bandwidth (efficiency.optimizer)
@@ -224,6 +227,25 @@ def fit_decode_attention(base: dict, rows: list[dict], dtype: str) -> tuple[floa
     return (None if np.allclose(fit, predict(0.9 * share)) else share), _median_abs_pct(fit, secs)
 
 
+def fit_serving_in_situ(dev: dict, rows: list[dict]) -> float:
+    """The probe's measured median decode step over the serving step model's median step for the same run (batch,
+    contexts, eager, the device as fitted so far; ``bench_decode``), within ``InSituScale``'s range."""
+    from fathom.catalog.hardware import get_system
+    from fathom.inference.step_model import InferenceStepModel
+    from fathom.profiling.bench_decode import probe_spec
+    from fathom.profiling.check_predict import serve_plan
+
+    device = DeviceSpec.model_validate({**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {}}})
+    system = get_system(device.default_system or "cpu-node").model_copy(update={"device": device.name})
+    cluster, ratios = Cluster(device=device, system=system, num_gpus=1), []
+    for r in rows:
+        step = InferenceStepModel(probe_spec(r["layers"]), cluster, serve_plan(r["batch"], r["input_len"]))
+        contexts = r["input_len"] + np.arange(r["steps"], dtype=float)
+        predicted = np.median([step.step_time_s([], [], np.full(r["batch"], c)) for c in contexts])
+        ratios.append(r["seconds"] / predicted)
+    return float(np.clip(np.median(ratios), 0.25, 4.0))
+
+
 def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
     return SystemSpec(
         name="fit",
@@ -365,6 +387,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
             "median_abs_error_pct": err,
         }
     dev["efficiency"] = eff
+    for dtype in sorted({r["dtype"] for r in measurements.get("decode_step", [])}):
+        rows = [r for r in measurements["decode_step"] if r["dtype"] == dtype]
+        eff["serving_in_situ"] = {**eff.get("serving_in_situ", {}), dtype: fit_serving_in_situ(dev, rows)}
+        scale = eff["serving_in_situ"][dtype]  # its miss before the scale, as the other families' errors read
+        quality[f"serving_in_situ_{dtype}"] = {"cases": len(rows), "median_abs_error_pct": abs(1 / scale - 1) * 100}
     system: dict = {}
     if measurements.get("collective"):
         bw, lat, err = fit_collectives(measurements["collective"])

@@ -41,6 +41,9 @@ class Grid:
     first_touch_numel: int = 2**24
     # Seconds the largest GEMM runs back to back on a GPU (bench_kernels.bench_gemm_sustained): its clocks under load.
     sustained_s: float = 3.0
+    # The decode probe (bench_decode): a small synthetic decoder's layers and the decode steps timed per repeat.
+    decode_probe_layers: int = 3
+    decode_probe_steps: int = 16
 
 
 GRIDS = {
@@ -61,6 +64,8 @@ GRIDS = {
         3.2e7,
         1,
         (2**18,),
+        decode_probe_layers=1,
+        decode_probe_steps=4,
     ),
     "quick": Grid(
         (256, 1024),

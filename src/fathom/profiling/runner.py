@@ -16,6 +16,7 @@ import yaml
 from fathom.catalog.hardware import get_device, list_gpus
 from fathom.errors import FathomInputError, unknown_name_error
 from fathom.profiling.bench_collectives import bench_collectives
+from fathom.profiling.bench_decode import bench_decode_step
 from fathom.profiling.bench_footprint import bench_runtime_memory
 from fathom.profiling.bench_kernels import (
     bench_attention,
@@ -135,6 +136,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
         "attention": n * (len(grid.attention_seq) + cpu) * len(dtypes),
         # a CPU adds the loss, dropout and first-touch cases each pass, and the runtime footprint once
         "memory": n * (memory + 3 * cpu) + cpu,
+        "decode step": n * (cpu and "bf16" in dtypes),
         "collectives": len(ranks),
     }
 
@@ -214,6 +216,8 @@ def run_profile(
             one["attention"] = bench_attention(grid, dtypes, device, timer, tick("attention"))
             if cpu:
                 one["attention_decode"] = bench_decode_attention(grid, dtypes, device, timer, tick("attention"))
+            if cpu and "bf16" in dtypes:  # serving's dtype (fathom check serve)
+                one["decode_step"] = bench_decode_step(grid, "bf16", device, timer, tick("decode step"))
             for k, rows in one.items():
                 meas.setdefault(k, []).append(rows)
         reference = profile_reference_speeds(meas)

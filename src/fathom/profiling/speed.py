@@ -55,17 +55,6 @@ def describe_reference(name: str) -> dict:
     return {"kernel": f"{_HOST_OPS} in-place adds on one element", "unit": "Mop/s"}
 
 
-def reference_for(family: str, row: dict) -> str | None:
-    """The reference whose speed a profile case moves with; None: the case is not normalised."""
-    if family in ("gemm", "attention", "attention_decode"):
-        return f"gemm_{row['dtype']}"
-    if family in ("memory", "gemm_stream"):
-        return "memory"
-    if family == "overhead":
-        return "host"
-    return None
-
-
 class SpeedReference:
     """Times the reference kernels on ``device`` with ``timer`` (median of three runs, a few ms each)."""
 

@@ -104,6 +104,7 @@ PositiveNumber = Annotated[float, _ranged(0.0, math.inf, True, True, "a finite n
 NonNegativeNumber = Annotated[float, _ranged(0.0, math.inf, False, True, "a finite number >= 0")]
 Pue = Annotated[float, _ranged(1.0, 10.0, False, False, "a number in [1, 10]")]
 OverlapExponent = Annotated[float, _ranged(1.0, 16.0, False, False, "a number in [1, 16]")]
+InSituScale = Annotated[float, _ranged(0.25, 4.0, False, False, "a number in [0.25, 4]")]
 Count = Annotated[PositiveInt, BeforeValidator(_count)]
 
 
@@ -203,6 +204,11 @@ class DeviceEfficiency(_Frozen):
         "per precision, with gemm_packs_weights: how far the row work hides under the weights' pass, "
         "the exponent p of (compute^p + pass^p)^(1/p) fitted to the profile's skinny GEMMs (1: the two add; "
         "large: the larger alone); absent: the larger alone",
+    )
+    serving_in_situ: dict[PrecisionKey, InSituScale] = _measured_table(
+        "per weight precision: how much longer an eager serving iteration takes on this device than the sum of "
+        "its kernels as priced from the cases timed alone, where measured (fathom profile on a CPU: a small "
+        "synthetic decoder's decode step over its prediction, fathom.profiling.bench_decode); absent: 1",
     )
     optimizer: Fraction | None = Field(
         None,
