@@ -52,7 +52,7 @@ def plans(draw, spec):
         vpp=vpp,
         schedule="interleaved" if vpp > 1 else "1f1b",
         sequence_parallel=sequence_parallel,
-        balance_pipeline_ends=pp > 1 and vpp == 1 and (spec.num_layers + 2) % pp == 0 and draw(st.booleans()),
+        balance_pipeline_ends=pp > 1 and (spec.num_layers + 2) % (pp * vpp) == 0 and draw(st.booleans()),
         overlap_tp_comm=sequence_parallel and draw(st.booleans()),
         overlap_p2p_comm=draw(st.booleans()),
         zero=draw(st.sampled_from((1, 2, 3) if offload != "none" else (0, 1, 2, 3))),

@@ -40,6 +40,7 @@ TRAINING_ONLY = [
     "overlap_param_gather",
     "activation_offload_layers",
     "fp8_saved_inputs",
+    "balance_pipeline_ends",
 ]
 SHAPE = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "gated_mlp"]
 REQUIRED_IF_COMPLETE = SHAPE + [

@@ -131,7 +131,8 @@ BalancePipelineEnds = Annotated[
     bool,
     Opt(
         "--balance-pipeline-ends/--no-balance-pipeline-ends",
-        help="First and last stages hold one layer fewer (embedding and head count as a layer).",
+        help="First and last stages hold one layer fewer (embedding and head take a layer slot each; "
+        "num_layers + 2 must split evenly over pp x vpp).",
     ),
 ]
 OverlapTpComm = Annotated[

@@ -158,7 +158,12 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             (model.num_kv_heads % p.tp != 0) & (p.tp % model.num_kv_heads != 0),
             "tp={tp} and the {kv} KV heads: one must divide the other",
         ),
-        (stages > model.num_layers, "pp*vpp={stages} is deeper than the model's {layers} layers"),
+        # Balanced ends count the embedding and the LM head as a layer slot each (Megatron-Core splits num_layers + 2
+        # over pp x vpp), so each of num_layers + 2 model chunks may hold one slot (Dubey et al. 2024 Sec. 3.3.2).
+        (
+            stages > model.num_layers + 2 * (p.balance_pipeline_ends & (p.pp > 1)),
+            "pp*vpp={stages} is deeper than the model's {layers} layers",
+        ),
         # A learned position table (GPT-2/3, OPT) has one row per position: a longer sequence has no embedding to
         # look up. RoPE and ALiBi compute positions, so training past max_seq_len (context extension) is allowed.
         (
@@ -232,8 +237,8 @@ def _violations(model: ModelSpec, cluster: Cluster, p: PlanArrays) -> list[tuple
             "--optimizer galore projects full weight gradients: use it with --finetune none",
         ),
         (
-            p.balance_pipeline_ends & (p.pp > 1) & (((model.num_layers + 2) % p.pp != 0) | (p.vpp > 1)),
-            "--balance-pipeline-ends needs num_layers + 2 = {layers2} to be a multiple of pp={pp} and vpp 1",
+            p.balance_pipeline_ends & (p.pp > 1) & ((model.num_layers + 2) % (p.pp * p.vpp) != 0),
+            "--balance-pipeline-ends needs num_layers + 2 = {layers2} to be a multiple of pp*vpp={stages}",
         ),
         # Megatron-Core's TransformerConfig checks (megatron/core/transformer/transformer_config.py, core_v0.14.0).
         (

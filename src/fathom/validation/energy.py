@@ -100,10 +100,11 @@ def best_plan_for_layout(row: dict[str, str], model, cluster) -> TrainingPlan:
     gpus, tp, pp, cp = (int(row[k]) for k in ("plan_gpus", "tp", "pp", "cp"))
     dp, schedule = gpus // (tp * pp * cp), row["schedule"].strip() or "1f1b"
     per_replica = int(row["global_batch"]) // dp
-    stage = -(-model.num_layers // pp)
+    ends = row.get("balance_pipeline_ends", "").strip().lower() == "yes"  # the embedding and head take a slot each
+    stage = (model.num_layers + 2) // pp if ends else -(-model.num_layers // pp)
     depths = [v for v in range(2, stage + 1) if stage % v == 0] if schedule == "interleaved" else [1]
     fixed = dict(seq_len=int(row["seq_len"]), global_batch=int(row["global_batch"]), tp=tp, pp=pp, cp=cp, dp=dp,
-                 schedule=schedule, precision=row["precision"])  # fmt: skip
+                 schedule=schedule, precision=row["precision"], balance_pipeline_ends=ends)  # fmt: skip
     plans = PlanArrays.grid(
         vpp=_candidates(row, "vpp", depths),
         micro_batch=_candidates(row, "micro_batch", [int(b) for b in divisors(per_replica)]),

@@ -113,6 +113,7 @@ def row_plan(row: RunRow) -> TrainingPlan:
         overlap_param_gather=row.flag("overlap_param_gather"),
         activation_offload_layers=row.int("activation_offload_layers") or 0,
         fp8_saved_inputs=row.flag("fp8_saved_inputs", default=True),
+        balance_pipeline_ends=row.flag("balance_pipeline_ends"),
     )
 
 
