@@ -283,6 +283,11 @@ def test_tiny_profile_writes_a_loadable_device(tiny_profile) -> None:
     for row in prof["measurements"]["gemm"] + prof["measurements"]["memory"]:
         assert row["ref"] in prof["reference"] and row["ref_speed"] > 0 and row["seconds"] > 0
         assert row["normalised"]["seconds"] > 0
+    # A CPU with bf16 times the decode probe, serving's dtype, and keeps its in-situ scale
+    if any(r["dtype"] == "bf16" for r in prof["measurements"]["gemm"]):
+        (probe,) = prof["measurements"]["decode_step"]
+        assert probe["dtype"] == "bf16" and probe["seconds"] > 0 and probe["ref"] == "memory"
+        assert 0.25 <= cluster.device.efficiency.serving_in_situ["bf16"] <= 4.0
 
 
 def test_check_train_and_serve_json(tiny_profile, capsys) -> None:
