@@ -82,8 +82,14 @@ def register(app: typer.Typer) -> None:
             collectives=collectives,
             clock=clock,
         )
-        quality = ", ".join(f"{k} {v['median_abs_error_pct']:.0f}%" for k, v in doc["profile"]["fit_quality"].items())
-        Console().print(f"wrote {out} (median fit error: {quality})")
+        fits = doc["profile"]["fit_quality"].items()
+        quality = ", ".join(f"{k} {v['median_abs_error_pct']:.0f}%" for k, v in fits if "scale" not in v)
+        scales = ", ".join(
+            f"{k} x{v['scale']:.2f} (was {v['median_abs_error_pct']:.0f}% off)" for k, v in fits if "scale" in v
+        )
+        Console().print(
+            f"wrote {out} (median fit error: {quality}" + (f"; in-situ scales: {scales})" if scales else ")")
+        )
 
     @check_app.command("train")
     def train(

@@ -391,7 +391,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         rows = [r for r in measurements["decode_step"] if r["dtype"] == dtype]
         eff["serving_in_situ"] = {**eff.get("serving_in_situ", {}), dtype: fit_serving_in_situ(dev, rows)}
         scale = eff["serving_in_situ"][dtype]  # its miss before the scale, as the other families' errors read
-        quality[f"serving_in_situ_{dtype}"] = {"cases": len(rows), "median_abs_error_pct": abs(1 / scale - 1) * 100}
+        quality[f"serving_in_situ_{dtype}"] = {
+            "cases": len(rows),
+            "median_abs_error_pct": abs(1 / scale - 1) * 100,
+            "scale": scale,
+        }
     system: dict = {}
     if measurements.get("collective"):
         bw, lat, err = fit_collectives(measurements["collective"])
