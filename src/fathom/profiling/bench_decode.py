@@ -5,7 +5,8 @@ over a model's weights and KV cache, and on a CPU it comes out slower than the s
 (measured on the 2-core development VMs: 20-30% over checks of four model sizes, every kernel class included,
 while the same GEMMs replayed back to back matched their cases). ``fit_serving_in_situ`` prices this probe with
 the fitted device and keeps measured / predicted as ``efficiency.serving_in_situ``, which the serving step model
-applies to an iteration's device time. The probe is its own shape, none of the check's presets, with weights
+applies to an iteration's device time. The profile times it at both ends of each pass (a step is a fraction of a
+second, shorter than the host's spells). The probe is its own shape, none of the check's presets, with weights
 larger than a CPU's last-level cache share, as a decoding model's are.
 """
 
