@@ -17,6 +17,7 @@ from fathom.cli.app import run
 from fathom.errors import FathomInputError
 from fathom.search.objectives import Objective
 from fathom.search.pareto import non_dominated, training_pareto
+from fathom.search.training_report import describe
 from fathom.search.training_search import search_training
 from fathom.search.training_space import SearchAxes, enumerate_plans, gpu_counts
 from fathom.specs.plan import OFFLOADS, TrainingPlan
@@ -38,10 +39,12 @@ CASES = [
 
 
 def _megatron_rules_hold(model, plan: TrainingPlan) -> bool:
-    """Interleaving needs equal chunks and a micro-batch count that is a multiple of pp (Megatron-LM)."""
+    """Interleaving needs equal chunks (counting the embedding and the head as a layer each with balanced ends) and
+    a micro-batch count that is a multiple of pp (Megatron-LM)."""
     if plan.schedule != "interleaved":
         return True
-    return model.num_layers % (plan.pp * plan.vpp) == 0 and plan.grad_accum_steps % plan.pp == 0
+    layers = model.num_layers + 2 * plan.balance_pipeline_ends
+    return layers % (plan.pp * plan.vpp) == 0 and plan.grad_accum_steps % plan.pp == 0
 
 
 def _brute_force(model_name, n, seq, gb, objective, headroom, axes):
@@ -105,6 +108,22 @@ def test_space_is_large_valid_and_free_of_duplicates():
     rows = np.column_stack([plans.tp, plans.pp, plans.dp, plans.cp, plans.ep, plans.vpp, plans.zero,
                             plans.micro_batch, plans.recompute, plans.schedule, plans.offload])  # fmt: skip
     assert len(np.unique(rows, axis=0)) == len(plans)
+
+
+def test_layers_that_do_not_split_interleave_with_balanced_ends():
+    """Llama 3.1 405B's 126 layers split into no pp x vpp chunks for pp 16; with the embedding and the head taking a
+    slot each (128 = 16 x 8, its published layout) the search interleaves them, and only there."""
+    model, cluster = get_model("llama-3.1-405b"), resolve_cluster("h100-sxm", 16384)
+    plans = enumerate_plans(model, cluster, 8192, 2048)
+    assert validity(model, cluster, plans).all()
+    ends = plans.balance_pipeline_ends
+    chunks = plans.pp * plans.vpp
+    assert ends.any() and ((plans.pp == 16) & (plans.vpp == 8) & ends).any()
+    assert ((128 % chunks[ends] == 0) & (126 % chunks[ends] != 0)).all()
+    assert not (ends & (plans.vpp == 1)).any()
+    assert all(_megatron_rules_hold(model, plans.plan(int(i))) for i in np.flatnonzero(ends)[:200])
+    best = search_training(model, cluster, seq_len=8192, global_batch=2048, top=1).plans[0]
+    assert best.plan["balance_pipeline_ends"] and "balanced-ends" in describe(best)
 
 
 def test_moe_space_searches_expert_parallelism():

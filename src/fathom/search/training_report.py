@@ -69,7 +69,7 @@ def describe(p: RankedPlan) -> str:
     parts += [f"{k}{getattr(p, k)}" for k in ("cp", "ep", "vpp") if getattr(p, k) > 1]
     parts += [f"zero{p.zero}", f"mb{p.micro_batch}", f"rc={p.recompute}"]
     if p.pp > 1:
-        parts.append(p.schedule)
+        parts.append(p.schedule + (" balanced-ends" if p.plan.get("balance_pipeline_ends") else ""))
     if p.offload != "none":
         parts.append(f"offload={p.offload}")
     return " ".join(parts)

@@ -10,7 +10,8 @@ Rules of the space (on top of ``fathom.training.plans.validity``, which has the 
 - PP: divisors of the GPU count left after TP and CP, at most the layer count. Stages may be uneven
   (Megatron-LM's uneven first/last stage); the estimator prices the fullest one.
 - VPP: interleaving (Narayanan et al. 2021) needs the layers to split evenly into ``pp * vpp`` chunks and the
-  micro-batch count to be a multiple of ``pp`` (Megatron-LM asserts both).
+  micro-batch count to be a multiple of ``pp`` (Megatron-LM asserts both); layers that do not split may with
+  balanced ends (the embedding and the head a layer slot each: num_layers + 2 over ``pp * vpp``).
 - EP (MoE only): divisors of the expert count that divide TP x DP x CP.
 - Micro-batch: divisors of the global batch up to ``max_micro_batch`` that divide the per-replica batch.
 - ZeRO 0-3, recomputation none/selective/full, offload none/cpu/nvme (CPU offload needs ZeRO >= 1, NVMe offload
@@ -165,8 +166,21 @@ def enumerate_plans(
     t["vpp"], t["schedule"] = vpp[pair], sched[pair]
     pipelined = t["pp"] > 1
     interleaved = t["schedule"] == _INTERLEAVED
-    even_chunks = model.num_layers % (t["pp"] * t["vpp"]) == 0
-    t = _keep(t, ((t["schedule"] == _ONE_F_ONE_B) | pipelined) & (~interleaved | even_chunks))
+    chunks = t["pp"] * t["vpp"]
+    even_chunks = model.num_layers % chunks == 0
+    # Layers that do not split into the chunks may with the embedding and the head taking a slot each (balanced
+    # ends: num_layers + 2 chunks' worth, Megatron-Core's account-for-embedding/loss split; Llama 3 405B's 126
+    # layers on 16 stages x 8, Dubey et al. 2024 Sec. 3.3.2). A caller's fixed choice applies to every plan.
+    ends_fixed = fixed.pop("balance_pipeline_ends", None)
+    ends = (model.num_layers + 2) % chunks == 0
+    if ends_fixed is None:
+        t["balance_pipeline_ends"] = interleaved & ~even_chunks & ends
+    else:
+        t["balance_pipeline_ends"] = np.full(len(chunks), bool(ends_fixed))
+        even_chunks = np.where(t["balance_pipeline_ends"] & pipelined, ends, even_chunks)
+    t = _keep(
+        t, ((t["schedule"] == _ONE_F_ONE_B) | pipelined) & (~interleaved | even_chunks | t["balance_pipeline_ends"])
+    )
     mb_default = divisors(global_batch)
     t = _cross(t, "micro_batch", np.asarray(axes.micro_batch or mb_default[mb_default <= axes.max_micro_batch]))
     per_replica = t["micro_batch"] * t["dp"]
