@@ -173,13 +173,13 @@ def enumerate_plans(
     # layers on 16 stages x 8, Dubey et al. 2024 Sec. 3.3.2). A caller's fixed choice applies to every plan.
     ends_fixed = fixed.pop("balance_pipeline_ends", None)
     ends = (model.num_layers + 2) % chunks == 0
-    if ends_fixed is None:
-        t["balance_pipeline_ends"] = interleaved & ~even_chunks & ends
-    else:
-        t["balance_pipeline_ends"] = np.full(len(chunks), bool(ends_fixed))
-        even_chunks = np.where(t["balance_pipeline_ends"] & pipelined, ends, even_chunks)
+    t["balance_pipeline_ends"] = (
+        interleaved & ~even_chunks & ends if ends_fixed is None else np.full(len(chunks), bool(ends_fixed))
+    )
     t = _keep(
-        t, ((t["schedule"] == _ONE_F_ONE_B) | pipelined) & (~interleaved | even_chunks | t["balance_pipeline_ends"])
+        t,
+        ((t["schedule"] == _ONE_F_ONE_B) | pipelined)
+        & (~interleaved | even_chunks | (t["balance_pipeline_ends"] & ends)),
     )
     mb_default = divisors(global_batch)
     t = _cross(t, "micro_batch", np.asarray(axes.micro_batch or mb_default[mb_default <= axes.max_micro_batch]))
