@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from eager_variants import VARIANTS as _VARIANTS
 from fathom.catalog.hardware import resolve_cluster
+from fathom.catalog.models import get_model
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s
 from fathom.costmodel.kernels import attention_flops, attention_s, linear_s, memory_bound_s
 from fathom.profiling.fit import fit_profile
@@ -678,27 +679,60 @@ def _probe_step_s(dev: DeviceSpec, layers: int, batch: int, context: float) -> f
     return step.step_time_s([], [], np.full(batch, context))
 
 
+# A CPU profile's device (ops inline: the scale multiplies its kernels) and an eager GPU's (fast kernels, a host
+# issuing each op: the probe's step is bound by the host's floor, which the scale multiplies)
+_PROBE_DEVICES = {
+    "cpu": {**NOMINAL, "ops_run_inline": True,
+            "efficiency": {**TRUE_EFF, "gemm_memory": {"bf16": 0.2}, "gemm_packs_weights": True}},
+    "gpu": {**NOMINAL, "eager_pytorch": True, "peak_tflops": {"fp32": 60.0, "bf16": 900.0}, "mem_bw_GBps": 3000.0,
+            "efficiency": {**TRUE_EFF, "host_op_inference_us": 9.0}},
+}  # fmt: skip
+
+
 @settings(max_examples=25, deadline=None)
-@given(st.floats(0.5, 3.0))
-def test_the_decode_probe_fits_its_measured_over_predicted_step(scale: float) -> None:
+@given(st.floats(0.5, 3.0), st.sampled_from(sorted(_PROBE_DEVICES)))
+def test_the_decode_probe_fits_its_measured_over_predicted_step(scale: float, kind: str) -> None:
     """A probe step measured ``scale`` x the serving model's price for it gives serving_in_situ = ``scale``; the
-    fitted device then prices that step, and any other iteration, ``scale`` x the unscaled device."""
+    fitted device then prices that step, and any other iteration its scaled part binds, ``scale`` x the unscaled
+    device."""
     from fathom.profiling.fit import fit_serving_in_situ
 
-    dev = {**NOMINAL, "efficiency": {**TRUE_EFF, "gemm_memory": {"bf16": 0.2}, "gemm_packs_weights": True}}
+    dev = _PROBE_DEVICES[kind]
     plain = DeviceSpec.model_validate(dev)
     steps = [_probe_step_s(plain, 2, 4, 64.0 + i) for i in range(8)]
     row = {"dtype": "bf16", "layers": 2, "batch": 4, "input_len": 64, "steps": 8}
     fitted = fit_serving_in_situ(dev, [{**row, "seconds": scale * float(np.median(steps))}])
-    assert fitted == pytest.approx(scale, rel=1e-9)
+    assert fitted == pytest.approx(scale, rel=1e-6)
     scaled = DeviceSpec.model_validate(
         {**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {"bf16": fitted}}}
     )
-    assert _probe_step_s(scaled, 3, 8, 200.0) == pytest.approx(scale * _probe_step_s(plain, 3, 8, 200.0), rel=1e-9)
+    assert _probe_step_s(scaled, 3, 8, 200.0) == pytest.approx(scale * _probe_step_s(plain, 3, 8, 200.0), rel=1e-5)
+
+
+def test_a_gpu_scale_leaves_a_device_bound_step_and_cuda_graphs_alone() -> None:
+    """On a GPU the scale multiplies the host's issue floor only: a batch whose kernels outlast the host's issue,
+    or a plan replayed as CUDA graphs (no floor), is priced as without it."""
+    from fathom.inference.step_model import InferenceStepModel
+    from fathom.profiling.check_predict import serve_plan
+
+    dev = _PROBE_DEVICES["gpu"]
+    plain = DeviceSpec.model_validate(dev)
+    scaled = DeviceSpec.model_validate({**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {"bf16": 2.0}}})
+
+    def step_s(device: DeviceSpec, batch: int, graphs: bool) -> float:
+        cluster = resolve_cluster("cpu", 1).model_copy(update={"device": device})
+        plan = serve_plan(batch, 64).model_copy(update={"cuda_graphs": graphs})
+        step = InferenceStepModel(get_model("gpt3-1.3b"), cluster, plan)
+        return step.step_time_s([16384], [0], np.full(batch, 512.0))
+
+    assert step_s(scaled, 8, False) == pytest.approx(step_s(plain, 8, False))
+    assert step_s(scaled, 8, True) == pytest.approx(step_s(plain, 8, True))
+    assert _probe_step_s(scaled, 2, 4, 64.0) == pytest.approx(2 * _probe_step_s(plain, 2, 4, 64.0), rel=0.02)
 
 
 def test_a_profile_without_the_probe_leaves_serving_unscaled() -> None:
-    """serving_in_situ is measured or absent: a profile with no decode_step case (a GPU's, an old one) gets none."""
+    """serving_in_situ is measured or absent: a profile with no decode_step case (an old one, or one without bf16)
+    gets none."""
     meas = _synthetic_measurements(10.0, 0.0, np.random.default_rng(5))
     assert "serving_in_situ" not in fit_profile(NOMINAL, meas, train_dtype="fp32", cpu=True).device["efficiency"]
     assert DeviceSpec.model_validate({**NOMINAL, "efficiency": {}}).efficiency.serving_in_situ == {}

@@ -173,8 +173,12 @@ class InferenceStepModel:
         self._fixed_s = self.layers * p.pp * 2 * launch + (host_s if dev.ops_run_inline else 0.0)
         self._host_floor_s = 0.0 if (p.cuda_graphs or dev.ops_run_inline) else issue_s
         self._host_step_s, self._host_seq_s = host_step_s(p), host_seq_s(p)
-        # An eager iteration's kernels in a row run slower than each timed alone, where a profile measured it
-        self._in_situ = dev.efficiency.serving_in_situ.get(_math_precision(p.weight_dtype), 1.0)
+        # An eager iteration runs slower than its parts timed alone, where a profile measured it (bench_decode):
+        # on a device that runs its ops inline (a CPU) the kernels in a row; on a GPU the host issuing them, which
+        # bounds an eager decode step of a small batch (CUDA graphs remove that floor, and the scale with it)
+        scale = dev.efficiency.serving_in_situ.get(_math_precision(p.weight_dtype), 1.0)
+        self._in_situ = scale if dev.ops_run_inline else 1.0
+        self._host_floor_s *= 1.0 if dev.ops_run_inline else scale
 
     def _keys(self, context: np.ndarray) -> np.ndarray:
         if not self._window:

@@ -1,13 +1,16 @@
 """A whole eager decode step of a small synthetic decoder, timed as ``fathom check serve`` times one.
 
 The other cases time each kernel class alone, back to back on the same buffers. A decode step runs them in a row
-over a model's weights and KV cache, and on a CPU it comes out slower than the sum of its kernels so timed
-(measured on the 2-core development VMs: 20-30% over checks of four model sizes, every kernel class included,
-while the same GEMMs replayed back to back matched their cases). ``fit_serving_in_situ`` prices this probe with
-the fitted device and keeps measured / predicted as ``efficiency.serving_in_situ``, which the serving step model
-applies to an iteration's device time. The profile times it at both ends of each pass (a step is a fraction of a
-second, shorter than the host's spells). The probe is its own shape, none of the check's presets, with weights
-larger than a CPU's last-level cache share, as a decoding model's are.
+over a model's weights and KV cache, and comes out slower than the sum of its parts so timed. On a CPU the kernels
+run slower in a row (measured on the 2-core development VMs: 20-30% over checks of four model sizes, every kernel
+class included, while the same GEMMs replayed back to back matched their cases); on a GPU a small batch's step is
+bound by the host issuing its ops, which cost more in a model's sequence than the loop of tiny ops that times
+``host_op_inference_us`` (H100 checks of four models, session 16: 18-35% slower than predicted). ``fit_serving_in_situ``
+finds the scale that prices this probe at its measured step with the fitted device and keeps it as
+``efficiency.serving_in_situ``, which the serving step model applies to an eager iteration (``step_model``). The
+profile times it at both ends of each pass (a step is a fraction of a second, shorter than the host's spells).
+The probe is its own shape, none of the check's presets, with weights larger than a CPU's last-level cache
+share, as a decoding model's are.
 """
 
 from __future__ import annotations
@@ -55,13 +58,14 @@ def bench_decode_step(grid: Grid, dtype: str, device: str, timer: Timer, tick) -
     spec = probe_spec(grid.decode_probe_layers)
     steps, dt = grid.decode_probe_steps, torch_dtype(dtype)
     torch.manual_seed(0)
-    model = Decoder(spec, PROBE_INPUT_LEN + steps + 1).to(dt).eval()
+    model = Decoder(spec, PROBE_INPUT_LEN + steps + 1).to(device=device, dtype=dt).eval()
 
     def repeats() -> float:
         medians = []
         for rep in range(1 + grid.repeats):
             model.allocate_cache(PROBE_BATCH, PROBE_INPUT_LEN + steps + 1, dt)
-            out = {"tok": model.next_tokens(torch.randint(0, spec.vocab_size, (PROBE_BATCH, PROBE_INPUT_LEN)), 0)}
+            prompts = torch.randint(0, spec.vocab_size, (PROBE_BATCH, PROBE_INPUT_LEN), device=device)
+            out = {"tok": model.next_tokens(prompts, 0)}
 
             def step(i: int, out: dict = out) -> None:
                 out["tok"] = model.next_tokens(out["tok"], PROBE_INPUT_LEN + i)

@@ -35,9 +35,11 @@ Every benchmark case is priced with the cost model's own functions (``fathom.cos
    ``efficiency.dropout_rng_ns_per_element`` = the median time per element of training-mode dropout beyond its
    memory passes (the random numbers the cores draw), and ``efficiency.first_touch_ns_per_byte`` = what writing a
    freshly allocated 64 MiB buffer costs per byte beyond writing a reused one (the new mapping's page faults);
-6. on a CPU, ``efficiency.serving_in_situ[dtype]`` = a small synthetic decoder's measured decode step
-   (``bench_decode``) over the serving step model's price for it with everything above: how much slower the
-   kernels run in a step's sequence than timed alone (the serving step model scales an iteration's device time by it);
+6. ``efficiency.serving_in_situ[dtype]``: the scale that makes the serving step model's price for a small
+   synthetic decoder's eager decode step (``bench_decode``), with everything above, equal its measured step. On a
+   CPU it scales an iteration's kernels (they run slower in a step's sequence than timed alone); on a GPU the
+   host's issue floor, which bounds an eager decode step of a small batch (its ops cost more in a model's
+   sequence than the tiny-op loop that ``host_op_inference_us`` times);
 7. collectives: time = volume x (1/bandwidth) + steps x latency is linear in (1/bandwidth, latency), with the
    volume and step counts of the ring/tree model; a non-negative least-squares fit on relative errors gives the
    fabric's achieved bandwidth and per-step latency (``intra_node_efficiency`` = 1: the fit *is* achieved).
@@ -51,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import brentq, least_squares, nnls
 
 from fathom.costmodel.collectives import all_gather_s, all_reduce_s
 from fathom.costmodel.kernels import (
@@ -227,23 +229,33 @@ def fit_decode_attention(base: dict, rows: list[dict], dtype: str) -> tuple[floa
     return (None if np.allclose(fit, predict(0.9 * share)) else share), _median_abs_pct(fit, secs)
 
 
-def fit_serving_in_situ(dev: dict, rows: list[dict]) -> float:
-    """The probe's measured median decode step over the serving step model's median step for the same run (batch,
-    contexts, eager, the device as fitted so far; ``bench_decode``), within ``InSituScale``'s range."""
+def fit_serving_in_situ(dev: dict, rows: list[dict]) -> float | None:
+    """The scale at which the serving step model's median step for the probe's run (batch, contexts, eager, the
+    device as fitted so far; ``bench_decode``) equals the measured median step: solved per row (the price never
+    falls as the scale grows), the median over rows, within ``InSituScale``'s range. None where the price does not
+    depend on the scale (a probe bound by what the scale does not multiply)."""
     from fathom.catalog.hardware import get_system
     from fathom.inference.step_model import InferenceStepModel
     from fathom.profiling.bench_decode import probe_spec
     from fathom.profiling.check_predict import serve_plan
 
-    device = DeviceSpec.model_validate({**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {}}})
-    system = get_system(device.default_system or "cpu-node").model_copy(update={"device": device.name})
-    cluster, ratios = Cluster(device=device, system=system, num_gpus=1), []
-    for r in rows:
+    def median_step(r: dict, scale: float) -> float:
+        eff = {**dev["efficiency"], "serving_in_situ": {r["dtype"]: scale}}
+        device = DeviceSpec.model_validate({**dev, "efficiency": eff})
+        system = get_system(device.default_system or "cpu-node").model_copy(update={"device": device.name})
+        cluster = Cluster(device=device, system=system, num_gpus=1)
         step = InferenceStepModel(probe_spec(r["layers"]), cluster, serve_plan(r["batch"], r["input_len"]))
         contexts = r["input_len"] + np.arange(r["steps"], dtype=float)
-        predicted = np.median([step.step_time_s([], [], np.full(r["batch"], c)) for c in contexts])
-        ratios.append(r["seconds"] / predicted)
-    return float(np.clip(np.median(ratios), 0.25, 4.0))
+        return float(np.median([step.step_time_s([], [], np.full(r["batch"], c)) for c in contexts]))
+
+    low, high, scales = 0.25, 4.0, []
+    for r in rows:
+        miss = lambda x, r=r: median_step(r, x) - r["seconds"]  # noqa: E731
+        at_low, at_high = miss(low), miss(high)
+        if np.isclose(at_low, at_high, rtol=1e-9, atol=0.0):
+            return None
+        scales.append(low if at_low >= 0 else high if at_high <= 0 else brentq(miss, low, high, xtol=1e-6))
+    return float(np.median(scales))
 
 
 def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
@@ -389,8 +401,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     dev["efficiency"] = eff
     for dtype in sorted({r["dtype"] for r in measurements.get("decode_step", [])}):
         rows = [r for r in measurements["decode_step"] if r["dtype"] == dtype]
-        eff["serving_in_situ"] = {**eff.get("serving_in_situ", {}), dtype: fit_serving_in_situ(dev, rows)}
-        scale = eff["serving_in_situ"][dtype]  # its miss before the scale, as the other families' errors read
+        scale = fit_serving_in_situ(dev, rows)
+        if scale is None:
+            continue
+        eff["serving_in_situ"] = {**eff.get("serving_in_situ", {}), dtype: scale}
+        # its miss before the scale, as the other families' errors read
         quality[f"serving_in_situ_{dtype}"] = {
             "cases": len(rows),
             "median_abs_error_pct": abs(1 / scale - 1) * 100,

@@ -136,7 +136,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool) -> dict[str, int
         "attention": n * (len(grid.attention_seq) + cpu) * len(dtypes),
         # a CPU adds the loss, dropout and first-touch cases each pass, and the runtime footprint once
         "memory": n * (memory + 3 * cpu) + cpu,
-        "decode step": 2 * n * (cpu and "bf16" in dtypes),  # at the start and the end of each pass
+        "decode step": 2 * n * ("bf16" in dtypes),  # at the start and the end of each pass
         "collectives": len(ranks),
     }
 
@@ -200,7 +200,7 @@ def run_profile(
     ) as bar:
         tasks = {k: bar.add_task(k, total=v) for k, v in steps.items()}
         tick = lambda k: lambda: bar.advance(tasks[k])  # noqa: E731
-        probe = cpu and "bf16" in dtypes  # the decode probe in serving's dtype (fathom check serve)
+        probe = "bf16" in dtypes  # the decode probe in serving's dtype (fathom check serve)
         for _ in range(grid.passes):  # passes seconds apart: the average speed, not one spell's (profiling.timing)
             # The decode probe's step is a fraction of a second: timed at both ends of each pass, its six readings
             # span the profile as the other cases do, so one spell of the host moves one of them, not the scale.

@@ -206,9 +206,10 @@ class DeviceEfficiency(_Frozen):
         "large: the larger alone); absent: the larger alone",
     )
     serving_in_situ: dict[PrecisionKey, InSituScale] = _measured_table(
-        "per weight precision: how much longer an eager serving iteration takes on this device than the sum of "
-        "its kernels as priced from the cases timed alone, where measured (fathom profile on a CPU: a small "
-        "synthetic decoder's decode step over its prediction, fathom.profiling.bench_decode); absent: 1",
+        "per weight precision: how much longer an eager serving iteration takes on this device than its parts "
+        "as priced from the cases timed alone, where measured (fathom profile: the scale that prices a small "
+        "synthetic decoder's decode step at its measured time, fathom.profiling.bench_decode); it multiplies a "
+        "CPU's kernels and a GPU's host issue floor; absent: 1",
     )
     optimizer: Fraction | None = Field(
         None,
