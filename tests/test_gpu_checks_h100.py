@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parents[1] / "src/fathom/validation/data/gpu_che
 PROFILE = HERE / "h100-quick.yaml"
 # (profile, check) of each run: session 10's two nodes (here and ``run2/``), session 11's two (``run3/``, ``run4/``:
 # bf16 training checks too, after the fused-kernel op counts below), session 16's (``run5/``: one node, no decode
-# probe yet; ``run6/``, ``run7/``: another node profiled twice, with the decode probe)
-RUNS = (HERE, HERE / "run2", HERE / "run3", HERE / "run4", HERE / "run5", HERE / "run6", HERE / "run7")
+# probe yet; ``run6/``, ``run7/``: another node profiled twice, with the decode probe; ``run8/``: a third node)
+RUNS = tuple([HERE] + [HERE / f"run{i}" for i in range(2, 9)])
 CHECKS = [(d / "h100-quick.yaml", c) for d in RUNS for c in sorted(d.glob("check-*.json"))]
 
 
