@@ -701,8 +701,9 @@ def test_the_decode_probe_fits_its_measured_over_predicted_step(scale: float, ki
     plain = DeviceSpec.model_validate(dev)
     steps = [_probe_step_s(plain, 2, 4, 64.0 + i) for i in range(8)]
     row = {"dtype": "bf16", "layers": 2, "batch": 4, "input_len": 64, "steps": 8}
-    fitted = fit_serving_in_situ(dev, [{**row, "seconds": scale * float(np.median(steps))}])
+    fitted, miss_pct = fit_serving_in_situ(dev, [{**row, "seconds": scale * float(np.median(steps))}])
     assert fitted == pytest.approx(scale, rel=1e-6)
+    assert miss_pct == pytest.approx(abs(1 / scale - 1) * 100, rel=1e-3, abs=1e-6)  # unscaled price vs measured
     scaled = DeviceSpec.model_validate(
         {**dev, "efficiency": {**dev["efficiency"], "serving_in_situ": {"bf16": fitted}}}
     )

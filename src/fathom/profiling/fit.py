@@ -229,11 +229,12 @@ def fit_decode_attention(base: dict, rows: list[dict], dtype: str) -> tuple[floa
     return (None if np.allclose(fit, predict(0.9 * share)) else share), _median_abs_pct(fit, secs)
 
 
-def fit_serving_in_situ(dev: dict, rows: list[dict]) -> float | None:
-    """The scale at which the serving step model's median step for the probe's run (batch, contexts, eager, the
-    device as fitted so far; ``bench_decode``) equals the measured median step: solved per row (the price never
-    falls as the scale grows), the median over rows, within ``InSituScale``'s range. None where the price does not
-    depend on the scale (a probe bound by what the scale does not multiply)."""
+def fit_serving_in_situ(dev: dict, rows: list[dict]) -> tuple[float, float] | None:
+    """(scale, median |error| % of the unscaled price). The scale is the one at which the serving step model's
+    median step for the probe's run (batch, contexts, eager, the device as fitted so far; ``bench_decode``) equals
+    the measured median step: solved per row (the price never falls as the scale grows), the median over rows,
+    within ``InSituScale``'s range. None where the price does not depend on the scale (a probe bound by what the
+    scale does not multiply)."""
     from fathom.catalog.hardware import get_system
     from fathom.inference.step_model import InferenceStepModel
     from fathom.profiling.bench_decode import probe_spec
@@ -248,14 +249,15 @@ def fit_serving_in_situ(dev: dict, rows: list[dict]) -> float | None:
         contexts = r["input_len"] + np.arange(r["steps"], dtype=float)
         return float(np.median([step.step_time_s([], [], np.full(r["batch"], c)) for c in contexts]))
 
-    low, high, scales = 0.25, 4.0, []
+    low, high, scales, misses = 0.25, 4.0, [], []
     for r in rows:
         miss = lambda x, r=r: median_step(r, x) - r["seconds"]  # noqa: E731
         at_low, at_high = miss(low), miss(high)
         if np.isclose(at_low, at_high, rtol=1e-9, atol=0.0):
             return None
         scales.append(low if at_low >= 0 else high if at_high <= 0 else brentq(miss, low, high, xtol=1e-6))
-    return float(np.median(scales))
+        misses.append(abs(miss(1.0) / r["seconds"]) * 100)
+    return float(np.median(scales)), float(np.median(misses))
 
 
 def _system(bw_GBps: float, latency_us: float, ranks: int) -> SystemSpec:
@@ -401,14 +403,14 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     dev["efficiency"] = eff
     for dtype in sorted({r["dtype"] for r in measurements.get("decode_step", [])}):
         rows = [r for r in measurements["decode_step"] if r["dtype"] == dtype]
-        scale = fit_serving_in_situ(dev, rows)
-        if scale is None:
+        fitted = fit_serving_in_situ(dev, rows)
+        if fitted is None:
             continue
+        scale, miss_pct = fitted
         eff["serving_in_situ"] = {**eff.get("serving_in_situ", {}), dtype: scale}
-        # its miss before the scale, as the other families' errors read
-        quality[f"serving_in_situ_{dtype}"] = {
+        quality[f"serving_in_situ_{dtype}"] = {  # its miss before the scale, as the other families' errors read
             "cases": len(rows),
-            "median_abs_error_pct": abs(1 / scale - 1) * 100,
+            "median_abs_error_pct": miss_pct,
             "scale": scale,
         }
     system: dict = {}
