@@ -101,6 +101,36 @@ def test_fit_recovers_known_parameters(noise: float) -> None:
     DeviceSpec.model_validate(fit.device)
 
 
+def test_a_gpu_fit_recovers_the_fp8_gemm_rate_beside_bf16() -> None:
+    """A GPU profile's FP8 GEMM cases (``bench_gemm_fp8``) fit ``efficiency.gemm["fp8"]`` on the datasheet FP8 peak,
+    apart from bf16's: cases made at 0.55 of an FP8 peak twice bf16's come back at 0.55, bf16 at its own 0.4. Small
+    cases run back to back take the host's time to issue each call of their dtype (``tiny_gemm``: an FP8
+    ``_scaled_mm`` costs more than a matmul, both more than the tiny add), which the fit floors them at."""
+    base = {**NOMINAL, "peak_tflops": {"fp32": 0.2, "bf16": 2.0, "fp8": 4.0}}
+    true_gemm = {"fp32": 0.8, "bf16": 0.4, "fp8": 0.55}
+    dev = DeviceSpec.model_validate({**base, "efficiency": {**TRUE_EFF, "gemm": true_gemm}})
+    calls = {"bf16": 18e-6, "fp8": 24e-6}
+    shapes = [(16, 64, 64), (32, 128, 64), (64, 128, 128), (128, 256, 256), (512, 1024, 1024), (2048, 4096, 4096)]
+    gemm = [
+        {"dtype": dtype, "m": m, "n": n, "k": k, "seconds": max(float(linear_s(dev, dtype, m, n, k)), calls[dtype])}
+        for dtype in ("bf16", "fp8")
+        for m, n, k in shapes
+    ]
+    meas = {**_synthetic_measurements(12.0, 0.0, np.random.default_rng(7)), "gemm": gemm}
+    meas["overhead"] += [{"op": "tiny_gemm", "dtype": d, "seconds_per_op": t} for d, t in calls.items()]
+    eff = fit_profile(base, meas, train_dtype="bf16", cpu=False).device["efficiency"]
+    assert eff["gemm"]["fp8"] == pytest.approx(0.55, rel=0.02)
+    assert eff["gemm"]["bf16"] == pytest.approx(0.4, rel=0.02)
+    assert "gemm_call_us" not in eff  # a GPU's call cost is the host's issue, not device time a GEMM adds
+
+
+def test_fp8_gemms_are_benched_only_on_a_gpu_with_fp8_tensor_cores() -> None:
+    pytest.importorskip("torch")
+    from fathom.profiling.bench_kernels import fp8_gemms_supported
+
+    assert not fp8_gemms_supported("cpu")
+
+
 def test_fit_keeps_a_gemm_call_cost_beyond_the_dispatched_op() -> None:
     """A CPU's minimal GEMM per call, less a minimal op: oneDNN's bf16 path pays tens of microseconds where fp32
     pays about one op. The fit keeps it per dtype (never negative); every GEMM pays it instead of the launch cost,

@@ -45,6 +45,40 @@ def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: T
     return rows
 
 
+def fp8_gemms_supported(device: str) -> bool:
+    """Whether ``device`` has FP8 tensor cores PyTorch can drive (compute capability 8.9 and later: Ada, Hopper,
+    Blackwell) through ``torch._scaled_mm``, the cuBLASLt FP8 GEMM that Transformer Engine's and torchao's FP8
+    linears call."""
+    import torch
+
+    if not device.startswith("cuda") or not hasattr(torch, "float8_e4m3fn") or not hasattr(torch, "_scaled_mm"):
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def bench_gemm_fp8(grid: Grid, device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """(m x k) @ (k x n) in FP8: e4m3 operands with per-tensor scales, bf16 output, the second operand column-major
+    as cuBLASLt's FP8 kernels require. The GEMM kernel alone: an FP8 recipe's casts and transposes are memory
+    passes the training estimator prices apart. Read against the bf16 reference GEMM (the same tensor cores)."""
+    import torch
+
+    rows = []
+    one = torch.ones((), device=device, dtype=torch.float32)
+    for m, n, k in gemm_cases(grid):
+        if m % 16 or n % 16 or k % 16:  # cuBLASLt's FP8 layouts
+            continue
+        a = torch.randn(m, k, device=device).to(torch.float8_e4m3fn)
+        b = torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()
+
+        def fn(a=a, b=b):
+            return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+        s, ref = timer.around("gemm_bf16", lambda fn=fn: timer.median(fn, grid.repeats, 1, grid.budget_per_case_s))
+        rows.append({"dtype": "fp8", "m": m, "n": n, "k": k, "seconds": s, **ref})
+        tick()
+    return rows
+
+
 def bench_gemm_sustained(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: Tick) -> list[dict]:
     """The grid's largest GEMM per dtype, isolated (``timer.median``'s short samples) and then back to back for
     ``grid.sustained_s``: a GPU's clocks fall once it runs at its power limit for long, as a training step keeps

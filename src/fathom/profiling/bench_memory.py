@@ -184,9 +184,11 @@ def make_adamw(params):
 def bench_overhead(grid: Grid, device: str, timer: Timer, tick, dtypes: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """Fixed cost of one eager op: ``_TINY_OPS`` in-place adds on a one-element tensor, per op (on a GPU also
     replayed as a CUDA graph: the kernel's own cost); and the host cost per dispatched op of a whole eager training
-    layer (``eager_layer_op``; on a GPU the layer is so narrow that the host's issue sets its time). On a CPU also
-    a minimal GEMM per ``dtype`` (``tiny_gemm``), whose fixed cost per call the library sets (oneDNN's bf16 path:
-    about 40 us against 5 for fp32 on the development VM), which decoding's skinny GEMMs pay."""
+    layer (``eager_layer_op``; on a GPU the layer is so narrow that the host's issue sets its time). Also a minimal
+    GEMM per ``dtype`` (``tiny_gemm``): on a CPU its fixed cost per call is the library's (oneDNN's bf16 path: about
+    40 us against 5 for fp32 on the development VM), which decoding's skinny GEMMs pay; on a GPU the host's time to
+    issue one (an FP8 ``_scaled_mm`` costs about twice a bf16 matmul), below which the GEMM cases run back to back
+    cannot go."""
     import torch
 
     x = torch.zeros(1, device=device)
@@ -199,8 +201,7 @@ def bench_overhead(grid: Grid, device: str, timer: Timer, tick, dtypes: tuple[st
     rows = [{"op": "tiny_add", "seconds_per_op": s / _TINY_OPS, **ref}]
     if device != "cpu":  # a GPU's own fixed cost per kernel: the same adds replayed as a CUDA graph, no host issue
         rows.append(_graph_tiny_ops(grid, device, timer, many))
-    if device == "cpu":
-        rows += [_tiny_gemm(grid, timer, dtype) for dtype in dtypes]
+    rows += [_tiny_gemm(grid, timer, dtype, device) for dtype in dtypes]
     rows.append(bench_eager_layer_op(grid, timer, device=device))
     if device != "cpu":  # serving's forward without autograd (on a CPU host_op_us is priced for both)
         rows.append(bench_eager_layer_op(grid, timer, device=device, inference=True))
@@ -208,16 +209,25 @@ def bench_overhead(grid: Grid, device: str, timer: Timer, tick, dtypes: tuple[st
     return rows
 
 
-def _tiny_gemm(grid: Grid, timer: Timer, dtype: str) -> dict:
+def _tiny_gemm(grid: Grid, timer: Timer, dtype: str, device: str = "cpu") -> dict:
     """Seconds per call of ``_TINY_OPS`` (8, 64) x (64, 64) GEMMs in ``dtype``: decode-shaped rows, operands of a
-    few kilobytes, so the call's fixed cost is all that is timed."""
+    few kilobytes, so the call's fixed cost is all that is timed (FP8: 16 rows, its least, through ``_scaled_mm`` as
+    ``bench_gemm_fp8`` calls it)."""
     import torch
 
-    x, w = torch.randn(8, 64, dtype=torch_dtype(dtype)), torch.randn(64, 64, dtype=torch_dtype(dtype))
+    if dtype == "fp8":
+        one = torch.ones((), device=device, dtype=torch.float32)
+        x = torch.randn(16, 64, device=device).to(torch.float8_e4m3fn)
+        w = torch.randn(64, 64, device=device).to(torch.float8_e4m3fn).t()
+        call = lambda: torch._scaled_mm(x, w, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
+    else:
+        x = torch.randn(8, 64, dtype=torch_dtype(dtype), device=device)
+        w = torch.randn(64, 64, dtype=torch_dtype(dtype), device=device)
+        call = lambda: torch.mm(x, w)  # noqa: E731
 
     def many():
         for _ in range(_TINY_OPS):
-            torch.mm(x, w)
+            call()
 
     s, ref = timer.around("host", lambda: timer.median(many, max(grid.repeats, 3), 1, grid.budget_per_case_s))
     return {"op": "tiny_gemm", "dtype": dtype, "seconds_per_op": s / _TINY_OPS, **ref}

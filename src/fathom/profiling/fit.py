@@ -327,8 +327,11 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
     if eager:
         eff["host_op_us"] = float(np.median([r["seconds_per_op"] for r in eager]) * 1e6)
     tiny_gemms = [r for r in overhead if r["op"] == "tiny_gemm"]
-    for dtype in sorted({r["dtype"] for r in tiny_gemms}):
-        call = float(np.median([r["seconds_per_op"] for r in tiny_gemms if r["dtype"] == dtype]))
+    gemm_calls = {
+        dtype: float(np.median([r["seconds_per_op"] for r in tiny_gemms if r["dtype"] == dtype]))
+        for dtype in sorted({r["dtype"] for r in tiny_gemms})
+    }
+    for dtype, call in gemm_calls.items() if cpu else ():
         # beyond the dispatched op the eager models already charge (host_op_us, the tiny op's time on a CPU)
         eff["gemm_call_us"] = {**eff.get("gemm_call_us", {}), dtype: max(call - (tiny_s or 0.0), 0.0) * 1e6}
     if infer := [r for r in overhead if r["op"] == "eager_inference_op"]:
@@ -370,7 +373,8 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
             streamed = sum(r["dtype"] == dtype for r in stream_rows)
             quality[f"gemm_stream_{dtype}"] = {"cases": streamed, "median_abs_error_pct": stream_err}
         else:
-            peak, frac, err = fit_gemm(current, gemm_rows, dtype, issue)
+            # a GPU's GEMM calls back to back take at least the host's time to issue one of that dtype
+            peak, frac, err = fit_gemm(current, gemm_rows, dtype, max(issue, 0.0 if cpu else gemm_calls.get(dtype, 0)))
         peaks[dtype], gemm[dtype] = peak, frac
         quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
     dev["peak_tflops"] = peaks

@@ -35,7 +35,7 @@ class ReferenceSpeed(_Loose):
 
 
 class GemmCase(_Loose):
-    dtype: Literal["fp32", "bf16", "fp16"]
+    dtype: Literal["fp32", "bf16", "fp16", "fp8"]
     m: StrictInt = Field(ge=1)
     n: StrictInt = Field(ge=1)
     k: StrictInt = Field(ge=1)

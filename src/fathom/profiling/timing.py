@@ -16,7 +16,8 @@ Medians still leave a profile and a check taken in different spells 20-50% apart
 by design (``fathom.profiling.speed``): small fixed reference kernels (a GEMM per dtype, an L2-resident copy, a
 loop of tiny eager ops) are timed around every profile case and between the checks' timed steps. The profile
 stores each case's raw seconds with the reference speed around it, records each reference's median speed
-(``profile.reference``) and fits on the times at that speed (seconds x speed then / reference speed). A check
+(``profile.reference``) and fits on the times at that speed (seconds x speed then / reference speed); a GPU
+profile records the references but fits on the raw times (its reference kernels are host-bound, ``runner``). A check
 reports its raw ``error_pct`` as before and beside it ``speed_ratio`` (how fast the check ran the phase's mix
 of kernels against the profile, from the references read just before and after each timed sample, each kernel
 class weighted by its part of the predicted time) and ``error_pct_speed_adjusted`` (the prediction against the
