@@ -113,3 +113,31 @@ def test_the_gpu_benches_run_and_feed_the_fit_on_any_device():
     assert eff["host_op_inference_us"] == pytest.approx(infer["seconds_per_op"] * 1e6)
     ratio = held[0]["isolated_s"] / held[0]["sustained_s"]
     assert eff["gemm_sustained"] == pytest.approx(min(ratio, 1.0))
+
+
+def test_the_fp8_gemm_bench_runs_and_fits_on_any_device_torch_can_scale_mm_on():
+    """``bench_gemm_fp8`` and the FP8 minimal-GEMM call (``_tiny_gemm``) are device-agnostic code, gated by
+    ``fp8_gemms_supported`` on a GPU; PyTorch runs ``_scaled_mm`` on a CPU too, so here they run with the tiny grid
+    and their rows fit ``efficiency.gemm["fp8"]`` on an FP8 peak."""
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch, "_scaled_mm"):
+        pytest.skip("this PyTorch has no _scaled_mm")
+    from fathom.profiling.bench_kernels import bench_gemm_fp8, gemm_cases
+    from fathom.profiling.bench_memory import _tiny_gemm
+    from fathom.profiling.fit import fit_profile
+    from fathom.profiling.grids import get_grid
+
+    grid, timer = get_grid("tiny"), Timer(sync=lambda: None)
+    try:
+        rows = bench_gemm_fp8(grid, "cpu", timer, lambda: None)
+        call = _tiny_gemm(grid, timer, "fp8", "cpu")
+    except (RuntimeError, NotImplementedError) as exc:  # a build without CPU FP8 matmuls
+        pytest.skip(f"no CPU _scaled_mm here: {exc}")
+    assert len(rows) == sum(not (m % 16 or n % 16 or k % 16) for m, n, k in gemm_cases(grid)) > 0
+    assert all(r["dtype"] == "fp8" and r["seconds"] > 0 for r in rows)
+    assert call["op"] == "tiny_gemm" and call["dtype"] == "fp8" and call["seconds_per_op"] > 0
+    base = get_device("h100-sxm").model_dump()
+    overhead = [{"op": "tiny_add", "seconds_per_op": 1e-5}, call]
+    fit = fit_profile(base, {"overhead": overhead, "gemm": rows}, train_dtype="bf16", cpu=False)
+    assert 0.0 < fit.device["efficiency"]["gemm"]["fp8"] <= 1.0
+    assert fit.quality["gemm_fp8"]["cases"] == len(rows)
