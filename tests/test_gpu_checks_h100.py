@@ -173,3 +173,12 @@ def test_a_host_bound_reference_would_corrupt_a_gpu_gemm():
     )
     flops = 2.0 * 2048 * 4096 * 8192
     assert flops / case["normalised"]["seconds"] > peak > flops / case["seconds"]
+
+
+def test_a_profile_with_fp8_gemm_cases_passes_the_checks_schema():
+    """run9's serving check refused its own profile (an ``fp8`` GEMM case the schema did not know); run10's passes."""
+    from fathom.profiling.profile_schema import check_profile_section
+
+    doc = yaml.safe_load((HERE / "run10" / "h100-quick.yaml").read_text())
+    assert any(r["dtype"] == "fp8" for r in doc["profile"]["measurements"]["gemm"])
+    check_profile_section(doc["profile"], "run10")
