@@ -56,23 +56,29 @@ def fp8_gemms_supported(device: str) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def bench_gemm_fp8(grid: Grid, device: str, timer: Timer, tick: Tick) -> list[dict]:
-    """(m x k) @ (k x n) in FP8: e4m3 operands with per-tensor scales, bf16 output, the second operand column-major
-    as cuBLASLt's FP8 kernels require. The GEMM kernel alone: an FP8 recipe's casts and transposes are memory
-    passes the training estimator prices apart. Read against the bf16 reference GEMM (the same tensor cores)."""
+def fp8_gemm_cases(grid: Grid) -> list[tuple[int, int, int]]:
+    """The grid's GEMM shapes cuBLASLt's FP8 layouts take (every dimension a multiple of 16)."""
+    return [(m, n, k) for m, n, k in gemm_cases(grid) if not (m % 16 or n % 16 or k % 16)]
+
+
+def fp8_matmul(m: int, n: int, k: int, device: str) -> Callable[[], object]:
+    """An FP8 (m x k) @ (k x n) ready to call: e4m3 operands with unit per-tensor scales and bf16 output, the second
+    operand column-major as cuBLASLt's FP8 kernels require."""
     import torch
 
-    rows = []
     one = torch.ones((), device=device, dtype=torch.float32)
-    for m, n, k in gemm_cases(grid):
-        if m % 16 or n % 16 or k % 16:  # cuBLASLt's FP8 layouts
-            continue
-        a = torch.randn(m, k, device=device).to(torch.float8_e4m3fn)
-        b = torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()
+    a = torch.randn(m, k, device=device).to(torch.float8_e4m3fn)
+    b = torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()
+    return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
 
-        def fn(a=a, b=b):
-            return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
 
+def bench_gemm_fp8(grid: Grid, device: str, timer: Timer, tick: Tick) -> list[dict]:
+    """(m x k) @ (k x n) in FP8 (``fp8_matmul``). The GEMM kernel alone: an FP8 recipe's casts and transposes are
+    memory passes the training estimator prices apart. Read against the bf16 reference GEMM (the same tensor
+    cores)."""
+    rows = []
+    for m, n, k in fp8_gemm_cases(grid):
+        fn = fp8_matmul(m, n, k, device)
         s, ref = timer.around("gemm_bf16", lambda fn=fn: timer.median(fn, grid.repeats, 1, grid.budget_per_case_s))
         rows.append({"dtype": "fp8", "m": m, "n": n, "k": k, "seconds": s, **ref})
         tick()

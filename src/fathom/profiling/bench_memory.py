@@ -7,7 +7,7 @@ the training model charges it (``fathom.training.step_time.OPTIMIZER_STEP_BYTES`
 
 from __future__ import annotations
 
-from fathom.profiling.bench_kernels import torch_dtype
+from fathom.profiling.bench_kernels import fp8_matmul, torch_dtype
 from fathom.profiling.grids import Grid
 from fathom.profiling.timing import Timer
 
@@ -216,10 +216,7 @@ def _tiny_gemm(grid: Grid, timer: Timer, dtype: str, device: str = "cpu") -> dic
     import torch
 
     if dtype == "fp8":
-        one = torch.ones((), device=device, dtype=torch.float32)
-        x = torch.randn(16, 64, device=device).to(torch.float8_e4m3fn)
-        w = torch.randn(64, 64, device=device).to(torch.float8_e4m3fn).t()
-        call = lambda: torch._scaled_mm(x, w, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
+        call = fp8_matmul(16, 64, 64, device)
     else:
         x = torch.randn(8, 64, dtype=torch_dtype(dtype), device=device)
         w = torch.randn(64, 64, dtype=torch_dtype(dtype), device=device)

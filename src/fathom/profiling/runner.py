@@ -25,6 +25,7 @@ from fathom.profiling.bench_kernels import (
     bench_gemm_fp8,
     bench_gemm_stream,
     bench_gemm_sustained,
+    fp8_gemm_cases,
     fp8_gemms_supported,
     gemm_cases,
     stream_cases,
@@ -133,7 +134,7 @@ def _plan(grid, dtypes: list[str], ranks: list[int], cpu: bool, fp8: bool = Fals
     n = grid.passes
     adamw = 2 * len(grid.optimizer_params)  # fp32 and bf16 steps
     memory = len(grid.copy_numel) + len(grid.elementwise_numel) * len(dtypes) + adamw + 1
-    fp8_cases = fp8 * sum(not (m % 16 or n_ % 16 or k % 16) for m, n_, k in gemm_cases(grid))
+    fp8_cases = fp8 * len(fp8_gemm_cases(grid))
     return {
         "GEMM": (n * (len(gemm_cases(grid)) + cpu * len(stream_cases(grid))) + (not cpu)) * len(dtypes) + n * fp8_cases,
         "attention": n * (len(grid.attention_seq) + cpu) * len(dtypes),
