@@ -48,10 +48,12 @@ def bench_gemm(grid: Grid, dtypes: list[str], device: str, timer: Timer, tick: T
 def fp8_gemms_supported(device: str) -> bool:
     """Whether ``device`` has FP8 tensor cores PyTorch can drive (compute capability 8.9 and later: Ada, Hopper,
     Blackwell) through ``torch._scaled_mm``, the cuBLASLt FP8 GEMM that Transformer Engine's and torchao's FP8
-    linears call."""
+    linears call. Not on ROCm: an MI300's FP8 GEMMs take the ``e4m3fnuz`` format, which this bench does not build."""
     import torch
 
     if not device.startswith("cuda") or not hasattr(torch, "float8_e4m3fn") or not hasattr(torch, "_scaled_mm"):
+        return False
+    if getattr(torch.version, "hip", None):
         return False
     return torch.cuda.get_device_capability(device) >= (8, 9)
 
