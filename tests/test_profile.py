@@ -124,11 +124,20 @@ def test_a_gpu_fit_recovers_the_fp8_gemm_rate_beside_bf16() -> None:
     assert "gemm_call_us" not in eff  # a GPU's call cost is the host's issue, not device time a GEMM adds
 
 
-def test_fp8_gemms_are_benched_only_on_a_gpu_with_fp8_tensor_cores() -> None:
-    pytest.importorskip("torch")
+def test_fp8_gemms_are_benched_only_on_a_gpu_with_fp8_tensor_cores(monkeypatch) -> None:
+    """Compute capability 8.9 and later (Ada, Hopper, Blackwell), CUDA builds only (a faked ``torch.cuda``)."""
+    torch = pytest.importorskip("torch")
     from fathom.profiling.bench_kernels import fp8_gemms_supported
 
     assert not fp8_gemms_supported("cpu")
+    if not hasattr(torch, "_scaled_mm"):
+        return
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    for capability, expected in (((8, 0), False), ((8, 9), True), ((9, 0), True), ((10, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert fp8_gemms_supported("cuda") is expected, capability
+    monkeypatch.setattr(torch.version, "hip", "6.2", raising=False)  # ROCm: e4m3fnuz, not built here
+    assert not fp8_gemms_supported("cuda")
 
 
 def test_fit_keeps_a_gemm_call_cost_beyond_the_dispatched_op() -> None:
