@@ -71,7 +71,7 @@ def test_the_gpu_fit_floors_host_bound_cases_at_the_issue_rate():
     assert floored > bare * 1.1
 
 
-# The bounds README.md states for these runs: training within 25% (the compute-bound fp32 runs within 6%; the small
+# The bounds README.md states for these runs: training within 25% (the compute-bound fp32 runs within 7%; the small
 # models are host-bound, and the same check moved with the node: medium-llama's fp32 step measured 19.1, 26.7 and
 # 27.9 ms on three nodes, so no one prediction is within 20% of all three), serving within 45% (host-bound at these
 # batches), peak memory within 10%.
