@@ -331,14 +331,16 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
         dtype: float(np.median([r["seconds_per_op"] for r in tiny_gemms if r["dtype"] == dtype]))
         for dtype in sorted({r["dtype"] for r in tiny_gemms})
     }
-    for dtype, call in gemm_calls.items() if cpu else ():
-        # beyond the dispatched op the eager models already charge (host_op_us, the tiny op's time on a CPU)
-        eff["gemm_call_us"] = {**eff.get("gemm_call_us", {}), dtype: max(call - (tiny_s or 0.0), 0.0) * 1e6}
+    if cpu:  # beyond the dispatched op the eager models already charge (host_op_us, the tiny op's time on a CPU)
+        for dtype, call in gemm_calls.items():
+            eff["gemm_call_us"] = {**eff.get("gemm_call_us", {}), dtype: max(call - (tiny_s or 0.0), 0.0) * 1e6}
     if infer := [r for r in overhead if r["op"] == "eager_inference_op"]:
         eff["host_op_inference_us"] = float(np.median([r["seconds_per_op"] for r in infer]) * 1e6)
     launch = eff.get("kernel_launch_us", DeviceEfficiency().kernel_launch_us)
     # A GPU's eager op, run back to back, takes at least the host's time to issue it (the tiny op's rate).
     issue = 0.0 if cpu or tiny_s is None else tiny_s
+    # ... and a GPU's GEMM calls back to back at least the host's time to issue one of that dtype (``tiny_gemm``)
+    gemm_issue = {} if cpu else {dtype: max(issue, call) for dtype, call in gemm_calls.items()}
     dev["efficiency"] = eff
     if measurements.get("memory"):
         bw, mem_eff, err = fit_memory(dev, measurements["memory"], launch, issue)
@@ -373,8 +375,7 @@ def fit_profile(base: dict, measurements: dict, *, train_dtype: str, cpu: bool) 
             streamed = sum(r["dtype"] == dtype for r in stream_rows)
             quality[f"gemm_stream_{dtype}"] = {"cases": streamed, "median_abs_error_pct": stream_err}
         else:
-            # a GPU's GEMM calls back to back take at least the host's time to issue one of that dtype
-            peak, frac, err = fit_gemm(current, gemm_rows, dtype, max(issue, 0.0 if cpu else gemm_calls.get(dtype, 0)))
+            peak, frac, err = fit_gemm(current, gemm_rows, dtype, gemm_issue.get(dtype, issue))
         peaks[dtype], gemm[dtype] = peak, frac
         quality[f"gemm_{dtype}"] = {"cases": sum(r["dtype"] == dtype for r in gemm_rows), "median_abs_error_pct": err}
     dev["peak_tflops"] = peaks
